@@ -1,0 +1,83 @@
+"""Router: page config, database readiness, identity, shared sidebar, navigation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+from sqlalchemy.exc import DBAPIError, OperationalError  # noqa: E402
+
+from components import cache  # noqa: E402
+from components.auth import current_user, user_badge  # noqa: E402
+from components.filters import sidebar_filters  # noqa: E402
+from db.session import DatabaseUnavailable, check_connection, describe_db_error  # noqa: E402
+
+st.set_page_config(page_title="Onboarding analytics", page_icon=":material/rocket_launch:", layout="wide")
+
+# Pages whose numbers follow the sidebar's account filters.
+FILTERED = {"Portfolio", "Funnel", "Cohorts", "Accounts", "Health model"}
+
+
+def database_error(exc: BaseException) -> None:
+    """A clear page instead of a stack trace; retry brings the app back when the database is."""
+    st.title("The database is unavailable")
+    st.error(describe_db_error(exc) if not isinstance(exc, DatabaseUnavailable) else str(exc), icon=":material/database:")
+    st.write(
+        "Nothing you entered was saved if the save did not say so. Check that the database server is running "
+        "and that DATABASE_URL points at it, then retry."
+    )
+    if st.button("Retry", type="primary", icon=":material/refresh:"):
+        cache.forget_ready()
+        st.rerun()
+    st.stop()
+
+
+try:
+    check_connection()
+    with st.spinner("Preparing the database (first start: migrating and creating the demo portfolio)…"):
+        status = cache.ready()
+except (DatabaseUnavailable, OperationalError, DBAPIError) as exc:
+    database_error(exc)
+
+user = current_user()
+st.session_state["_user"] = user
+
+pages = {
+    "Analytics": [
+        st.Page("pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", url_path="portfolio", default=True),
+        st.Page("pages/funnel.py", title="Funnel", icon=":material/filter_alt:", url_path="funnel"),
+        st.Page("pages/cohorts.py", title="Cohorts", icon=":material/stacked_line_chart:", url_path="cohorts"),
+        st.Page("pages/health_model.py", title="Health model", icon=":material/monitor_heart:", url_path="health-model"),
+    ],
+    "Customer success": [
+        st.Page("pages/accounts.py", title="Accounts", icon=":material/apartment:", url_path="accounts"),
+        st.Page("pages/success_plans.py", title="Success plans", icon=":material/checklist:", url_path="success-plans"),
+    ],
+    "Admin": [
+        st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data"),
+        st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
+    ],
+}
+page = st.navigation(pages)
+
+user_badge(user)
+if status.get("demo"):
+    demo = status["demo"]
+    st.sidebar.caption(
+        f":material/science: Showing **demo data**: a generated portfolio of {demo.get('accounts', '?'):,} accounts "
+        f"(seed {demo.get('seed')}, as of {demo.get('as_of')}). Import your own on the Data page."
+    )
+
+try:
+    if page.title in FILTERED:
+        src = cache.facts()
+        st.session_state["_filters"] = sidebar_filters(src.accounts())
+    page.run()
+except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
+    database_error(exc)
+

@@ -1,0 +1,1 @@
+"""Reusable UI: cache/loaders, identity, filters, tiles, charts, tables."""

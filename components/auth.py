@@ -1,0 +1,77 @@
+"""Who is signed in: Streamlit OIDC (st.login) when [auth] is configured in secrets, a
+trusted reverse-proxy header when AUTH_HEADER is set, else the local demo as a demo admin."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from db.session import session_scope
+from services.access import NotInTeam, User, demo_admin, user_for_email
+
+
+def auth_mode() -> str:
+    try:
+        if "auth" in st.secrets:
+            return "oidc"
+    except Exception:
+        pass
+    if os.environ.get("AUTH_HEADER"):
+        return "header"
+    return "demo"
+
+
+def current_user() -> User:
+    """The signed-in team member; renders the sign-in or no-access page and stops if none."""
+    mode = auth_mode()
+    if mode == "demo":
+        return demo_admin()
+    if mode == "oidc":
+        if not getattr(st.user, "is_logged_in", False):
+            st.title("Onboarding analytics")
+            st.write("Sign in with your company account to continue.")
+            st.button("Sign in", type="primary", on_click=st.login)
+            st.stop()
+        email = str(st.user.get("email") or "")
+    else:
+        header = os.environ["AUTH_HEADER"]
+        email = str(st.context.headers.get(header) or "")
+        if not email:
+            st.title("Not signed in")
+            st.error(f"The sign-in proxy did not send the {header} header, so we cannot tell who you are. Open the dashboard through the company sign-in.")
+            st.stop()
+    try:
+        with session_scope() as s:
+            return user_for_email(s, email, mode=mode)
+    except NotInTeam:
+        st.title("No access")
+        st.error(
+            f"You are signed in as {email}, but that address is not a member of the customer-success team here. "
+            "Ask an admin to add you on the Settings page (Team), then reload."
+        )
+        if mode == "oidc":
+            st.button("Sign out", on_click=st.logout)
+        st.stop()
+    raise AssertionError("unreachable")
+
+
+def user_badge(user: User) -> None:
+    """Who is signed in, in the sidebar."""
+    if user.mode == "demo":
+        st.sidebar.info(
+            f"**Local demo**: you are the *{user.name}* ({user.role}). Sign-in is off; configure OIDC or a trusted header to use real accounts.",
+            icon=":material/person:",
+        )
+    else:
+        st.sidebar.caption(f"Signed in as **{md(user.name)}** ({user.role}) · {md(user.email)}")
+        if user.mode == "oidc":
+            st.sidebar.button("Sign out", on_click=st.logout)
+
+
+def md(text: object) -> str:
+    """Escape user text for markdown (names, notes): shown as text, never as markup."""
+    s = "" if text is None else str(text)
+    for ch in "\\`*_{}[]()<>#+-.!|~$":
+        s = s.replace(ch, "\\" + ch)
+    return s

@@ -1,0 +1,165 @@
+"""Export every table in the import contract's format, so export -> import round-trips.
+
+Text cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR)
+get a leading apostrophe; the importer removes it again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from db.importer import FORMULA_PREFIXES, SPECS
+from db.session import get_engine
+
+EVENT_CHUNK = 200_000
+
+QUERIES = {
+    "team.csv": "SELECT email, name, role FROM team_members ORDER BY email",
+    "accounts.csv": (
+        "SELECT a.external_id AS account_id, a.name, a.segment, a.contract_start, a.industry, a.employees, "
+        "a.plan, a.channel, a.region, a.arr, a.licensed_seats, t.email AS csm_email "
+        "FROM accounts a LEFT JOIN team_members t ON t.id = a.csm_id ORDER BY a.external_id"
+    ),
+    "milestones.csv": (
+        "SELECT a.external_id AS account_id, m.milestone_key AS milestone, m.due_date, m.completed_at "
+        "FROM account_milestones m JOIN accounts a ON a.id = m.account_id "
+        "JOIN milestone_definitions d ON d.key = m.milestone_key "
+        "ORDER BY a.external_id, d.sort_order, m.milestone_key"
+    ),
+    "outcomes.csv": (
+        "SELECT a.external_id AS account_id, o.date, o.type, o.arr_change "
+        "FROM outcomes o JOIN accounts a ON a.id = o.account_id ORDER BY a.external_id, o.date, o.type"
+    ),
+    "checklist.csv": (
+        "SELECT a.external_id AS account_id, c.category, c.criterion, c.target, c.actual, c.status, "
+        "t.email AS owner_email, c.due_date, c.note "
+        "FROM checklist_items c JOIN accounts a ON a.id = c.account_id "
+        "LEFT JOIN team_members t ON t.id = c.owner_id "
+        "ORDER BY a.external_id, c.position, c.category, c.criterion"
+    ),
+    "events.csv": (
+        "SELECT a.external_id AS account_id, e.event, e.ts AS timestamp, e.user_id, e.properties "
+        "FROM events e JOIN accounts a ON a.id = e.account_id "
+        "ORDER BY a.external_id, e.ts, e.event, e.user_id"
+    ),
+}
+
+
+def neutralise(s: pd.Series) -> pd.Series:
+    """Prefix a ' to text a spreadsheet would evaluate as a formula."""
+    s = s.astype(object).where(s.notna(), "").astype(str)
+    mask = s.str.startswith(FORMULA_PREFIXES)
+    return s.where(~mask, "'" + s)
+
+
+def _fmt_number(s: pd.Series) -> pd.Series:
+    num = pd.to_numeric(s, errors="coerce")
+    out = pd.Series("", index=s.index, dtype=object)
+    has = num.notna()
+    integral = has & (num.fillna(0) % 1 == 0)
+    out[integral] = num[integral].astype("int64").astype(str)
+    frac = has & ~integral
+    out[frac] = num[frac].map(repr)
+    return out
+
+
+def _fmt_ts(s: pd.Series) -> pd.Series:
+    ts = pd.to_datetime(s, utc=True, format="mixed")
+    base = ts.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    micro = ts.dt.microsecond.fillna(0).astype(int)
+    frac = np.where(micro > 0, "." + micro.astype(str).str.zfill(6), "")
+    out = base + frac + "Z"
+    return out.where(ts.notna(), "")
+
+
+def _fmt_date(s: pd.Series) -> pd.Series:
+    d = pd.to_datetime(s, errors="coerce")
+    return d.dt.strftime("%Y-%m-%d").where(d.notna(), "")
+
+
+def format_frame(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Render one file's rows as contract text cells."""
+    out = pd.DataFrame(index=df.index)
+    for col in SPECS[name]:
+        s = df[col.name]
+        if col.kind == "date":
+            out[col.name] = _fmt_date(s)
+        elif col.kind == "ts":
+            out[col.name] = _fmt_ts(s)
+        elif col.kind in ("int", "float"):
+            out[col.name] = _fmt_number(s)
+        else:
+            out[col.name] = neutralise(s)
+    return out
+
+
+def _frames(conn: Connection, name: str) -> Iterator[pd.DataFrame]:
+    if name == "events.csv":
+        yield from pd.read_sql_query(text(QUERIES[name]), conn, chunksize=EVENT_CHUNK)
+    else:
+        yield pd.read_sql_query(text(QUERIES[name]), conn)
+
+
+def export_to(
+    write: Callable[[str, str], None], *, url: str | None = None, progress: Callable[[float, str], None] | None = None
+) -> dict[str, int]:
+    """Render every file and hand (name, text chunk) to `write`; return rows per file."""
+    counts: dict[str, int] = {}
+    with get_engine(url).connect() as conn:
+        names = list(SPECS)
+        for i, name in enumerate(names):
+            if progress:
+                progress(i / len(names), f"exporting {name}")
+            counts[name] = 0
+            header = True
+            for df in _frames(conn, name):
+                buf = io.StringIO()
+                format_frame(name, df).to_csv(
+                    buf, index=False, header=header, lineterminator="\n", quoting=csv.QUOTE_MINIMAL
+                )
+                write(name, buf.getvalue())
+                header = False
+                counts[name] += len(df)
+            if header:  # no rows at all: still write the header
+                write(name, ",".join(c.name for c in SPECS[name]) + "\n")
+    if progress:
+        progress(1.0, "done")
+    return counts
+
+
+def export_dir(path: str | Path, *, url: str | None = None) -> dict[str, int]:
+    """Write the contract files into a directory."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    handles: dict[str, io.TextIOBase] = {}
+    try:
+
+        def write(name: str, chunk: str) -> None:
+            if name not in handles:
+                handles[name] = open(path / name, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+            handles[name].write(chunk)
+
+        return export_to(write, url=url)
+    finally:
+        for h in handles.values():
+            h.close()
+
+
+def export_zip(*, url: str | None = None, progress: Callable[[float, str], None] | None = None) -> bytes:
+    """All contract files in one zip (for the Data page's download)."""
+    parts: dict[str, list[str]] = {}
+    export_to(lambda n, c: parts.setdefault(n, []).append(c), url=url, progress=progress)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, chunks in parts.items():
+            zf.writestr(name, "".join(chunks))
+    return buf.getvalue()

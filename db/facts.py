@@ -1,0 +1,437 @@
+"""Per-account facts for the metrics: aggregation happens in SQL, pandas gets small frames.
+
+Every function takes a Connection (keyword-only after it) and returns a DataFrame whose
+timestamps are naive UTC datetime64[ns] and dates are datetime64[ns] at midnight.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection
+
+from db.bulk import SQLITE_TS
+
+
+def _ts_param(conn: Connection, value: datetime) -> object:
+    """A timestamp bound for raw SQL: SQLite compares text, PostgreSQL timestamptz."""
+    if conn.dialect.name == "sqlite":
+        return value.strftime(SQLITE_TS)
+    return pd.Timestamp(value).tz_localize("UTC").to_pydatetime() if pd.Timestamp(value).tzinfo is None else value
+
+
+def _day(conn: Connection, col: str) -> str:
+    return f"date({col})" if conn.dialect.name == "sqlite" else f"CAST({col} AS DATE)"
+
+
+def _add_days_ts(conn: Connection, date_col: str, days: str) -> str:
+    """SQL for `date_col + days` as a timestamp comparable with events.ts."""
+    if conn.dialect.name == "sqlite":
+        return f"strftime('%Y-%m-%d %H:%M:%f000', {date_col}, ({days}) || ' days')"
+    return f"(CAST({date_col} AS TIMESTAMP) + ({days}) * INTERVAL '1 day') AT TIME ZONE 'UTC'"
+
+
+def _json_field(conn: Connection, col: str, field: str) -> str:
+    if conn.dialect.name == "sqlite":
+        return f"CASE WHEN json_valid({col}) THEN json_extract({col}, '$.{field}') END"
+    return f"(CAST({col} AS json) ->> '{field}')"
+
+
+def naive_ts(s: pd.Series) -> pd.Series:
+    """Any timestamp column (text from SQLite, aware from PostgreSQL) -> naive UTC."""
+    if s.empty:
+        return pd.to_datetime(s).astype("datetime64[ns]")
+    first = s.dropna().iloc[0] if s.notna().any() else None
+    if isinstance(first, str):
+        try:  # SQLite's own storage format: the fast, exact path
+            return pd.to_datetime(s, format=SQLITE_TS)
+        except ValueError:
+            return pd.to_datetime(s, utc=True, format="mixed").dt.tz_localize(None)
+    out = pd.to_datetime(s, utc=True)
+    return out.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def naive_date(s: pd.Series) -> pd.Series:
+    if s.empty:
+        return pd.to_datetime(s).astype("datetime64[ns]")
+    first = s.dropna().iloc[0] if s.notna().any() else None
+    if isinstance(first, str):
+        return pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+    return pd.to_datetime(s, errors="coerce").astype("datetime64[ns]")
+
+
+def _join(conn: Connection) -> str:
+    """accounts-then-events join: SQLite's CROSS JOIN fixes that order (an index range per
+    account), PostgreSQL plans a plain join itself."""
+    return "CROSS JOIN" if conn.dialect.name == "sqlite" else ","
+
+
+def _read(conn: Connection, sql: str, params: dict | None = None, *, expanding: tuple[str, ...] = ()) -> pd.DataFrame:
+    stmt = text(sql)
+    if expanding:
+        stmt = stmt.bindparams(*[bindparam(n, expanding=True) for n in expanding])
+    result = conn.execute(stmt, params or {})
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def accounts(conn: Connection) -> pd.DataFrame:
+    """Accounts with their CSM (email and name)."""
+    df = _read(
+        conn,
+        "SELECT a.id AS account_id, a.external_id, a.name, a.segment, a.industry, a.employees, a.plan, "
+        "a.channel, a.region, a.arr, a.contract_start, a.licensed_seats, a.csm_id, "
+        "t.email AS csm_email, t.name AS csm_name "
+        "FROM accounts a LEFT JOIN team_members t ON t.id = a.csm_id ORDER BY a.external_id",
+    )
+    df["contract_start"] = naive_date(df["contract_start"])
+    for c in ("arr", "employees", "licensed_seats"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def milestones(conn: Connection) -> pd.DataFrame:
+    """Every account milestone: account_id, milestone_key, due_date, completed_at."""
+    df = _read(conn, "SELECT account_id, milestone_key, due_date, completed_at FROM account_milestones")
+    df["due_date"] = naive_date(df["due_date"])
+    df["completed_at"] = naive_ts(df["completed_at"])
+    return df
+
+
+def outcomes(conn: Connection) -> pd.DataFrame:
+    df = _read(conn, "SELECT account_id, date, type, arr_change FROM outcomes")
+    df["date"] = naive_date(df["date"])
+    df["arr_change"] = pd.to_numeric(df["arr_change"], errors="coerce")
+    return df
+
+
+def plans(conn: Connection) -> pd.DataFrame:
+    return _read(conn, "SELECT account_id, champion, admin_contact, executive_sponsor FROM success_plans")
+
+
+def checklist_value(conn: Connection, *, as_of_end: datetime) -> pd.DataFrame:
+    """Per account: Value Realization items (not n/a) and how many were done by as_of_end."""
+    return _read(
+        conn,
+        "SELECT account_id, COUNT(*) AS value_items, "
+        "SUM(CASE WHEN status = 'done' AND done_at IS NOT NULL AND done_at < :end THEN 1 ELSE 0 END) AS value_done "
+        "FROM checklist_items WHERE category = 'Value Realization' AND status != 'n/a' GROUP BY account_id",
+        {"end": _ts_param(conn, as_of_end)},
+    )
+
+
+def checklist_overview(conn: Connection) -> pd.DataFrame:
+    """Per account: checklist items, done, blocked, overdue (not done, due date passed today)."""
+    today = date.today()
+    df = _read(
+        conn,
+        "SELECT account_id, COUNT(*) AS items, "
+        "SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END) AS done, "
+        "SUM(CASE WHEN status = 'blocked' THEN 1 ELSE 0 END) AS blocked, "
+        "SUM(CASE WHEN status NOT IN ('done', 'n/a') AND due_date < :today THEN 1 ELSE 0 END) AS overdue "
+        "FROM checklist_items GROUP BY account_id",
+        {"today": today},
+    )
+    return df
+
+
+def activity(conn: Connection, *, as_of_end: datetime, users_days: int, active_days_window: int) -> pd.DataFrame:
+    """Per account, as of `as_of_end` (exclusive): distinct active users in the trailing
+    `users_days`, active days in the trailing `active_days_window`, users in the last 7 days."""
+    u0 = as_of_end - timedelta(days=users_days)
+    d0 = as_of_end - timedelta(days=active_days_window)
+    w0 = as_of_end - timedelta(days=7)
+    lb = min(u0, d0, w0)
+    return _read(
+        conn,
+        f"SELECT account_id, "
+        f"COUNT(DISTINCT CASE WHEN ts >= :u0 AND user_id != '' THEN user_id END) AS active_users, "
+        f"COUNT(DISTINCT CASE WHEN ts >= :d0 THEN {_day(conn, 'ts')} END) AS active_days, "
+        f"COUNT(DISTINCT CASE WHEN ts >= :w0 AND user_id != '' THEN user_id END) AS weekly_users "
+        f"FROM events WHERE ts >= :lb AND ts < :end GROUP BY account_id",
+        {
+            "u0": _ts_param(conn, u0),
+            "d0": _ts_param(conn, d0),
+            "w0": _ts_param(conn, w0),
+            "lb": _ts_param(conn, lb),
+            "end": _ts_param(conn, as_of_end),
+        },
+    )
+
+
+def last_events(conn: Connection, *, account_ids: list[int], as_of_end: datetime) -> pd.DataFrame:
+    """The last event before as_of_end of each given account (index seeks per account)."""
+    parts = []
+    for i in range(0, len(account_ids), 5000):
+        parts.append(
+            _read(
+                conn,
+                "SELECT account_id, MAX(ts) AS last_event FROM events WHERE account_id IN :ids AND ts < :end GROUP BY account_id",
+                {"ids": [int(x) for x in account_ids[i : i + 5000]], "end": _ts_param(conn, as_of_end)},
+                expanding=("ids",),
+            )
+        )
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["account_id", "last_event"])
+    df["last_event"] = naive_ts(df["last_event"])
+    return df
+
+
+def activity_anchored(conn: Connection, *, offset_days: int, users_days: int, active_days_window: int) -> pd.DataFrame:
+    """Like `activity`, but each account's as-of is the end of day `offset_days` after its
+    contract start (for point-in-time scores at day 30/60)."""
+    end = _add_days_ts(conn, "a.contract_start", ":off")
+    u0 = _add_days_ts(conn, "a.contract_start", ":off - :ud")
+    d0 = _add_days_ts(conn, "a.contract_start", ":off - :ad")
+    lb = _add_days_ts(conn, "a.contract_start", ":off - :mx")
+    df = _read(
+        conn,
+        f"SELECT e.account_id, "
+        f"COUNT(DISTINCT CASE WHEN e.ts >= {u0} AND e.user_id != '' THEN e.user_id END) AS active_users, "
+        f"COUNT(DISTINCT CASE WHEN e.ts >= {d0} THEN {_day(conn, 'e.ts')} END) AS active_days "
+        f"FROM accounts a {_join(conn)} events e "
+        f"WHERE e.account_id = a.id AND e.ts >= {lb} AND e.ts < {end} GROUP BY e.account_id",
+        {"off": offset_days + 1, "ud": users_days, "ad": active_days_window, "mx": max(users_days, active_days_window)},
+    )
+    return df
+
+
+def step_occurrences(conn: Connection, *, names: list[str], milestone_keys: list[str], strict: bool) -> pd.DataFrame:
+    """Events (and milestone completions as `milestone:<key>`) that can fill funnel steps.
+
+    `rank` orders each account's stream. In strict mode it is the position among all the
+    account's events (so adjacency can be checked), which needs one pass over the table.
+    """
+    parts = []
+    if names:
+        if strict:
+            df = _read(
+                conn,
+                "SELECT account_id, name, ts, rnk AS rank FROM ("
+                " SELECT account_id, event AS name, ts,"
+                " ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY ts, id) AS rnk FROM events"
+                ") s WHERE name IN :names",
+                {"names": names},
+                expanding=("names",),
+            )
+        else:
+            df = _read(
+                conn,
+                "SELECT account_id, event AS name, ts, id FROM events WHERE event IN :names",
+                {"names": names},
+                expanding=("names",),
+            )
+        parts.append(df)
+    if milestone_keys:
+        ms = _read(
+            conn,
+            "SELECT account_id, milestone_key AS name, completed_at AS ts FROM account_milestones "
+            "WHERE completed_at IS NOT NULL AND milestone_key IN :keys",
+            {"keys": milestone_keys},
+            expanding=("keys",),
+        )
+        ms["name"] = "milestone:" + ms["name"]
+        parts.append(ms)
+    if not parts:
+        return pd.DataFrame(columns=["account_id", "name", "ts", "rank"])
+    out = pd.concat(parts, ignore_index=True)
+    out["ts"] = naive_ts(out["ts"])
+    if strict and milestone_keys:
+        # Milestone completions join the stream after events at the same instant.
+        out["rank"] = out["rank"].fillna(np.inf)
+        out = out.sort_values(["account_id", "ts", "rank"], kind="stable")
+        out["rank"] = out.groupby("account_id").cumcount()
+    elif not strict:
+        if "id" not in out:
+            out["id"] = 0
+        out["id"] = out["id"].fillna(np.iinfo(np.int64).max)
+        out = out.sort_values(["account_id", "ts", "id"], kind="stable")
+        out["rank"] = out.groupby("account_id").cumcount()
+        out = out.drop(columns="id")
+    return out[["account_id", "name", "ts", "rank"]].reset_index(drop=True)
+
+
+def event_names(conn: Connection) -> pd.DataFrame:
+    """Event names with their volume and how many accounts do them."""
+    return _read(
+        conn,
+        "SELECT event, COUNT(*) AS events, COUNT(DISTINCT account_id) AS accounts FROM events GROUP BY event ORDER BY events DESC",
+    )
+
+
+def early_event_counts(conn: Connection, *, days: int) -> pd.DataFrame:
+    """Per account and event: how many times it happened in the first `days` days."""
+    start = _add_days_ts(conn, "a.contract_start", "0")
+    end = _add_days_ts(conn, "a.contract_start", ":days")
+    return _read(
+        conn,
+        f"SELECT e.account_id, e.event, COUNT(*) AS n FROM accounts a {_join(conn)} events e "
+        f"WHERE e.account_id = a.id AND e.ts >= {start} AND e.ts < {end} GROUP BY e.account_id, e.event",
+        {"days": days},
+    )
+
+
+def event_periods(
+    conn: Connection, *, event: str, start: datetime | None, end: datetime, first_ever: bool = False
+) -> pd.DataFrame:
+    """Distinct (account, day) of an event in [start, end); with first_ever, each account's
+    first-ever occurrence instead (over all time)."""
+    if first_ever:
+        df = _read(
+            conn,
+            "SELECT account_id, MIN(ts) AS ts FROM events WHERE event = :e GROUP BY account_id",
+            {"e": event},
+        )
+    else:
+        df = _read(
+            conn,
+            f"SELECT DISTINCT account_id, {_day(conn, 'ts')} AS ts FROM events "
+            f"WHERE event = :e AND ts >= :s AND ts < :end",
+            {"e": event, "s": _ts_param(conn, start or datetime(1970, 1, 1)), "end": _ts_param(conn, end)},
+        )
+    df["ts"] = naive_ts(df["ts"]) if first_ever else pd.to_datetime(df["ts"])
+    return df
+
+
+def snapshots(conn: Connection, *, since: date | None = None) -> pd.DataFrame:
+    """Stored health snapshots (weekly history)."""
+    df = _read(
+        conn,
+        "SELECT account_id, date, total, milestone, adoption, engagement, value, band, model_version "
+        "FROM health_snapshots WHERE date >= :since",
+        {"since": since or date(1970, 1, 1)},
+    )
+    df["date"] = naive_date(df["date"])
+    return df
+
+
+def account_metric_facts(conn: Connection, *, account_id: int, as_of_end: datetime) -> dict:
+    """Event-derived values for checklist items bound to a metric, for one account."""
+    role = _json_field(conn, "properties", "role")
+    row = (
+        conn.execute(
+            text(
+                f"SELECT "
+                f"COUNT(DISTINCT CASE WHEN user_id != '' THEN user_id END) AS users_ever, "
+                f"COUNT(DISTINCT CASE WHEN ts >= :w0 AND user_id != '' THEN user_id END) AS weekly_users, "
+                f"COUNT(DISTINCT CASE WHEN event = 'training_attended' AND {role} = 'admin' THEN user_id END) AS admins_trained, "
+                f"COUNT(DISTINCT CASE WHEN event = 'training_attended' AND {role} = 'analyst' THEN user_id END) AS analysts_trained, "
+                f"SUM(CASE WHEN event = 'dashboard_created' THEN 1 ELSE 0 END) AS dashboards_created, "
+                f"SUM(CASE WHEN event = 'report_shared' THEN 1 ELSE 0 END) AS reports_shared "
+                f"FROM events WHERE account_id = :a AND ts < :end"
+            ),
+            {"a": account_id, "w0": _ts_param(conn, as_of_end - timedelta(days=7)), "end": _ts_param(conn, as_of_end)},
+        )
+        .mappings()
+        .one()
+    )
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def recent_events(conn: Connection, *, account_id: int, limit: int = 50) -> pd.DataFrame:
+    df = _read(
+        conn,
+        "SELECT ts, event, user_id, properties FROM events WHERE account_id = :a ORDER BY ts DESC LIMIT :n",
+        {"a": account_id, "n": limit},
+    )
+    df["ts"] = naive_ts(df["ts"])
+    return df
+
+
+def daily_activity(conn: Connection, *, account_id: int, since: datetime) -> pd.DataFrame:
+    """One account's events and active users per day since a date."""
+    df = _read(
+        conn,
+        f"SELECT {_day(conn, 'ts')} AS day, COUNT(*) AS events, "
+        f"COUNT(DISTINCT CASE WHEN user_id != '' THEN user_id END) AS users "
+        f"FROM events WHERE account_id = :a AND ts >= :s GROUP BY {_day(conn, 'ts')} ORDER BY day",
+        {"a": account_id, "s": _ts_param(conn, since)},
+    )
+    df["day"] = pd.to_datetime(df["day"])
+    return df
+
+
+def data_quality(conn: Connection) -> dict:
+    """Rows per table, events before contract start, accounts without events, last import."""
+    tables = [
+        "team_members",
+        "accounts",
+        "events",
+        "account_milestones",
+        "outcomes",
+        "success_plans",
+        "checklist_items",
+        "health_snapshots",
+        "interventions",
+        "change_log",
+    ]
+    counts = {t: int(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()) for t in tables}
+    start_ts = _add_days_ts(conn, "a.contract_start", "0")
+    before = conn.execute(
+        text(
+            f"SELECT COUNT(*), COUNT(DISTINCT e.account_id) FROM events e JOIN accounts a ON a.id = e.account_id WHERE e.ts < {start_ts}"
+        )
+    ).one()
+    no_events = int(
+        conn.execute(
+            text("SELECT COUNT(*) FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id)")
+        ).scalar_one()
+    )
+    last = conn.execute(
+        text(
+            "SELECT finished_at, actor, duplicates_skipped, summary FROM import_runs "
+            "WHERE status = 'imported' ORDER BY finished_at DESC LIMIT 1"
+        )
+    ).first()
+    dup_total = int(
+        conn.execute(
+            text("SELECT COALESCE(SUM(duplicates_skipped), 0) FROM import_runs WHERE status = 'imported'")
+        ).scalar_one()
+    )
+    rejected = int(conn.execute(text("SELECT COUNT(*) FROM import_runs WHERE status = 'rejected'")).scalar_one())
+    return {
+        "rows": counts,
+        "events_before_start": int(before[0]),
+        "accounts_with_events_before_start": int(before[1]),
+        "accounts_without_events": no_events,
+        "duplicates_skipped_total": dup_total,
+        "rejected_imports": rejected,
+        "last_import": None
+        if last is None
+        else {
+            "at": naive_ts(pd.Series([last[0]])).iloc[0].to_pydatetime(),
+            "by": last[1],
+            "duplicates_skipped": int(last[2]),
+        },
+    }
+
+
+def _ids_clause(conn: Connection, col: str) -> str:
+    """`col` is one of the ids bound as :ids (one parameter, any number of ids)."""
+    if conn.dialect.name == "sqlite":
+        return f"{col} IN (SELECT value FROM json_each(:ids))"
+    return f"{col} = ANY(CAST(:ids AS integer[]))"
+
+
+def _ids_param(conn: Connection, ids: list[int]) -> object:
+    import json
+
+    ids = [int(i) for i in ids]
+    return json.dumps(ids) if conn.dialect.name == "sqlite" else ids
+
+
+def snapshot_trend(conn: Connection, *, since: date, until: date, account_ids: list[int] | None) -> pd.DataFrame:
+    """Per snapshot date and band: accounts and summed score (aggregated in SQL)."""
+    where = "date >= :since AND date <= :until"
+    params: dict = {"since": since, "until": until}
+    if account_ids is not None:
+        where += " AND " + _ids_clause(conn, "account_id")
+        params["ids"] = _ids_param(conn, account_ids)
+    df = _read(
+        conn,
+        f"SELECT date, band, COUNT(*) AS accounts, SUM(total) AS total FROM health_snapshots WHERE {where} GROUP BY date, band",
+        params,
+    )
+    df["date"] = naive_date(df["date"])
+    return df

@@ -1,0 +1,884 @@
+"""CSV import per the data contract (PRODUCT.md §3).
+
+One transaction for the whole import: every file is validated row by row and every
+problem is reported (file, row, column, value, reason); if there is any problem, or on a
+dry run, the transaction is rolled back and nothing is written. Entity files are
+upserted by natural key, events appended with their natural key deduplicated, so
+importing the same files again changes nothing. Events stream in batches.
+
+Row numbers are line numbers in the file: the header is row 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select, text
+from sqlmodel import Session
+
+from db.bulk import insert_events, upsert
+from db.defaults import DEFAULT_CHECKLIST
+from db.models import (
+    CHECKLIST_CATEGORIES,
+    CHECKLIST_STATUSES,
+    OUTCOME_TYPES,
+    ROLES,
+    SEGMENTS,
+    Account,
+    AccountMilestone,
+    ChecklistItem,
+    ImportRun,
+    Outcome,
+    TeamMember,
+    utcnow,
+)
+from db.session import bump_data_version, get_engine
+from db.settings_store import milestone_definitions
+from db.templates import apply_new_account_defaults
+
+ProgressFn = Callable[[float, str], None]
+
+MAX_PROBLEMS = 5000
+EVENT_BATCH = 50_000
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    kind: str = "text"  # text | enum | date | ts | int | float | json | email
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    nonneg: bool = False
+
+
+SPECS: dict[str, list[Col]] = {
+    "team.csv": [
+        Col("email", "email", True),
+        Col("name", "text", True),
+        Col("role", "enum", True, ROLES),
+    ],
+    "accounts.csv": [
+        Col("account_id", "text", True),
+        Col("name", "text", True),
+        Col("segment", "enum", True, SEGMENTS),
+        Col("contract_start", "date", True),
+        Col("industry"),
+        Col("employees", "int", nonneg=True),
+        Col("plan"),
+        Col("channel"),
+        Col("region"),
+        Col("arr", "float", nonneg=True),
+        Col("licensed_seats", "int", nonneg=True),
+        Col("csm_email", "email"),
+    ],
+    "events.csv": [
+        Col("account_id", "text", True),
+        Col("event", "text", True),
+        Col("timestamp", "ts", True),
+        Col("user_id"),
+        Col("properties", "json"),
+    ],
+    "milestones.csv": [
+        Col("account_id", "text", True),
+        Col("milestone", "text", True),
+        Col("due_date", "date"),
+        Col("completed_at", "ts"),
+    ],
+    "outcomes.csv": [
+        Col("account_id", "text", True),
+        Col("date", "date", True),
+        Col("type", "enum", True, OUTCOME_TYPES),
+        Col("arr_change", "float"),
+    ],
+    "checklist.csv": [
+        Col("account_id", "text", True),
+        Col("category", "enum", True, CHECKLIST_CATEGORIES),
+        Col("criterion", "text", True),
+        Col("target"),
+        Col("actual"),
+        Col("status", "enum", choices=CHECKLIST_STATUSES),
+        Col("owner_email", "email"),
+        Col("due_date", "date"),
+        # Beyond the contract's columns: the item's note, so export -> import round-trips.
+        Col("note"),
+    ],
+}
+FILE_ORDER = list(SPECS)
+FILE_ORDER.sort(key=["team.csv", "accounts.csv", "milestones.csv", "outcomes.csv", "checklist.csv", "events.csv"].index)
+KEYS = {
+    "team.csv": ["email"],
+    "accounts.csv": ["account_id"],
+    "milestones.csv": ["account_id", "milestone"],
+    "outcomes.csv": ["account_id", "date", "type"],
+    "checklist.csv": ["account_id", "category", "criterion"],
+}
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass
+class Problem:
+    file: str
+    row: int
+    column: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file} row {self.row}" + (f", column {self.column}" if self.column else "")
+        value = f" (value {self.value!r})" if self.value != "" else ""
+        return f"{where}: {self.reason}{value}"
+
+
+@dataclass
+class FileReport:
+    file: str
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates_skipped: int = 0
+    problems: int = 0
+
+
+@dataclass
+class ImportReport:
+    dry_run: bool
+    files: dict[str, FileReport] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    def add(self, p: Problem) -> None:
+        self.problem_count += 1
+        if p.file in self.files:
+            self.files[p.file].problems += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(p)
+
+    @property
+    def duplicates_skipped(self) -> int:
+        return sum(f.duplicates_skipped for f in self.files.values())
+
+    def problems_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [(p.file, p.row, p.column, p.value, p.reason) for p in self.problems],
+            columns=["file", "row", "column", "value", "reason"],
+        )
+
+    def summary_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                (f.file, f.rows, f.inserted, f.updated, f.unchanged, f.duplicates_skipped, f.problems)
+                for f in self.files.values()
+            ],
+            columns=["file", "rows", "inserted", "updated", "unchanged", "duplicates skipped", "problems"],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "written": self.written,
+            "seconds": round(self.seconds, 2),
+            "files": {k: vars(v) for k, v in self.files.items()},
+            "problem_count": self.problem_count,
+            "problems_listed": len(self.problems),
+            "warnings": self.warnings,
+        }
+
+
+class ImportError_(Exception):
+    """Raised internally to abort reading a file after an unrecoverable problem."""
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def files_from_dir(path: str | Path) -> dict[str, Path]:
+    """The contract's CSV files found in a directory (unknown .csv files are reported)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory")
+    return {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
+
+
+def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it."""
+    out: dict[str, bytes] = {}
+    for name, data in uploads:
+        base = Path(name).name
+        if base.lower().endswith(".zip"):
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                    for info in zf.infolist():
+                        inner = Path(info.filename).name
+                        if info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
+                            continue
+                        out[inner] = zf.read(info)
+            except zipfile.BadZipFile:
+                out[base] = b"\x00BADZIP"
+        else:
+            out[base] = data
+    return out
+
+
+class _Counting(io.RawIOBase):
+    """Counts bytes read, for progress."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        return n
+
+
+def _open(source: Path | bytes) -> tuple[BinaryIO, int]:
+    if isinstance(source, bytes | bytearray):
+        return io.BytesIO(source), len(source)
+    return open(source, "rb"), Path(source).stat().st_size
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_chunks(
+    name: str,
+    source: Path | bytes,
+    report: ImportReport,
+    *,
+    chunk_rows: int,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[tuple[list[str], pd.DataFrame, np.ndarray]]:
+    """Yield (header, frame of str, row numbers) chunks; report malformed rows."""
+    spec = SPECS[name]
+    raw, _size = _open(source)
+    counting = _Counting(raw)
+    stream = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="", errors="strict")
+    reader = csv.reader(stream)
+    line = 1
+    try:
+        try:
+            header = next(reader)
+        except StopIteration:
+            report.add(Problem(name, 1, "", "", "the file is empty: a header row is required"))
+            return
+        header = [h.strip().lower() for h in header]
+        seen: set[str] = set()
+        for h in header:
+            if h in seen:
+                report.add(Problem(name, 1, h, h, "column appears twice in the header"))
+            seen.add(h)
+        known = {c.name for c in spec}
+        missing = [c.name for c in spec if c.required and c.name not in header]
+        for m in missing:
+            report.add(Problem(name, 1, m, "", "missing required column"))
+        unknown = [h for h in header if h and h not in known]
+        if unknown:
+            report.warnings.append(f"{name}: ignored unknown column(s) {', '.join(unknown)}")
+        if missing or len(seen) != len(header):
+            return
+        width = len(header)
+        rows: list[list[str]] = []
+        numbers: list[int] = []
+        prev_end = reader.line_num
+        for rec in reader:
+            start_line = prev_end + 1
+            prev_end = reader.line_num
+            if not rec or (len(rec) == 1 and rec[0].strip() == ""):
+                continue  # blank line
+            if len(rec) != width:
+                report.add(
+                    Problem(
+                        name,
+                        start_line,
+                        "",
+                        ",".join(rec)[:80],
+                        f"has {len(rec)} fields but the header has {width}",
+                    )
+                )
+                continue
+            rows.append(rec)
+            numbers.append(start_line)
+            if len(rows) >= chunk_rows:
+                if on_bytes:
+                    on_bytes(counting.count)
+                yield header, pd.DataFrame(rows, columns=header, dtype=object), np.asarray(numbers)
+                rows, numbers = [], []
+        line = prev_end
+        if rows:
+            yield header, pd.DataFrame(rows, columns=header, dtype=object), np.asarray(numbers)
+        if on_bytes:
+            on_bytes(counting.count)
+    except UnicodeDecodeError as exc:
+        report.add(
+            Problem(
+                name,
+                reader.line_num + 1,
+                "",
+                "",
+                f"the file is not UTF-8 text ({exc.reason} at byte {exc.start} of a block); save it as UTF-8 and retry",
+            )
+        )
+    except csv.Error as exc:
+        report.add(
+            Problem(name, reader.line_num or line, "", "", f"unreadable CSV: {exc}; reading of this file stopped here")
+        )
+    finally:
+        raw.close()
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _unneutralise(s: pd.Series) -> pd.Series:
+    """Undo export's formula neutralisation: a leading ' before = + - @ is dropped."""
+    mask = s.str.startswith("'") & s.str[1:2].isin(list(FORMULA_PREFIXES))
+    if mask.any():
+        s = s.where(~mask, s.str[1:])
+    return s
+
+
+def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportReport) -> tuple[pd.DataFrame, np.ndarray]:
+    """Type-check a chunk; return typed columns and a mask of valid rows."""
+    spec = {c.name: c for c in SPECS[name]}
+    ok = np.ones(len(df), dtype=bool)
+    out = pd.DataFrame(index=df.index)
+
+    def bad(mask: np.ndarray, col: str, values: pd.Series, reason: str | Callable[[str], str]) -> None:
+        nonlocal ok
+        idx = np.flatnonzero(mask)
+        for i in idx:
+            v = str(values.iloc[i])
+            report.add(Problem(name, int(rows[i]), col, v[:200], reason(v) if callable(reason) else reason))
+        ok &= ~mask
+
+    for col in df.columns:
+        if col not in spec:
+            continue
+        c = spec[col]
+        raw = df[col].astype(str)
+        s = raw.str.strip() if c.kind != "json" else raw
+        if c.kind == "text":
+            s = _unneutralise(s)
+        empty = (s.str.strip() == "").to_numpy()
+        if c.required:
+            bad(empty, col, s, "required value is empty")
+        if c.kind in ("text", "json"):
+            out[col] = s.where(~empty, None)
+        if c.kind == "email":
+            lowered = s.str.lower()
+            malformed = ~empty & ~lowered.str.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$").to_numpy()
+            bad(malformed, col, s, "not an email address")
+            out[col] = lowered.where(~empty, None)
+        elif c.kind == "enum":
+            lookup = {x.lower(): x for x in c.choices}
+            mapped = s.str.lower().map(lookup)
+            unknown = ~empty & mapped.isna().to_numpy()
+            what = {
+                "segment": "segment",
+                "role": "role",
+                "type": "outcome type",
+                "status": "status",
+                "category": "category",
+            }.get(col, col)
+            bad(unknown, col, s, f"unknown {what}; allowed: {', '.join(c.choices)}")
+            out[col] = mapped
+        elif c.kind == "date":
+            parsed = pd.to_datetime(s.where(~pd.Series(empty, index=s.index), None), format="%Y-%m-%d", errors="coerce")
+            shape = s.str.match(_DATE_RE).to_numpy()
+            not_date = ~empty & ~shape
+            impossible = ~empty & shape & parsed.isna().to_numpy()
+            bad(not_date, col, s, "not a date: use YYYY-MM-DD")
+            bad(impossible, col, s, "impossible date: no such day in the calendar")
+            out[col] = parsed.dt.date.where(parsed.notna(), None)
+        elif c.kind == "ts":
+            parsed = pd.to_datetime(
+                s.where(~pd.Series(empty, index=s.index), None), format="ISO8601", utc=True, errors="coerce"
+            )
+            badts = ~empty & parsed.isna().to_numpy()
+            bad(badts, col, s, "bad timestamp: use ISO 8601, e.g. 2025-03-01T14:05:00Z (no offset = UTC)")
+            out[col] = parsed
+        elif c.kind in ("int", "float"):
+            num = pd.to_numeric(s.where(~pd.Series(empty, index=s.index), None), errors="coerce")
+            notnum = ~empty & num.isna().to_numpy()
+            bad(notnum, col, s, "not a number")
+            if c.nonneg:
+                bad((num < 0).to_numpy() & ~notnum, col, s, "must not be negative")
+            if c.kind == "int":
+                frac = ~notnum & ~empty & (num.fillna(0) % 1 != 0).to_numpy()
+                bad(frac, col, s, "must be a whole number")
+                out[col] = num.astype("Int64") if not (frac.any()) else num
+            else:
+                out[col] = num
+        elif c.kind == "json":
+            vals = s.to_numpy()
+            badjson = np.zeros(len(s), dtype=bool)
+            for i in np.flatnonzero(~empty):
+                try:
+                    obj = json.loads(vals[i])
+                except (ValueError, RecursionError):
+                    badjson[i] = True
+                    continue
+                if not isinstance(obj, dict):
+                    badjson[i] = True
+            bad(badjson, col, s, 'malformed properties: must be a JSON object like {"plan": "pro"}')
+    return out, ok
+
+
+# ----------------------------------------------------------------------------- the import
+
+
+@dataclass
+class _Context:
+    session: Session
+    report: ImportReport
+    actor: str
+    writing: bool = True
+    accounts: dict[str, int | None] = field(default_factory=dict)  # external id -> pk (None: declared, not written)
+    account_info: dict[int, tuple[str, Any]] = field(default_factory=dict)  # pk -> (segment, contract_start)
+    team: dict[str, int | None] = field(default_factory=dict)
+    milestones: dict[str, dict] = field(default_factory=dict)
+    new_accounts: set[int] = field(default_factory=set)
+    had_milestones: set[int] = field(default_factory=set)
+    had_checklist: set[int] = field(default_factory=set)
+
+    def stop_writing_if_problems(self) -> None:
+        if self.report.problem_count:
+            self.writing = False
+
+
+def import_files(
+    files: dict[str, Path | bytes],
+    *,
+    url: str | None = None,
+    dry_run: bool = False,
+    actor: str = "cli",
+    progress: ProgressFn | None = None,
+    source: str = "",
+) -> ImportReport:
+    """Validate and import the given contract files atomically; see the module docstring."""
+    t0 = time.perf_counter()
+    report = ImportReport(dry_run=dry_run)
+    unknown = [n for n in files if n not in SPECS]
+    for n in unknown:
+        report.add(Problem(n, 0, "", "", f"unknown file name; expected one of {', '.join(FILE_ORDER)}"))
+    present = [n for n in FILE_ORDER if n in files]
+    for n in present:
+        report.files[n] = FileReport(n)
+    if not present and not unknown:
+        report.add(Problem("", 0, "", "", "no files to import"))
+    sizes = {
+        n: (len(files[n]) if isinstance(files[n], bytes | bytearray) else Path(files[n]).stat().st_size)
+        for n in present
+    }
+    total = max(sum(sizes.values()), 1)
+    done_before = 0
+
+    engine = get_engine(url)
+    with Session(engine, expire_on_commit=False) as session:
+        ctx = _Context(session=session, report=report, actor=actor)
+        ctx.writing = report.problem_count == 0
+        _load_reference(ctx)
+        try:
+            for name in present:
+
+                def on_bytes(b: int, name: str = name, before: int = done_before) -> None:
+                    if progress:
+                        progress(
+                            min((before + b) / total, 0.99), f"{name}: {b / 1e6:.1f} of {sizes[name] / 1e6:.1f} MB"
+                        )
+
+                if progress:
+                    progress(done_before / total, f"reading {name}")
+                if name == "events.csv":
+                    _import_events(ctx, files[name], on_bytes)
+                else:
+                    _import_entity(ctx, name, files[name])
+                ctx.stop_writing_if_problems()
+                done_before += sizes[name]
+            if ctx.writing:
+                _complete_new_accounts(ctx)
+            report.written = report.ok and not dry_run
+            if report.written:
+                bump_data_version(session)
+                session.add(_run_record(report, actor, source, "imported", t0))
+                session.commit()
+            else:
+                session.rollback()
+        except BaseException:
+            session.rollback()
+            raise
+    if not report.written and not dry_run and present:
+        # Keep an audit trail of rejected imports, outside the rolled-back transaction.
+        with Session(engine) as s2:
+            s2.add(_run_record(report, actor, source, "rejected", t0))
+            s2.commit()
+    report.seconds = time.perf_counter() - t0
+    if progress:
+        progress(1.0, "done")
+    return report
+
+
+def import_dir(path: str | Path, **kwargs: Any) -> ImportReport:
+    """Import every contract CSV file found in a directory."""
+    return import_files(files_from_dir(path), source=str(path), **kwargs)
+
+
+def _run_record(report: ImportReport, actor: str, source: str, status: str, t0: float) -> ImportRun:
+    return ImportRun(
+        actor=actor,
+        source=source[:300],
+        status=status,
+        finished_at=utcnow(),
+        summary=json.dumps({k: vars(v) for k, v in report.files.items()}),
+        duplicates_skipped=report.duplicates_skipped,
+        problems=report.problem_count,
+    )
+
+
+def _load_reference(ctx: _Context) -> None:
+    s = ctx.session
+    for ext, pk, seg, start in s.execute(
+        select(Account.external_id, Account.id, Account.segment, Account.contract_start)
+    ):
+        ctx.accounts[ext] = pk
+        ctx.account_info[pk] = (seg, start)
+    ctx.team = {e: pk for e, pk in s.execute(select(TeamMember.email, TeamMember.id))}
+    for m in milestone_definitions(s):
+        ctx.milestones[m["key"]] = m
+
+
+def _check_duplicates(ctx: _Context, name: str, df: pd.DataFrame, rows: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    key = KEYS[name]
+    keys = df[key].astype(str).agg("\x1f".join, axis=1) if len(key) > 1 else df[key[0]].astype(str)
+    dup = keys.duplicated(keep="first").to_numpy()
+    if dup.any():
+        first_row = dict(zip(keys[~dup], rows[~dup], strict=True))
+        for i in np.flatnonzero(dup):
+            k = keys.iloc[i]
+            ctx.report.add(
+                Problem(
+                    name,
+                    int(rows[i]),
+                    "+".join(key),
+                    k.replace("\x1f", " / ")[:200],
+                    f"duplicate key in this file (first at row {first_row[k]})",
+                )
+            )
+    return ok & ~dup
+
+
+def _ref_check(
+    ctx: _Context, name: str, col: str, values: pd.Series, known: dict | set, rows: np.ndarray, reason: str
+) -> np.ndarray:
+    present = values.notna().to_numpy()
+    unknown = present & ~values.isin(list(known) if isinstance(known, dict) else known).to_numpy()
+    for i in np.flatnonzero(unknown):
+        ctx.report.add(Problem(name, int(rows[i]), col, str(values.iloc[i])[:200], reason))
+    return ~unknown
+
+
+def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
+    report = ctx.report
+    frames, typed_parts, numbers = [], [], []
+    for _header, df, rows in _read_chunks(name, source, report, chunk_rows=100_000):
+        typed, ok = _validate(name, df, rows, report)
+        frames.append(df.assign(_ok=ok))
+        typed_parts.append(typed)
+        numbers.append(rows)
+    if not frames:
+        return
+    df = pd.concat(frames, ignore_index=True)
+    typed = pd.concat(typed_parts, ignore_index=True)
+    rows = np.concatenate(numbers)
+    ok = df.pop("_ok").to_numpy()
+    report.files[name].rows = len(df)
+    # Keys compare on the typed (trimmed, canonical) values.
+    ok = _check_duplicates(ctx, name, typed, rows, ok)
+
+    if name == "team.csv":
+        for e in typed["email"].dropna():
+            ctx.team.setdefault(e, None)
+        if not ctx.writing or report.problem_count:
+            return
+        res = upsert(
+            ctx.session,
+            TeamMember.__table__,
+            typed[ok],
+            key=["email"],
+            columns=["name", "role"],
+            actor=ctx.actor,
+            log_entity="team_member",
+            log_key="email",
+            return_ids=True,
+        )
+        _tally(report.files[name], res)
+        ctx.team.update({k[0]: v for k, v in (res.new_ids or {}).items()})
+        return
+
+    if name == "accounts.csv":
+        if "csm_email" in typed:
+            ok &= _ref_check(
+                ctx,
+                name,
+                "csm_email",
+                typed["csm_email"],
+                ctx.team,
+                rows,
+                "unknown CSM email: not in the team (add it to team.csv)",
+            )
+        for a in typed["account_id"].dropna():
+            ctx.accounts.setdefault(a, None)
+        if not ctx.writing or report.problem_count:
+            return
+        t = typed[ok].rename(columns={"account_id": "external_id"})
+        if "csm_email" in t:
+            t["csm_id"] = t.pop("csm_email").map(ctx.team)
+        cols = [
+            c
+            for c in [
+                "name",
+                "segment",
+                "contract_start",
+                "industry",
+                "employees",
+                "plan",
+                "channel",
+                "region",
+                "arr",
+                "licensed_seats",
+                "csm_id",
+            ]
+            if c in t
+        ]
+        res = upsert(
+            ctx.session,
+            Account.__table__,
+            t,
+            key=["external_id"],
+            columns=cols,
+            actor=ctx.actor,
+            log_entity="account",
+            log_key="external_id",
+            return_ids=True,
+        )
+        _tally(report.files[name], res)
+        for (ext,), pk in (res.new_ids or {}).items():
+            ctx.accounts[ext] = pk
+            ctx.new_accounts.add(pk)
+        for _ext, pk, seg, start in ctx.session.execute(
+            select(Account.external_id, Account.id, Account.segment, Account.contract_start).where(
+                Account.external_id.in_(list(t["external_id"]))
+            )
+        ):
+            ctx.account_info[pk] = (seg, start)
+        return
+
+    ok &= _ref_check(
+        ctx,
+        name,
+        "account_id",
+        typed["account_id"],
+        ctx.accounts,
+        rows,
+        "unknown account: not in accounts.csv or the database",
+    )
+    if name == "milestones.csv":
+        ok &= _ref_check(
+            ctx,
+            name,
+            "milestone",
+            typed["milestone"],
+            ctx.milestones,
+            rows,
+            f"unknown milestone key; defined: {', '.join(ctx.milestones)}",
+        )
+    if name == "checklist.csv" and "owner_email" in typed:
+        ok &= _ref_check(
+            ctx, name, "owner_email", typed["owner_email"], ctx.team, rows, "unknown owner email: not in the team"
+        )
+    if not ctx.writing or report.problem_count:
+        return
+    t = typed[ok].copy()
+    t["account_id"] = t["account_id"].map(ctx.accounts).astype(int)
+
+    if name == "milestones.csv":
+        t = t.rename(columns={"milestone": "milestone_key"})
+        if "due_date" not in t:
+            t["due_date"] = None
+        missing_due = t["due_date"].isna()
+        if missing_due.any():
+            t.loc[missing_due, "due_date"] = [
+                _default_due(ctx, pk, key)
+                for pk, key in zip(t.loc[missing_due, "account_id"], t.loc[missing_due, "milestone_key"], strict=True)
+            ]
+        if "completed_at" in t:
+            t["completed_at"] = t["completed_at"].astype(object).where(t["completed_at"].notna(), None)
+        cols = [c for c in ["due_date", "completed_at"] if c in t]
+        res = upsert(
+            ctx.session,
+            AccountMilestone.__table__,
+            t,
+            key=["account_id", "milestone_key"],
+            columns=cols,
+            actor=ctx.actor,
+            log_entity="account_milestone",
+            account_col="account_id",
+        )
+        ctx.had_milestones.update(t["account_id"].unique().tolist())
+    elif name == "outcomes.csv":
+        res = upsert(
+            ctx.session,
+            Outcome.__table__,
+            t,
+            key=["account_id", "date", "type"],
+            columns=["arr_change"],
+            actor=ctx.actor,
+            log_entity="outcome",
+            account_col="account_id",
+        )
+    else:  # checklist.csv
+        if "owner_email" in t:
+            t["owner_id"] = t.pop("owner_email").map(ctx.team)
+        if "status" in t:
+            t["status"] = t["status"].fillna("not started")
+        for c in ("target", "actual", "note"):
+            if c in t:
+                t[c] = t[c].fillna("")
+        metrics = {i["criterion"]: i["metric"] for i in DEFAULT_CHECKLIST}
+        t["metric"] = t["criterion"].map(metrics)
+        t["position"] = t.groupby("account_id").cumcount()
+        cols = [c for c in ["target", "actual", "status", "owner_id", "due_date", "note"] if c in t]
+        res = upsert(
+            ctx.session,
+            ChecklistItem.__table__,
+            t,
+            key=["account_id", "category", "criterion"],
+            columns=cols,
+            actor=ctx.actor,
+            log_entity="checklist_item",
+            account_col="account_id",
+            on_update={"version": lambda old: int(old["version"]) + 1},
+        )
+        # New rows get metric binding and position; updates keep theirs.
+        ctx.had_checklist.update(t["account_id"].unique().tolist())
+        _sync_done_at(ctx.session, list(t["account_id"].unique()))
+        if res.inserted:
+            _set_insert_extras(ctx.session, t)
+    _tally(report.files[name], res)
+
+
+def _set_insert_extras(session: Session, t: pd.DataFrame) -> None:
+    """Metric binding and position for newly inserted checklist rows."""
+    rows = t[["account_id", "category", "criterion", "metric", "position"]].to_dict("records")
+    session.connection().execute(
+        text(
+            "UPDATE checklist_items SET metric = :metric, position = :position "
+            "WHERE account_id = :account_id AND category = :category AND criterion = :criterion AND version = 1"
+        ),
+        [
+            {**r, "metric": (r["metric"] if isinstance(r["metric"], str) else None), "position": int(r["position"])}
+            for r in rows
+        ],
+    )
+
+
+def _sync_done_at(session: Session, account_ids: list[int]) -> None:
+    now = utcnow()
+    for i in range(0, len(account_ids), 500):
+        ids = [int(x) for x in account_ids[i : i + 500]]
+        session.execute(
+            ChecklistItem.__table__.update()
+            .where(ChecklistItem.account_id.in_(ids), ChecklistItem.status == "done", ChecklistItem.done_at.is_(None))
+            .values(done_at=now)
+        )
+        session.execute(
+            ChecklistItem.__table__.update()
+            .where(
+                ChecklistItem.account_id.in_(ids), ChecklistItem.status != "done", ChecklistItem.done_at.is_not(None)
+            )
+            .values(done_at=None)
+        )
+
+
+def _default_due(ctx: _Context, pk: int, key: str) -> Any:
+    seg, start = ctx.account_info[pk]
+    days = ctx.milestones[key]["target_days"].get(seg)
+    return None if days is None or start is None else start + pd.Timedelta(days=int(days))
+
+
+def _tally(fr: FileReport, res: Any) -> None:
+    fr.inserted += res.inserted
+    fr.updated += res.updated
+    fr.unchanged += res.unchanged
+
+
+def _import_events(ctx: _Context, source: Path | bytes, on_bytes: Callable[[int], None]) -> None:
+    name = "events.csv"
+    report = ctx.report
+    fr = report.files[name]
+    for _header, df, rows in _read_chunks(name, source, report, chunk_rows=EVENT_BATCH, on_bytes=on_bytes):
+        fr.rows += len(df)
+        typed, ok = _validate(name, df, rows, report)
+        ok &= _ref_check(
+            ctx,
+            name,
+            "account_id",
+            typed["account_id"],
+            ctx.accounts,
+            rows,
+            "unknown account: not in accounts.csv or the database",
+        )
+        ctx.stop_writing_if_problems()
+        if not ctx.writing:
+            continue
+        t = typed[ok]
+        batch = pd.DataFrame(
+            {
+                "account_id": t["account_id"].map(ctx.accounts).astype(int),
+                "event": t["event"],
+                "ts": t["timestamp"],
+                "user_id": t["user_id"].fillna("") if "user_id" in t else "",
+                "properties": t.get("properties"),
+            }
+        )
+        inserted = insert_events(ctx.session, batch)
+        fr.inserted += inserted
+        fr.duplicates_skipped += len(batch) - inserted
+
+
+def _complete_new_accounts(ctx: _Context) -> None:
+    """New accounts get their milestones (due dates from targets), checklist template and plan."""
+    new = sorted(ctx.new_accounts)
+    apply_new_account_defaults(
+        ctx.session,
+        milestones_for=[pk for pk in new if pk not in ctx.had_milestones],
+        checklist_for=[pk for pk in new if pk not in ctx.had_checklist],
+        plan_for=new,
+    )

@@ -1,0 +1,282 @@
+"""The data model (PRODUCT.md §2) as SQLModel tables.
+
+Timestamps are timezone-aware UTC (`timestamptz` on PostgreSQL, ISO text in UTC
+on SQLite, as SQLModel's UTCDateTime stores them); dates are plain dates.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SEGMENTS = ("SMB", "Mid-Market", "Enterprise", "Strategic")
+ROLES = ("leader", "csm", "revops", "admin")
+CHANNELS = ("self-serve", "sales", "partner")
+OUTCOME_TYPES = ("renewed", "churned", "expanded", "contracted")
+CHECKLIST_CATEGORIES = ("Technical Setup", "User Adoption", "Value Realization", "Engagement")
+CHECKLIST_STATUSES = ("not started", "in progress", "done", "blocked", "n/a")
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC (SQLModel stores datetimes as UTC-aware)."""
+    return datetime.now(UTC)
+
+
+INTERVENTION_TYPES = (
+    "extra training",
+    "executive sponsorship",
+    "enhanced support",
+    "check-in call",
+    "other",
+)
+
+
+class TeamMember(SQLModel, table=True):
+    __tablename__ = "team_members"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True, index=True)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=20)
+    active: bool = Field(default=True)
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=100, unique=True, index=True)
+    name: str = Field(max_length=300)
+    segment: str = Field(max_length=20, index=True)
+    industry: str | None = Field(default=None, max_length=100)
+    employees: int | None = None
+    plan: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=20)
+    region: str | None = Field(default=None, max_length=100)
+    arr: float | None = None
+    contract_start: date = Field(index=True)
+    licensed_seats: int | None = None
+    csm_id: int | None = Field(default=None, foreign_key="team_members.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MilestoneDefinition(SQLModel, table=True):
+    __tablename__ = "milestone_definitions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=100, unique=True)
+    name: str = Field(max_length=200)
+    phase: int
+    order: int = Field(sa_column_kwargs={"name": "sort_order"})
+    # Target day (days after contract start) per segment, e.g. {"SMB": 14, ...}.
+    target_days: str = Field(sa_column=Column(Text, nullable=False))
+    is_value: bool = Field(default=False)
+
+
+class AccountMilestone(SQLModel, table=True):
+    __tablename__ = "account_milestones"
+    __table_args__ = (UniqueConstraint("account_id", "milestone_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    milestone_key: str = Field(max_length=100, foreign_key="milestone_definitions.key")
+    due_date: date | None = None
+    completed_at: datetime | None = None
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        # Natural key: makes re-imports idempotent (ON CONFLICT DO NOTHING).
+        UniqueConstraint("account_id", "event", "ts", "user_id", name="uq_events_natural"),
+        # Covering for per-account time ranges (first N days, day-30 windows).
+        Index("ix_events_account_ts", "account_id", "ts", "event", "user_id"),
+        Index("ix_events_event_account_ts", "event", "account_id", "ts"),
+        # Point-in-time windows (active users / days in the last N days).
+        Index("ix_events_ts_account_user", "ts", "account_id", "user_id"),
+    )
+
+    # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    )
+    account_id: int = Field(foreign_key="accounts.id")
+    event: str = Field(max_length=200)
+    ts: datetime
+    # '' when the source has no end-user id, so the natural key has no NULLs.
+    user_id: str = Field(default="", max_length=200)
+    properties: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class Outcome(SQLModel, table=True):
+    __tablename__ = "outcomes"
+    __table_args__ = (UniqueConstraint("account_id", "date", "type"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    date: date
+    type: str = Field(max_length=20)
+    arr_change: float | None = None
+
+
+class SuccessPlan(SQLModel, table=True):
+    __tablename__ = "success_plans"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", unique=True)
+    goals: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    success_30: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    success_60: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    success_90: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    champion: str = Field(default="", max_length=200)
+    admin_contact: str = Field(default="", max_length=200)
+    executive_sponsor: str = Field(default="", max_length=200)
+    version: int = Field(default=1)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ChecklistItem(SQLModel, table=True):
+    __tablename__ = "checklist_items"
+    __table_args__ = (UniqueConstraint("account_id", "category", "criterion"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    category: str = Field(max_length=40)
+    criterion: str = Field(max_length=300)
+    target: str = Field(default="", max_length=100)
+    actual: str = Field(default="", max_length=100)
+    status: str = Field(default="not started", max_length=20)
+    owner_id: int | None = Field(default=None, foreign_key="team_members.id")
+    due_date: date | None = None
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # Optional binding to a metric computed from events (see metrics/checklist.py).
+    metric: str | None = Field(default=None, max_length=60)
+    position: int = Field(default=0)
+    # When the item became done: lets health be computed point-in-time.
+    done_at: datetime | None = None
+    # Optimistic locking: a save must name the version it edited.
+    version: int = Field(default=1)
+
+
+class ChangeLog(SQLModel, table=True):
+    __tablename__ = "change_log"
+    __table_args__ = (Index("ix_change_log_entity", "entity", "entity_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=254)
+    entity: str = Field(max_length=40)
+    entity_id: str = Field(max_length=100)
+    account_id: int | None = Field(default=None, index=True)
+    field: str = Field(max_length=100)
+    old: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    new: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    context: str = Field(default="", max_length=100)
+
+
+class HealthSnapshot(SQLModel, table=True):
+    __tablename__ = "health_snapshots"
+    __table_args__ = (UniqueConstraint("account_id", "date"), Index("ix_health_date", "date"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id")
+    date: date
+    total: float
+    milestone: float
+    adoption: float
+    engagement: float
+    value: float
+    band: str = Field(max_length=20)
+    model_version: int = Field(default=1)
+
+
+class RiskTrigger(SQLModel, table=True):
+    __tablename__ = "risk_triggers"
+    __table_args__ = (Index("ix_risk_account_rule", "account_id", "rule"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id")
+    rule: str = Field(max_length=60)
+    opened: date
+    resolved: date | None = None
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    action: str = Field(default="", max_length=300)
+    owner_id: int | None = Field(default=None, foreign_key="team_members.id")
+
+
+class Intervention(SQLModel, table=True):
+    __tablename__ = "interventions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    type: str = Field(max_length=40)
+    date: date
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    outcome: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    rule: str | None = Field(default=None, max_length=60)
+    created_by: str = Field(max_length=254)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SettingVersion(SQLModel, table=True):
+    """Every settings change is a new row; the current value is the highest version."""
+
+    __tablename__ = "setting_versions"
+    __table_args__ = (UniqueConstraint("key", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=60)
+    version: int
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    changed_by: str = Field(max_length=254)
+    changed_at: datetime = Field(default_factory=utcnow)
+
+
+class ImportRun(SQLModel, table=True):
+    __tablename__ = "import_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    actor: str = Field(max_length=254)
+    source: str = Field(default="", max_length=300)
+    status: str = Field(max_length=20)  # imported | rejected | failed
+    # JSON: per-file counts (rows, inserted, updated, unchanged, duplicates).
+    summary: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    duplicates_skipped: int = Field(default=0)
+    problems: int = Field(default=0)
+
+
+class Meta(SQLModel, table=True):
+    """Small key/value facts about the database (data version for cache invalidation)."""
+
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True, max_length=60)
+    value: str = Field(max_length=200)
+
+
+def _python_defaults_for_core_inserts() -> None:
+    """Give table columns the models' defaults, so bulk Core inserts (importer, demo
+    loader) get the same values as ORM inserts without repeating them."""
+    from pydantic_core import PydanticUndefined
+    from sqlalchemy import ColumnDefault
+
+    for model in SQLModel.__subclasses__():
+        table = getattr(model, "__table__", None)
+        if table is None:
+            continue
+        for name, info in model.model_fields.items():
+            col = table.c.get(name) if name in table.c else None
+            if col is None or col.default is not None or col.primary_key:
+                continue
+            if info.default_factory is not None:
+                col.default = ColumnDefault(info.default_factory)
+            elif info.default is not PydanticUndefined and info.default is not None:
+                col.default = ColumnDefault(info.default)
+
+
+_python_defaults_for_core_inserts()

@@ -1,0 +1,155 @@
+"""Engine and sessions from DATABASE_URL; migrations to head; the data version."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, create_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_URL = "sqlite:///data/onboarding.db"
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or read."""
+
+
+def database_url(url: str | None = None) -> str:
+    """The SQLAlchemy URL in use: the argument, else DATABASE_URL, else the SQLite default."""
+    url = url or os.environ.get("DATABASE_URL") or DEFAULT_URL
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database)
+        if not path.is_absolute():
+            # Relative SQLite paths are relative to the project, not the working directory.
+            path = ROOT / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = parsed.set(database=str(path)).render_as_string(hide_password=False)
+    return url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.close()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One engine per URL for the process (pooled connections)."""
+    url = database_url(url)
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                # Sessions run in UTC; keep any options (e.g. search_path) given in the URL.
+                options = " ".join(filter(None, [make_url(url).query.get("options", ""), "-c timezone=UTC"]))
+                engine = create_engine(
+                    make_url(url).difference_update_query(["options"]),
+                    pool_size=int(os.environ.get("DB_POOL_SIZE", "10")),
+                    max_overflow=int(os.environ.get("DB_MAX_OVERFLOW", "20")),
+                    pool_pre_ping=True,
+                    pool_recycle=1800,
+                    connect_args={"connect_timeout": 5, "options": options},
+                )
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with Session(get_engine(url), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "db" / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", database_url(url).replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str | None = None) -> str:
+    """Bring the database to the latest revision; return that revision."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(url)
+    engine = get_engine(url)
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != head:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    return head or ""
+
+
+def check_connection(url: str | None = None) -> None:
+    """Raise DatabaseUnavailable with a readable reason if the database cannot be reached."""
+    try:
+        with get_engine(url).connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise DatabaseUnavailable(describe_db_error(exc, url)) from exc
+
+
+def describe_db_error(exc: BaseException, url: str | None = None) -> str:
+    target = make_url(database_url(url)).render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+    return f"The database at {target} cannot be reached or read: {reason}"
+
+
+def data_version(session: Session) -> int:
+    """A counter bumped on every write; caches key on it."""
+    row = session.execute(text("SELECT value FROM meta WHERE key = 'data_version'")).first()
+    return int(row[0]) if row else 0
+
+
+def bump_data_version(session: Session) -> None:
+    """Mark the data as changed (within the caller's transaction)."""
+    updated = session.execute(
+        text("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(200)) WHERE key = 'data_version'")
+    )
+    if updated.rowcount == 0:
+        session.execute(text("INSERT INTO meta (key, value) VALUES ('data_version', '1')"))

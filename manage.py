@@ -1,0 +1,484 @@
+#!/usr/bin/env python
+"""Command line: migrations, demo data, import/export, reports, health snapshots, benchmark.
+
+The database comes from DATABASE_URL (default: the SQLite file data/onboarding.db).
+Every command has --help. Exit status 0 on success, 1 on failure, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _date(s: str) -> date:
+    try:
+        return date.fromisoformat(s)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {s!r}") from exc
+
+
+def _progress_printer(prefix: str):
+    last = [-1.0]
+
+    def progress(fraction: float, message: str) -> None:
+        if fraction - last[0] >= 0.02 or fraction >= 1.0 or fraction < last[0]:
+            last[0] = fraction
+            print(f"{prefix} {fraction * 100:5.1f}%  {message}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from db.session import database_url
+    from db.settings_store import init_db
+
+    init_db()
+    from db.session import migrate
+
+    print(f"database at revision {migrate()} ({_safe_url(database_url())})")
+    return 0
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    from services.setup import seed_demo
+
+    t0 = time.perf_counter()
+    try:
+        meta = seed_demo(
+            accounts=args.accounts,
+            seed=args.seed,
+            as_of=args.as_of,
+            events=args.events,
+            replace=args.replace,
+            history_weeks=args.history_weeks,
+            progress=_progress_printer("seed"),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"seeded {meta['accounts']:,} accounts and {meta['events']:,} events "
+        f"(seed {meta['seed']}, as of {meta['as_of']}) in {time.perf_counter() - t0:.1f} s"
+    )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from db.importer import files_from_dir, import_files
+    from db.settings_store import init_db
+
+    path = Path(args.dir)
+    if not path.is_dir():
+        print(f"error: {path} is not a directory", file=sys.stderr)
+        return 1
+    init_db()
+    files = files_from_dir(path)
+    if not files:
+        print(
+            f"error: no .csv files in {path}; expected some of team.csv, accounts.csv, events.csv, "
+            "milestones.csv, outcomes.csv, checklist.csv",
+            file=sys.stderr,
+        )
+        return 1
+    report = import_files(
+        files,
+        dry_run=args.dry_run,
+        actor=args.actor,
+        progress=None if args.quiet else _progress_printer("import"),
+        source=str(path),
+    )
+    if args.problems_csv and report.problems:
+        report.problems_frame().to_csv(args.problems_csv, index=False)
+    if args.format == "json":
+        out = report.as_dict()
+        out["problems"] = [vars(p) for p in report.problems]
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(report.summary_frame().to_string(index=False))
+        for w in report.warnings:
+            print(f"warning: {w}")
+        if report.problems:
+            print(f"\n{report.problem_count:,} problem(s); nothing was written:")
+            for p in report.problems:
+                print(f"  {p}")
+            if report.problem_count > len(report.problems):
+                print(f"  ... and {report.problem_count - len(report.problems):,} more of the same kinds")
+        elif args.dry_run:
+            print("\ndry run: the files are valid; nothing was written")
+        else:
+            print(f"\nimported in {report.seconds:.1f} s; {report.duplicates_skipped:,} duplicate event(s) skipped")
+    return 0 if report.ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from db.exporter import export_dir
+    from db.settings_store import init_db
+
+    init_db()
+    counts = export_dir(args.dir)
+    for name, n in counts.items():
+        print(f"{name}: {n:,} rows")
+    return 0
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def _filters(args: argparse.Namespace):
+    from services.analytics import Filters
+
+    return Filters(
+        start_from=args.start_from,
+        start_to=args.start_to,
+        segment=tuple(args.segment or ()),
+        industry=tuple(args.industry or ()),
+        plan=tuple(args.plan or ()),
+        channel=tuple(args.channel or ()),
+        csm=tuple(e.lower() for e in (args.csm or ())),
+        region=tuple(args.region or ()),
+    )
+
+
+def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
+    """CSV (default) or JSON on stdout. Empty cells are values that do not exist (NaN)."""
+    import pandas as pd
+
+    df = df.copy()
+    for c in df.columns:
+        if pd.api.types.is_datetime64_any_dtype(df[c]):
+            df[c] = df[c].dt.strftime("%Y-%m-%dT%H:%M:%S").where(df[c].notna(), None)
+    if args.format == "json":
+        records = json.loads(df.to_json(orient="records", date_format="iso", double_precision=15, default_handler=str))
+        print(json.dumps({**(extra or {}), "rows": records} if extra else records, indent=2, default=str))
+    else:
+        sys.stdout.write(df.to_csv(index=False, lineterminator="\n"))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from db.settings_store import init_db
+    from services import analytics as an
+
+    init_db()
+    src = an.Facts()
+    flt = _filters(args)
+    as_of = args.as_of or an.today()
+    try:
+        if args.report == "funnel":
+            if not args.step or len(args.step) < 2:
+                print(
+                    "error: a funnel needs at least two --step options (event names or milestone:<key>)",
+                    file=sys.stderr,
+                )
+                return 2
+            res = an.funnel_report(
+                src,
+                steps=args.step,
+                mode=args.mode,
+                window=args.window,
+                entry_from=args.date_from,
+                entry_to=args.to,
+                by=args.by,
+                filters=flt,
+                as_of=as_of,
+            )
+            _emit(res.accounts if args.accounts else res.steps, args)
+        elif args.report == "time-to-value":
+            res = an.ttv_report(src, milestone=args.milestone, by=args.by, filters=flt, as_of=as_of)
+            _emit(res.groups, args)
+        elif args.report == "cohorts":
+            if args.matrix:
+                shares, _observed = an.cohort_week_report(
+                    src, milestone=args.matrix, by=args.by or "month", weeks=args.weeks, filters=flt, as_of=as_of
+                )
+                _emit(shares.reset_index(), args)
+            else:
+                _emit(
+                    an.cohort_report(
+                        src, by=args.by or "month", within_days=args.within_days, filters=flt, as_of=as_of
+                    ),
+                    args,
+                )
+        elif args.report == "retention":
+            if not (args.start_event and args.return_event):
+                print("error: retention needs --start-event and --return-event", file=sys.stderr)
+                return 2
+            m = an.retention_report(
+                src,
+                start_event=args.start_event,
+                return_event=args.return_event,
+                period=args.period,
+                intervals=args.intervals,
+                date_to=args.to or as_of,
+                first_time=args.first_time,
+                cumulative=args.cumulative,
+                filters=flt,
+            )
+            for c in m.columns[1:]:
+                m[c] = m[c].astype("Int64")
+            _emit(m, args)
+        elif args.report == "health":
+            h = an.health_table(src, as_of=as_of, filters=flt)
+            cols = [
+                "external_id",
+                "name",
+                "segment",
+                "csm_name",
+                "status",
+                "total",
+                "band",
+                "milestone",
+                "adoption",
+                "engagement",
+                "value",
+                "n_due",
+                "n_on_time",
+                "n_late",
+                "active_users",
+                "licensed_seats",
+                "active_days",
+                "value_ms_done",
+                "value_ms_total",
+                "value_items",
+                "value_done",
+                "model_version",
+            ]
+            _emit(h[cols].rename(columns={"external_id": "account_id", "csm_name": "csm"}), args)
+        elif args.report == "triggers":
+            t = an.trigger_table(src, as_of=as_of, filters=flt)
+            _emit(t.drop(columns=["account_id"]).rename(columns={"external_id": "account_id"}), args)
+        elif args.report == "signals":
+            if args.transitions:
+                _emit(an.transitions_report(src, filters=flt, as_of=as_of), args)
+            else:
+                _emit(
+                    an.signals_report(
+                        src,
+                        outcome=args.outcome,
+                        days=args.days,
+                        min_count=args.min_count,
+                        within_segment=args.within_segment,
+                        filters=flt,
+                        as_of=as_of,
+                    ),
+                    args,
+                )
+        elif args.report == "backtest":
+            weights = None
+            if args.weights:
+                try:
+                    weights = {k.strip(): float(v) for k, v in (p.split("=") for p in args.weights.split(","))}
+                except ValueError:
+                    print(
+                        "error: --weights must look like milestone=30,adoption=25,engagement=25,value=20",
+                        file=sys.stderr,
+                    )
+                    return 2
+            r = an.backtest_report(src, day=args.day, weights=weights, filters=flt, as_of=as_of)
+            df = r.bands.assign(
+                auc=r.auc, auc_low=r.auc_low, auc_high=r.auc_high, day=r.day, scored_accounts=r.accounts
+            )
+            _emit(df, args)
+        elif args.report == "portfolio":
+            rows = [
+                {
+                    "key": k.key,
+                    "label": k.label,
+                    "value": k.value,
+                    "previous": k.previous,
+                    "delta": k.delta,
+                    "unit": k.unit,
+                    "numerator": k.numerator,
+                    "denominator": k.denominator,
+                    "low": k.low,
+                    "high": k.high,
+                    "target": k.target,
+                }
+                for k in an.kpis(src, as_of=as_of, filters=flt)
+            ]
+            _emit(pd.DataFrame(rows), args)
+    except (ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_snapshot_health(args: argparse.Namespace) -> int:
+    from db.settings_store import init_db
+    from services.health import backfill_snapshots, snapshot
+
+    init_db()
+    if args.backfill_weeks:
+        n = backfill_snapshots(as_of=args.as_of, weeks=args.backfill_weeks, progress=_progress_printer("health"))
+    else:
+        n = snapshot(as_of=args.as_of)
+    print(f"stored {n:,} health snapshot rows")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="manage.py",
+        description="Onboarding analytics: database, data and reports. Database from DATABASE_URL "
+        "(default sqlite:///data/onboarding.db).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("migrate", help="bring the database to the latest schema revision")
+    s.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("seed-demo", help="fill the database with a generated demo portfolio")
+    s.add_argument("--accounts", type=int, default=600, help="number of accounts (default 600)")
+    s.add_argument("--seed", type=int, default=42, help="random seed (default 42): same seed, same data")
+    s.add_argument("--as-of", type=_date, default=None, help="the demo's 'today' (default: today)")
+    s.add_argument(
+        "--events", type=int, default=None, help="about how many events (default max(200,000, 100 per account))"
+    )
+    s.add_argument("--history-weeks", type=int, default=26, help="weeks of health snapshots to back-fill (default 26)")
+    s.add_argument(
+        "--replace", action="store_true", help="delete the existing portfolio first (otherwise refuse if there is one)"
+    )
+    s.set_defaults(func=cmd_seed_demo)
+
+    s = sub.add_parser("import", help="validate and import the contract CSV files in DIR (atomic)")
+    s.add_argument(
+        "dir",
+        help="directory with team.csv, accounts.csv, events.csv, milestones.csv, outcomes.csv, checklist.csv (any subset)",
+    )
+    s.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    s.add_argument("--actor", default="cli", help="who is importing (recorded in the import log)")
+    s.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
+    s.add_argument("--problems-csv", help="also write the problem list to this CSV file")
+    s.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("export", help="write every table as contract CSV files into DIR")
+    s.add_argument("dir", help="output directory (created if missing)")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("report", help="compute an analysis and print it (CSV or JSON) on stdout")
+    s.add_argument(
+        "report",
+        choices=[
+            "funnel",
+            "time-to-value",
+            "cohorts",
+            "retention",
+            "health",
+            "triggers",
+            "signals",
+            "backtest",
+            "portfolio",
+        ],
+        help="which analysis",
+    )
+    s.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (default csv)")
+    s.add_argument("--as-of", type=_date, help="evaluate as of this date (default today, UTC)")
+    g = s.add_argument_group("account filters (as in the dashboard's sidebar)")
+    g.add_argument("--segment", action="append", help="repeatable")
+    g.add_argument("--industry", action="append", help="repeatable")
+    g.add_argument("--plan", action="append", help="repeatable")
+    g.add_argument("--channel", action="append", help="repeatable")
+    g.add_argument("--csm", action="append", help="CSM email; repeatable")
+    g.add_argument("--region", action="append", help="repeatable")
+    g.add_argument("--start-from", type=_date, help="contract start on or after")
+    g.add_argument("--start-to", type=_date, help="contract start on or before")
+    g = s.add_argument_group("funnel")
+    g.add_argument("--step", action="append", help="event name or milestone:<key>; repeat in order (2-10 steps)")
+    g.add_argument("--mode", choices=["ordered", "strict", "unordered"], default="ordered")
+    g.add_argument("--window", default="14d", help="conversion window from step 1: number + s|m|h|d|w (default 14d)")
+    g.add_argument("--from", dest="date_from", type=_date, help="entry: step 1 on or after this date")
+    g.add_argument("--to", type=_date, help="funnel: step 1 on or before this date; retention: the end date")
+    g.add_argument(
+        "--by",
+        help="breakdown/group attribute: segment, industry, plan, channel, region, csm_name, cohort_month, cohort_quarter; cohorts also month|quarter",
+    )
+    g.add_argument(
+        "--accounts",
+        action="store_true",
+        help="funnel: one row per account (furthest step, status, step times) instead of per step",
+    )
+    g = s.add_argument_group("time to value / cohorts")
+    g.add_argument("--milestone", default="first_value_achieved", help="milestone key (default first_value_achieved)")
+    g.add_argument(
+        "--within-days", type=int, help="cohorts: onboarding completion within N days (default: each segment's target)"
+    )
+    g.add_argument(
+        "--matrix", metavar="MILESTONE", help="cohorts: print the cohort x week-since-start matrix for this milestone"
+    )
+    g.add_argument("--weeks", type=int, default=16, help="cohorts --matrix: weeks since start (default 16)")
+    g = s.add_argument_group("retention")
+    g.add_argument("--start-event", help="cohort-defining event")
+    g.add_argument("--return-event", help="returning event")
+    g.add_argument("--period", choices=["day", "week", "month"], default="week")
+    g.add_argument("--intervals", type=int, default=8)
+    g.add_argument("--first-time", action="store_true", help="cohort = period of the account's first-ever start event")
+    g.add_argument("--cumulative", action="store_true", help="count returns on or after each period")
+    g = s.add_argument_group("signals / backtest")
+    g.add_argument("--outcome", choices=["retained", "expanded"], default="retained")
+    g.add_argument("--days", type=int, default=14, help="signals: first N days (default 14)")
+    g.add_argument("--min-count", type=int, default=1, help="signals: done at least k times (default 1)")
+    g.add_argument("--within-segment", action="store_true", help="signals: one row per segment and behaviour")
+    g.add_argument(
+        "--transitions", action="store_true", help="signals: milestone-to-milestone transition probabilities instead"
+    )
+    g.add_argument("--day", type=int, default=30, help="backtest: score as of day N after contract start (default 30)")
+    g.add_argument("--weights", help="backtest what-if: milestone=30,adoption=25,engagement=25,value=20")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("snapshot-health", help="store every account's health score as of a date (idempotent per date)")
+    s.add_argument("--as-of", type=_date, help="date of the snapshot (default today)")
+    s.add_argument("--backfill-weeks", type=int, default=0, help="also store weekly snapshots for the past N weeks")
+    s.set_defaults(func=cmd_snapshot_health)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from db.session import DatabaseUnavailable, check_connection, describe_db_error
+
+    try:
+        check_connection()
+        return int(args.func(args) or 0)
+    except DatabaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written (each write is one transaction)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            print(f"error: {describe_db_error(exc)}", file=sys.stderr)
+        else:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Risk triggers evaluated as of a date, each with the seed's intervention.
+
+Rules (thresholds from settings): milestone overdue by more than N days; no activity for
+N days; adoption under X % at day D while onboarding; health fell P+ points in D days;
+no champion by day D; first value not reached by the segment's target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# The seed's intervention protocols.
+INTERVENTIONS = {
+    "extra training": "Extra training: role-based sessions for users who have not activated",
+    "executive sponsorship": "Executive sponsorship: escalate to the sponsor and reset goals",
+    "enhanced support": "Enhanced support: implementation specialist and a weekly check-in",
+}
+
+RULE_LABELS = {
+    "milestone_overdue": "Milestone overdue",
+    "no_activity": "No activity",
+    "low_adoption": "Low adoption",
+    "health_drop": "Health dropped",
+    "no_champion": "No champion",
+    "ttfv_overdue": "First value late",
+}
+
+# The intervention protocol for each rule (and, for overdue milestones, by milestone).
+MILESTONE_ACTION = {
+    "kickoff_complete": "executive sponsorship",
+    "technical_setup_done": "enhanced support",
+    "training_completed": "extra training",
+    "first_value_achieved": "executive sponsorship",
+    "adoption_confirmed": "extra training",
+    "onboarding_concluded": "enhanced support",
+}
+RULE_ACTION = {
+    "no_activity": "enhanced support",
+    "low_adoption": "extra training",
+    "health_drop": "executive sponsorship",
+    "no_champion": "executive sponsorship",
+    "ttfv_overdue": "enhanced support",
+}
+
+
+def evaluate(
+    acc: pd.DataFrame,
+    ms: pd.DataFrame,
+    *,
+    rules: dict,
+    as_of_end: pd.Timestamp,
+    milestone_names: dict[str, str],
+    first_value_key: str = "first_value_achieved",
+) -> pd.DataFrame:
+    """Fired triggers, one row per (account, rule).
+
+    acc columns: account_id, age_days, churned, onboarding_done, active_days, last_event,
+    adoption_share, total, total_before, champion, ttfv_target_days, csm_name.
+    ms: account_id, milestone_key, due_date, completed_at.
+    """
+    live = acc[~acc["churned"] & (acc["age_days"] >= 0)]
+    out: list[pd.DataFrame] = []
+    as_of_day = as_of_end - pd.Timedelta(days=1)
+
+    def emit(
+        frame: pd.DataFrame,
+        rule: str,
+        reason: pd.Series,
+        action_key: pd.Series | str,
+        days_overdue: pd.Series | None = None,
+    ) -> None:
+        if frame.empty:
+            return
+        keys = action_key if isinstance(action_key, pd.Series) else pd.Series(action_key, index=frame.index)
+        out.append(
+            pd.DataFrame(
+                {
+                    "account_id": frame["account_id"].to_numpy(),
+                    "rule": rule,
+                    "trigger": RULE_LABELS[rule],
+                    "reason": reason.to_numpy(),
+                    "intervention": keys.to_numpy(),
+                    "action": keys.map(INTERVENTIONS).to_numpy(),
+                    "days_overdue": (
+                        days_overdue.to_numpy() if days_overdue is not None else np.full(len(frame), np.nan)
+                    ),
+                }
+            )
+        )
+
+    r = rules.get("milestone_overdue", {})
+    if r.get("enabled", True):
+        n = int(r.get("days", 7))
+        m = ms[ms["account_id"].isin(live["account_id"])]
+        late = m[(m["due_date"] < as_of_end) & ~(m["completed_at"].notna() & (m["completed_at"] < as_of_end))].copy()
+        late["days"] = (as_of_day - late["due_date"]).dt.days
+        late = late[late["days"] > n].sort_values("days", ascending=False).drop_duplicates("account_id")
+        if len(late):
+            cnt = (
+                m[
+                    (m["due_date"] < as_of_end - pd.Timedelta(days=n))
+                    & ~(m["completed_at"].notna() & (m["completed_at"] < as_of_end))
+                ]
+                .groupby("account_id")
+                .size()
+            )
+            reason = late.apply(
+                lambda x: (
+                    f"{milestone_names.get(x['milestone_key'], x['milestone_key'])} is {int(x['days'])} days overdue"
+                    + (
+                        f" ({int(cnt.get(x['account_id'], 1))} milestones overdue)"
+                        if cnt.get(x["account_id"], 1) > 1
+                        else ""
+                    )
+                ),
+                axis=1,
+            )
+            emit(
+                late,
+                "milestone_overdue",
+                reason,
+                late["milestone_key"].map(MILESTONE_ACTION).fillna("enhanced support"),
+                late["days"],
+            )
+
+    r = rules.get("no_activity", {})
+    if r.get("enabled", True):
+        n = int(r.get("days", 14))
+        since = (as_of_end - live["last_event"]).dt.total_seconds() / 86400
+        hit = live[(live["age_days"] >= n) & (live["last_event"].isna() | (since >= n))]
+        days = ((as_of_end - hit["last_event"]).dt.days).astype("float")
+        reason = pd.Series(
+            np.where(
+                hit["last_event"].isna(),
+                f"no product activity in the last {n}+ days (none recorded recently)",
+                "no product activity for " + days.fillna(0).astype(int).astype(str) + " days",
+            ),
+            index=hit.index,
+        )
+        emit(hit, "no_activity", reason, RULE_ACTION["no_activity"])
+
+    r = rules.get("low_adoption", {})
+    if r.get("enabled", True):
+        day, thr = int(r.get("day", 30)), float(r.get("threshold", 0.5))
+        hit = live[(live["age_days"] >= day) & ~live["onboarding_done"] & (live["adoption_share"].fillna(0) < thr)]
+        reason = (
+            "adoption "
+            + (hit["adoption_share"].fillna(0) * 100).round().astype(int).astype(str)
+            + f" % of seats after day {day} (threshold {thr:.0%})"
+        )
+        emit(hit, "low_adoption", reason, RULE_ACTION["low_adoption"])
+
+    r = rules.get("health_drop", {})
+    if r.get("enabled", True) and "total_before" in live:
+        pts, days = float(r.get("points", 15)), int(r.get("days", 14))
+        drop = live["total_before"] - live["total"]
+        hit = live[drop >= pts]
+        reason = (
+            "health fell "
+            + drop[hit.index].round().astype(int).astype(str)
+            + f" points in {days} days ("
+            + hit["total_before"].round().astype(int).astype(str)
+            + " → "
+            + hit["total"].round().astype(int).astype(str)
+            + ")"
+        )
+        emit(hit, "health_drop", reason, RULE_ACTION["health_drop"])
+
+    r = rules.get("no_champion", {})
+    if r.get("enabled", True):
+        day = int(r.get("day", 14))
+        hit = live[(live["age_days"] >= day) & (live["champion"].fillna("").str.strip() == "")]
+        reason = (
+            pd.Series(f"no champion named by day {day}", index=hit.index)
+            + " (day "
+            + hit["age_days"].astype(int).astype(str)
+            + ")"
+        )
+        emit(hit, "no_champion", reason, RULE_ACTION["no_champion"])
+
+    r = rules.get("ttfv_overdue", {})
+    if r.get("enabled", True):
+        grace = int(r.get("grace_days", 0))
+        fv = ms[
+            (ms["milestone_key"] == first_value_key) & ms["completed_at"].notna() & (ms["completed_at"] < as_of_end)
+        ]["account_id"]
+        hit = live[~live["account_id"].isin(fv) & (live["age_days"] > live["ttfv_target_days"] + grace)]
+        late_by = (hit["age_days"] - hit["ttfv_target_days"]).astype(int)
+        reason = (
+            "first value not reached after "
+            + hit["age_days"].astype(int).astype(str)
+            + " days (target "
+            + hit["ttfv_target_days"].astype(int).astype(str)
+            + ")"
+        )
+        emit(hit, "ttfv_overdue", reason, RULE_ACTION["ttfv_overdue"], late_by)
+
+    cols = ["account_id", "rule", "trigger", "reason", "intervention", "action", "days_overdue"]
+    if not out:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(out, ignore_index=True)[cols]

@@ -1,0 +1,138 @@
+"""Portfolio: the CS leader's weekly review. KPIs against targets with their change on the
+previous week, health bands, the at-risk accounts and why, breakdowns by segment and CSM,
+health by week, and a plain-language summary of what changed."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import cache, charts, context
+from components.ui import account_link, empty, kpi_tile, reading, table
+from services.analytics import portfolio
+
+src = cache.facts()
+flt = context.filters()
+as_of = context.as_of()
+
+st.title("Portfolio")
+with cache.timed("portfolio"):
+    p = portfolio(src, as_of=as_of, filters=flt)
+
+if p.health.empty:
+    empty(
+        f"No accounts match these filters as of {as_of:%d %b %Y} ({flt.describe()}).",
+        "Clear the filters in the sidebar, pick a later as-of date, or import accounts on the Data page.",
+    )
+    st.stop()
+
+st.caption(f"As of **{as_of:%d %b %Y}** · {flt.describe()} · changes are against {p.previous:%d %b %Y}")
+
+with st.container(border=True):
+    st.markdown("**What changed and where to look**")
+    for line in p.summary:
+        st.markdown(f"- {line}")
+
+cols = st.columns(4)
+for col, k in zip(cols, p.kpis, strict=True):
+    with col:
+        kpi_tile(k, key=k.key)
+
+left, right = st.columns([2, 3])
+with left:
+    st.plotly_chart(charts.bands_chart(p.bands), key="bands_chart")
+    live = int(p.bands["accounts"].sum())
+    top = p.bands.sort_values("accounts", ascending=False).iloc[0]
+    reading(f"Of {live:,} live accounts, the largest group is {top['band']} ({top['accounts']:,}, {top['accounts'] / max(live, 1):.0%}).")
+with right:
+    if len(p.trend) > 1:
+        st.plotly_chart(charts.trend_chart(p.trend), key="trend_chart")
+        first, last = p.trend.iloc[0], p.trend.iloc[-1]
+        reading(
+            f"Average health went from {first['avg_health']:.1f} on {first['date']:%d %b} to {last['avg_health']:.1f} on {last['date']:%d %b}; "
+            f"at-risk or critical share from {(first['At Risk'] + first['Critical']):.0%} to {(last['At Risk'] + last['Critical']):.0%}."
+        )
+    else:
+        empty("No health history yet.", "Run `python manage.py snapshot-health` daily or weekly (e.g. from cron) to build the trend.")
+
+st.subheader(f"At-risk accounts ({len(p.at_risk):,})")
+if p.at_risk.empty:
+    st.success("No account is at risk and no risk trigger fired.", icon=":material/check_circle:")
+else:
+    view = p.at_risk.assign(link=p.at_risk["external_id"].map(account_link))
+    view = view[["link", "name", "segment", "owner", "health", "band", "reason", "days_overdue", "triggers", "action"]]
+    table(
+        view,
+        key="at_risk",
+        filename=f"at-risk-{as_of}",
+        height=400,
+        column_config={
+            "link": st.column_config.LinkColumn("Account", display_text=r"account=(.*)$", help="Open the account"),
+            "name": st.column_config.TextColumn("Name"),
+            "owner": st.column_config.TextColumn("Owner (CSM)"),
+            "health": st.column_config.ProgressColumn("Health", min_value=0, max_value=100, format="%.0f"),
+            "reason": st.column_config.TextColumn("Why", width="large"),
+            "days_overdue": st.column_config.NumberColumn("Days overdue", format="%d"),
+            "triggers": st.column_config.NumberColumn("Triggers", format="%d"),
+            "action": st.column_config.TextColumn("Recommended intervention", width="large"),
+        },
+        download_df=p.at_risk,
+    )
+    new = int(p.triggers["new"].sum()) if "new" in p.triggers else 0
+    reading(f"{len(p.triggers):,} risk triggers are firing on {p.triggers['account_id'].nunique():,} accounts; {new:,} fired since {p.previous:%d %b}.")
+
+st.subheader("Breakdowns")
+tab_seg, tab_csm = st.tabs(["By segment", "By CSM"])
+pct = {"format": "%.0f %%"}
+with tab_seg:
+    seg = p.by_segment.copy()
+    seg["completion_rate"] *= 100
+    seg["at_risk_share"] *= 100
+    table(
+        seg,
+        key="by_segment",
+        filename=f"by-segment-{as_of}",
+        column_config={
+            "segment": "Segment",
+            "accounts": "Accounts",
+            "onboarding": "Onboarding",
+            "completion_rate": st.column_config.NumberColumn("Completion on time", **pct, help="Recent onboarding deadlines met (denominator next column)"),
+            "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
+            "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
+            "ttfv_target_days": st.column_config.NumberColumn("TTFV target", format="%.0f d"),
+            "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
+            "at_risk": "At risk",
+            "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),
+        },
+        download_df=p.by_segment,
+    )
+    late = p.by_segment[p.by_segment["ttfv_median_days"] > p.by_segment["ttfv_target_days"]]
+    reading(
+        ("Median time to first value is over target in " + ", ".join(late["segment"]) + ".")
+        if len(late)
+        else "Every segment reaches first value within its target (median, Kaplan-Meier)."
+    )
+with tab_csm:
+    csm = p.by_csm.copy()
+    csm["completion_rate"] *= 100
+    csm["at_risk_share"] *= 100
+    table(
+        csm,
+        key="by_csm",
+        filename=f"by-csm-{as_of}",
+        column_config={
+            "csm_name": "CSM",
+            "accounts": "Accounts",
+            "onboarding": "Onboarding",
+            "completion_rate": st.column_config.NumberColumn("Completion on time", **pct),
+            "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
+            "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
+            "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
+            "at_risk": "At risk",
+            "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),
+        },
+        download_df=p.by_csm,
+    )
+    if len(p.by_csm):
+        worst = p.by_csm.sort_values("at_risk_share", ascending=False).iloc[0]
+        best = p.by_csm.sort_values("at_risk_share").iloc[0]
+        reading(f"At-risk share ranges from {best['at_risk_share']:.0%} ({best['csm_name']}) to {worst['at_risk_share']:.0%} ({worst['csm_name']}).")

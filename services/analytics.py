@@ -1,0 +1,996 @@
+"""Every analysis the dashboard shows, computed once: the pages and `manage.py report` call
+these functions with the same arguments and get the same numbers.
+
+A `Facts` object loads per-account facts from the database (the pages use a cached
+subclass, components/cache.py); the functions here filter accounts, assemble the facts
+and call the pure metrics in metrics/.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from db import facts as q
+from db.defaults import COMPLETION_MILESTONE, FIRST_VALUE_MILESTONE
+from db.session import get_engine, session_scope
+from db.settings_store import get_setting, milestone_definitions
+from metrics import backtest as bt
+from metrics import cohorts as coh
+from metrics import funnel as fn
+from metrics import health as hl
+from metrics import retention as rt
+from metrics import signals as sg
+from metrics import time_to_value as ttv
+from metrics import triggers as tr
+
+ATTRIBUTES = ("segment", "industry", "plan", "channel", "region", "csm_name", "cohort_month", "cohort_quarter")
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def day_end(d: date) -> pd.Timestamp:
+    """Exclusive end of a day (naive UTC)."""
+    return pd.Timestamp(d) + pd.Timedelta(days=1)
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Account filters shared by every page (and the CLI's --segment etc.)."""
+
+    start_from: date | None = None  # contract start on or after
+    start_to: date | None = None  # contract start on or before
+    segment: tuple[str, ...] = ()
+    industry: tuple[str, ...] = ()
+    plan: tuple[str, ...] = ()
+    channel: tuple[str, ...] = ()
+    csm: tuple[str, ...] = ()  # CSM emails
+    region: tuple[str, ...] = ()
+
+    def apply(self, accounts: pd.DataFrame) -> pd.DataFrame:
+        a = accounts
+        if self.start_from:
+            a = a[a["contract_start"] >= pd.Timestamp(self.start_from)]
+        if self.start_to:
+            a = a[a["contract_start"] <= pd.Timestamp(self.start_to)]
+        for name, col in (
+            ("segment", "segment"),
+            ("industry", "industry"),
+            ("plan", "plan"),
+            ("channel", "channel"),
+            ("csm", "csm_email"),
+            ("region", "region"),
+        ):
+            vals = getattr(self, name)
+            if vals:
+                a = a[a[col].isin(vals)]
+        return a
+
+    def is_empty(self) -> bool:
+        return all(not getattr(self, f.name) for f in fields(self))
+
+    def describe(self) -> str:
+        parts = []
+        if self.start_from or self.start_to:
+            parts.append(f"contract start {self.start_from or '…'} to {self.start_to or '…'}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple) and v:
+                parts.append(f"{f.name}: {', '.join(v)}")
+        return "; ".join(parts) or "all accounts"
+
+
+# ----------------------------------------------------------------------------- facts
+
+
+class Facts:
+    """Loads per-account facts for one database and keeps them (and derived results) in a
+    bounded in-process memo. One instance per data version: the pages share one across
+    sessions (components/cache.py); the CLI makes a fresh one per command.
+
+    Callers must not modify the frames they get back.
+    """
+
+    def __init__(self, url: str | None = None, *, memo_size: int = 256) -> None:
+        self.url = url
+        self.engine = get_engine(url)
+        self.memo_size = memo_size
+        self.results_enabled = True
+        self._memo: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._inflight: dict = {}
+
+    def cached(self, key: tuple, fn: Callable[[], Any], *, result: bool = False) -> Any:
+        """Memoise fn() under key; concurrent callers of the same key wait for one computation."""
+        if result and not self.results_enabled:
+            return fn()
+        key = ("result" if result else "fact", *key)
+        while True:
+            with self._lock:
+                if key in self._memo:
+                    self._memo.move_to_end(key)
+                    return self._memo[key]
+                event = self._inflight.get(key)
+                owner = event is None
+                if owner:
+                    event = self._inflight[key] = threading.Event()
+            if not owner:
+                event.wait()
+                continue
+            try:
+                value = fn()
+                with self._lock:
+                    self._memo[key] = value
+                    while len(self._memo) > self.memo_size:
+                        self._memo.popitem(last=False)
+                return value
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                event.set()
+
+    def clear_results(self) -> None:
+        """Forget derived results, keep the loaded facts (for timing the metrics alone)."""
+        with self._lock:
+            for k in [k for k in self._memo if k[0] == "result"]:
+                del self._memo[k]
+
+    def _q(self, func, **kwargs):
+        with self.engine.connect() as conn:
+            return func(conn, **kwargs)
+
+    def accounts(self) -> pd.DataFrame:
+        def load() -> pd.DataFrame:
+            a = self._q(q.accounts)
+            a["cohort_month"] = a["contract_start"].dt.strftime("%Y-%m")
+            a["cohort_quarter"] = (
+                a["contract_start"].dt.year.astype(str) + "-Q" + a["contract_start"].dt.quarter.astype(str)
+            )
+            return a
+
+        return self.cached(("accounts",), load)
+
+    def milestones(self) -> pd.DataFrame:
+        return self.cached(("milestones",), lambda: self._q(q.milestones))
+
+    def outcomes(self) -> pd.DataFrame:
+        return self.cached(("outcomes",), lambda: self._q(q.outcomes))
+
+    def plans(self) -> pd.DataFrame:
+        return self.cached(("plans",), lambda: self._q(q.plans))
+
+    def milestone_defs(self) -> list[dict]:
+        def load() -> list[dict]:
+            with session_scope(self.url) as s:
+                return milestone_definitions(s)
+
+        return self.cached(("milestone_defs",), load)
+
+    def setting(self, key: str) -> tuple[Any, int]:
+        def load() -> tuple[Any, int]:
+            with session_scope(self.url) as s:
+                st = get_setting(s, key)
+                return st.value, st.version
+
+        return self.cached(("setting", key), load)
+
+    def completed(self, key: str) -> pd.Series:
+        """When each account completed a milestone (account_id -> timestamp)."""
+
+        def load() -> pd.Series:
+            ms = self.milestones()
+            return ms[(ms["milestone_key"] == key) & ms["completed_at"].notna()].set_index("account_id")["completed_at"]
+
+        return self.cached(("completed", key), load)
+
+    def churn_dates(self) -> pd.Series:
+        """First churn date per account."""
+
+        def load() -> pd.Series:
+            o = self.outcomes()
+            return o[o["type"] == "churned"].groupby("account_id")["date"].min()
+
+        return self.cached(("churn_dates",), load)
+
+    def checklist_value(self, as_of: date) -> pd.DataFrame:
+        return self.cached(
+            ("checklist_value", as_of), lambda: self._q(q.checklist_value, as_of_end=day_end(as_of).to_pydatetime())
+        )
+
+    def checklist_overview(self) -> pd.DataFrame:
+        return self.cached(("checklist_overview",), lambda: self._q(q.checklist_overview))
+
+    def activity(self, as_of: date, users_days: int, active_days_window: int) -> pd.DataFrame:
+        return self.cached(
+            ("activity", as_of, users_days, active_days_window),
+            lambda: self._q(
+                q.activity,
+                as_of_end=day_end(as_of).to_pydatetime(),
+                users_days=users_days,
+                active_days_window=active_days_window,
+            ),
+        )
+
+    def last_events(self, as_of: date, account_ids: tuple[int, ...]) -> pd.DataFrame:
+        return self.cached(
+            ("last_events", as_of, hash(account_ids)),
+            lambda: self._q(q.last_events, account_ids=list(account_ids), as_of_end=day_end(as_of).to_pydatetime()),
+        )
+
+    def activity_anchored(self, offset_days: int, users_days: int, active_days_window: int) -> pd.DataFrame:
+        return self.cached(
+            ("activity_anchored", offset_days, users_days, active_days_window),
+            lambda: self._q(
+                q.activity_anchored,
+                offset_days=offset_days,
+                users_days=users_days,
+                active_days_window=active_days_window,
+            ),
+        )
+
+    def step_occurrences(self, names: tuple[str, ...], milestone_keys: tuple[str, ...], strict: bool) -> pd.DataFrame:
+        return self.cached(
+            ("steps", names, milestone_keys, strict),
+            lambda: self._q(q.step_occurrences, names=list(names), milestone_keys=list(milestone_keys), strict=strict),
+        )
+
+    def event_names(self) -> pd.DataFrame:
+        return self.cached(("event_names",), lambda: self._q(q.event_names))
+
+    def early_event_counts(self, days: int) -> pd.DataFrame:
+        return self.cached(("early", days), lambda: self._q(q.early_event_counts, days=days))
+
+    def event_periods(self, event: str, start: datetime | None, end: datetime, first_ever: bool) -> pd.DataFrame:
+        return self.cached(
+            ("event_periods", event, start, end, first_ever),
+            lambda: self._q(q.event_periods, event=event, start=start, end=end, first_ever=first_ever),
+        )
+
+    def snapshot_trend(self, since: date, until: date, account_ids: tuple[int, ...] | None) -> pd.DataFrame:
+        return self.cached(
+            ("snapshot_trend", since, until, None if account_ids is None else hash(account_ids)),
+            lambda: self._q(
+                q.snapshot_trend,
+                since=since,
+                until=until,
+                account_ids=None if account_ids is None else list(account_ids),
+            ),
+        )
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def health_model(src: Facts) -> hl.HealthModel:
+    value, version = src.setting("health_model")
+    return hl.HealthModel.from_settings(value, version)
+
+
+def _accounts(src: Facts, filters: Filters | None, as_of: date | None = None) -> pd.DataFrame:
+    """The filtered accounts (a copy: callers may add columns)."""
+    a = src.accounts()
+    if filters:
+        a = filters.apply(a)
+    if as_of is not None:
+        a = a[a["contract_start"] < day_end(as_of)]
+    return a.copy()
+
+
+def _targets(src: Facts, key: str) -> dict[str, int]:
+    for d in src.milestone_defs():
+        if d["key"] == key:
+            return {k: int(v) for k, v in d["target_days"].items()}
+    return {}
+
+
+def status_frame(src: Facts, accounts: pd.DataFrame, as_of: date) -> pd.Series:
+    """Lifecycle status as of a date: churned, onboarding or active."""
+    end = day_end(as_of)
+    churn = accounts["account_id"].map(src.churn_dates())
+    done = accounts["account_id"].map(src.completed(COMPLETION_MILESTONE))
+    status = np.where(
+        churn.notna() & (churn < end), "churned", np.where(done.notna() & (done < end), "active", "onboarding")
+    )
+    return pd.Series(status, index=accounts.index)
+
+
+# ----------------------------------------------------------------------------- health
+
+
+def health_facts(src: Facts, accounts: pd.DataFrame, *, as_of: date, model: hl.HealthModel) -> pd.DataFrame:
+    """The facts the health score needs, as of a date, one row per account."""
+    end = day_end(as_of)
+    ids = accounts["account_id"]
+    value_keys = {d["key"] for d in src.milestone_defs() if d["is_value"]}
+    ms = src.milestones()
+    ms = ms[ms["account_id"].isin(ids)]
+    mf = hl.milestone_facts(ms, pd.Series(end, index=ids.to_numpy()), value_keys)
+    act = src.activity(as_of, model.adoption_window_days, model.engagement_window_days)
+    if model.adoption_window_days != model.engagement_window_days:
+        act2 = src.activity(as_of, model.engagement_window_days, model.engagement_window_days)
+        act = act.drop(columns="active_days").merge(act2[["account_id", "active_days"]], on="account_id", how="outer")
+    cv = src.checklist_value(as_of)
+    f = accounts[["account_id", "licensed_seats"]].merge(mf, on="account_id", how="left")
+    f = f.merge(act, on="account_id", how="left").merge(cv, on="account_id", how="left")
+    for c in ("active_users", "active_days", "weekly_users", "value_items", "value_done"):
+        f[c] = f[c].fillna(0).astype(int)
+    return f
+
+
+def health_table(
+    src: Facts, *, as_of: date, filters: Filters | None = None, model: hl.HealthModel | None = None
+) -> pd.DataFrame:
+    """Health of every account (that had started by as_of): points, total, band, status, facts."""
+    model = model or health_model(src)
+    key = (
+        "health",
+        as_of,
+        filters,
+        model.version,
+        tuple(sorted(model.weights.items())),
+        tuple(sorted(model.bands.items())),
+    )
+    return src.cached(key, lambda: _health_table(src, as_of=as_of, filters=filters, model=model), result=True)
+
+
+def _health_table(src: Facts, *, as_of: date, filters: Filters | None, model: hl.HealthModel) -> pd.DataFrame:
+    a = _accounts(src, filters, as_of)
+    if a.empty:
+        return pd.DataFrame(columns=["account_id", "external_id", "name", "total", "band", "status"])
+    res = hl.compute(health_facts(src, a, as_of=as_of, model=model), model)
+    res = a[["account_id", "external_id", "name", "segment", "csm_name", "csm_email", "contract_start"]].merge(
+        res, on="account_id"
+    )
+    res["status"] = status_frame(src, a, as_of).to_numpy()
+    res["age_days"] = (day_end(as_of) - res["contract_start"]).dt.days
+    res["model_version"] = model.version
+    return res
+
+
+def explain_account(src: Facts, *, account_id: int, as_of: date) -> dict:
+    """One account's health explained (components, facts, next action)."""
+    model = health_model(src)
+    a = src.accounts()
+    a = a[a["account_id"] == account_id]
+    if a.empty:
+        raise KeyError(account_id)
+    res = hl.compute(health_facts(src, a, as_of=as_of, model=model), model)
+    names = {d["key"]: d["name"] for d in src.milestone_defs()}
+    ms = src.milestones()
+    row = res.iloc[0].to_dict()
+    row["overdue_keys"] = hl.overdue_keys(ms[ms["account_id"] == account_id], day_end(as_of))
+    return hl.explain(row, model, names)
+
+
+# ----------------------------------------------------------------------------- triggers
+
+
+def trigger_table(
+    src: Facts, *, as_of: date, filters: Filters | None = None, health: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Fired risk triggers as of a date, with account, owner, reason and intervention."""
+    rules, _ = src.setting("risk_rules")
+    model = health_model(src)
+    h = health if health is not None else health_table(src, as_of=as_of, filters=filters, model=model)
+    if h.empty:
+        return pd.DataFrame(
+            columns=[
+                "account_id",
+                "external_id",
+                "name",
+                "rule",
+                "trigger",
+                "reason",
+                "action",
+                "owner",
+                "days_overdue",
+            ]
+        )
+    days = int(rules.get("health_drop", {}).get("days", 14))
+    before = health_table(src, as_of=as_of - timedelta(days=days), filters=filters, model=model)
+    a = _accounts(src, filters, as_of)
+    fv_targets = _targets(src, FIRST_VALUE_MILESTONE)
+    plans = src.plans().set_index("account_id")["champion"]
+    acc = h[["account_id", "total", "status", "age_days", "active_days", "adoption_share", "licensed_seats"]].copy()
+    acc = acc.merge(a[["account_id", "segment"]], on="account_id")
+    acc["churned"] = acc["status"] == "churned"
+    acc["onboarding_done"] = acc["status"] == "active"
+    # The last event matters only for accounts without activity in the window.
+    quiet = tuple(sorted(int(x) for x in acc.loc[acc["active_days"] == 0, "account_id"]))
+    last = src.last_events(as_of, quiet).set_index("account_id")["last_event"]
+    acc["last_event"] = acc["account_id"].map(last)
+    acc["total_before"] = acc["account_id"].map(before.set_index("account_id")["total"]) if len(before) else np.nan
+    acc["champion"] = acc["account_id"].map(plans)
+    acc["ttfv_target_days"] = acc["segment"].map(fv_targets).fillna(30)
+    ms = src.milestones()
+    names = {d["key"]: d["name"] for d in src.milestone_defs()}
+    fired = tr.evaluate(
+        acc, ms[ms["account_id"].isin(acc["account_id"])], rules=rules, as_of_end=day_end(as_of), milestone_names=names
+    )
+    info = h.set_index("account_id")
+    fired["external_id"] = fired["account_id"].map(info["external_id"])
+    fired["name"] = fired["account_id"].map(info["name"])
+    fired["owner"] = fired["account_id"].map(info["csm_name"])
+    fired["owner_email"] = fired["account_id"].map(info["csm_email"])
+    fired["health"] = fired["account_id"].map(info["total"])
+    fired["band"] = fired["account_id"].map(info["band"])
+    return fired[
+        [
+            "account_id",
+            "external_id",
+            "name",
+            "rule",
+            "trigger",
+            "reason",
+            "intervention",
+            "action",
+            "owner",
+            "owner_email",
+            "health",
+            "band",
+            "days_overdue",
+        ]
+    ]
+
+
+# ----------------------------------------------------------------------------- funnel
+
+
+def funnel_report(
+    src: Facts,
+    *,
+    steps: list[str],
+    mode: str = "ordered",
+    window: str | int | None = "14d",
+    entry_from: date | None = None,
+    entry_to: date | None = None,
+    by: str | None = None,
+    filters: Filters | None = None,
+    as_of: date | None = None,
+) -> fn.FunnelResult:
+    """A funnel over events and `milestone:<key>` steps for the filtered accounts."""
+    spec = fn.FunnelSpec(
+        steps=tuple(steps),
+        mode=mode,
+        window_seconds=fn.parse_window(window),
+        entry_from=datetime.combine(entry_from, datetime.min.time()) if entry_from else None,
+        entry_to=datetime.combine(entry_to, datetime.max.time()) if entry_to else None,
+        as_of=day_end(as_of).to_pydatetime() if as_of else None,
+    )
+    spec.validate()
+    if by and by not in ATTRIBUTES:
+        raise ValueError(f"cannot break down by {by!r}; use one of {', '.join(ATTRIBUTES)}")
+    names = tuple(sorted({s for s in steps if not s.startswith("milestone:")}))
+    keys = tuple(sorted({s.split(":", 1)[1] for s in steps if s.startswith("milestone:")}))
+    known = {d["key"] for d in src.milestone_defs()}
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise ValueError(f"unknown milestone {', '.join(unknown)}; defined: {', '.join(sorted(known))}")
+    occ = src.step_occurrences(names, keys, mode == "strict")
+    a = _accounts(src, filters)
+    occ = occ[occ["account_id"].isin(a["account_id"])]
+    if as_of is not None:
+        occ = occ[occ["ts"] < day_end(as_of)]
+    res = fn.funnel(occ, spec, attributes=a, group_by=by)
+    info = a.set_index("account_id")
+    res.accounts.insert(1, "external_id", res.accounts["account_id"].map(info["external_id"]))
+    res.accounts.insert(2, "name", res.accounts["account_id"].map(info["name"]))
+    res.accounts.insert(3, "owner", res.accounts["account_id"].map(info["csm_name"]))
+    return res
+
+
+# ----------------------------------------------------------------------------- time to value
+
+
+def ttv_report(
+    src: Facts,
+    *,
+    milestone: str = FIRST_VALUE_MILESTONE,
+    by: str | None = None,
+    filters: Filters | None = None,
+    as_of: date | None = None,
+) -> ttv.TTVResult:
+    """Kaplan-Meier time from contract start to a milestone, per group."""
+    as_of = as_of or today()
+    if milestone not in {d["key"] for d in src.milestone_defs()}:
+        raise ValueError(f"unknown milestone {milestone!r}")
+    if by and by not in ATTRIBUTES:
+        raise ValueError(f"cannot group by {by!r}; use one of {', '.join(ATTRIBUTES)}")
+    a = _accounts(src, filters, as_of)
+    d = ttv.durations(a, src.completed(milestone), src.churn_dates(), day_end(as_of))
+    if d.empty:
+        return ttv.TTVResult(
+            milestone,
+            pd.DataFrame(columns=["group", "accounts", "reached", "median_days", "logrank_p"]),
+            pd.DataFrame(),
+            d,
+        )
+    if by:
+        d = d.merge(a[["account_id", by]], on="account_id")
+    res = ttv.kaplan_meier(d, by, milestone)
+    targets = _targets(src, milestone)
+    if by == "segment":
+        res.groups["target_days"] = res.groups["group"].map(targets)
+    return res
+
+
+# ----------------------------------------------------------------------------- cohorts
+
+
+def cohort_report(
+    src: Facts,
+    *,
+    by: str = "month",
+    within_days: int | None = None,
+    filters: Filters | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """The cohort table. within_days None = each account's segment target for onboarding."""
+    as_of = as_of or today()
+    a = _accounts(src, filters, as_of)
+    if a.empty:
+        return pd.DataFrame()
+    if within_days is None:
+        targets = _targets(src, COMPLETION_MILESTONE)
+        within: int | pd.Series = a.set_index("account_id")["segment"].map(targets).fillna(90)
+    else:
+        within = within_days
+    h = health_table(src, as_of=as_of, filters=filters)
+    by_col = {"csm": "csm_name"}.get(by, by)
+    return coh.cohort_table(
+        a,
+        by=by_col,
+        as_of_end=day_end(as_of),
+        concluded_at=src.completed(COMPLETION_MILESTONE),
+        first_value_at=src.completed(FIRST_VALUE_MILESTONE),
+        churn_date=src.churn_dates(),
+        outcomes=src.outcomes(),
+        bands=h.set_index("account_id")["band"],
+        within_days=within,
+    )
+
+
+def cohort_week_report(
+    src: Facts,
+    *,
+    milestone: str = FIRST_VALUE_MILESTONE,
+    by: str = "month",
+    weeks: int = 16,
+    filters: Filters | None = None,
+    as_of: date | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    as_of = as_of or today()
+    a = _accounts(src, filters, as_of)
+    return coh.week_matrix(
+        a,
+        by={"csm": "csm_name"}.get(by, by),
+        reached_at=src.completed(milestone),
+        as_of_end=day_end(as_of),
+        weeks=weeks,
+    )
+
+
+# ----------------------------------------------------------------------------- retention
+
+
+def retention_report(
+    src: Facts,
+    *,
+    start_event: str,
+    return_event: str,
+    period: str = "week",
+    intervals: int = 8,
+    date_to: date | None = None,
+    first_time: bool = False,
+    cumulative: bool = False,
+    filters: Filters | None = None,
+) -> pd.DataFrame:
+    """Usage retention matrix (PostHog semantics) for the filtered accounts."""
+    date_to = date_to or today()
+    week_start = src.setting("analysis")[0].get("week_start", "sunday")
+    spec = rt.RetentionSpec(
+        period=period,
+        intervals=intervals,
+        date_to=datetime.combine(date_to, datetime.min.time()),
+        first_time=first_time,
+        cumulative=cumulative,
+        week_start=week_start,
+    )
+    spec.validate()
+    last = int(rt.period_index(pd.Series([pd.Timestamp(date_to)]), period, week_start)[0])
+    first_start = pd.Timestamp(rt.period_start(last - intervals + 1, period, week_start))
+    end = pd.Timestamp(rt.period_start(last + 1, period, week_start))
+    a = _accounts(src, filters)
+    s = src.event_periods(start_event, first_start.to_pydatetime(), end.to_pydatetime(), first_time)
+    r = src.event_periods(return_event, first_start.to_pydatetime(), end.to_pydatetime(), False)
+    s = s[s["account_id"].isin(a["account_id"])]
+    r = r[r["account_id"].isin(a["account_id"])]
+    return rt.retention(s, r, spec)
+
+
+# ----------------------------------------------------------------------------- early signals
+
+
+def signals_report(
+    src: Facts,
+    *,
+    outcome: str = "retained",
+    days: int = 14,
+    min_count: int = 1,
+    within_segment: bool = False,
+    filters: Filters | None = None,
+    as_of: date | None = None,
+    min_support: int = 5,
+) -> pd.DataFrame:
+    """Early behaviours (first N days) vs retention at first renewal or expansion in 12 months."""
+    as_of = as_of or today()
+    a = _accounts(src, filters, as_of)
+    labels = sg.outcome_labels(a, src.outcomes(), day_end(as_of))
+    counts = src.early_event_counts(days)
+    counts = counts[counts["account_id"].isin(labels["account_id"])]
+    ms = src.milestones().merge(a[["account_id", "contract_start"]], on="account_id")
+    early_ms = ms[ms["completed_at"].notna() & (ms["completed_at"] < ms["contract_start"] + pd.Timedelta(days=days))]
+    early_ms = early_ms[early_ms["account_id"].isin(labels["account_id"])]
+    beh = sg.behaviour_matrix(counts, early_ms[["account_id", "milestone_key"]], min_count)
+    out = sg.signals(labels, beh, outcome=outcome, within_segment=within_segment, min_support=min_support)
+    if not out.empty:
+        out.insert(2, "outcome", outcome)
+    return out
+
+
+def transitions_report(src: Facts, *, filters: Filters | None = None, as_of: date | None = None) -> pd.DataFrame:
+    as_of = as_of or today()
+    a = _accounts(src, filters, as_of)
+    ms = src.milestones()
+    order = [d["key"] for d in src.milestone_defs()]
+    return sg.transitions(ms[ms["account_id"].isin(a["account_id"])], order, day_end(as_of))
+
+
+# ----------------------------------------------------------------------------- backtest
+
+
+def backtest_report(
+    src: Facts,
+    *,
+    day: int = 30,
+    weights: dict | None = None,
+    filters: Filters | None = None,
+    as_of: date | None = None,
+) -> bt.BacktestResult:
+    """Score every account as of its day `day` (point-in-time) against churn within 12 months."""
+    as_of = as_of or today()
+    model = health_model(src)
+    if weights:
+        model = model.with_weights(weights)
+        model.validate()
+    a = _accounts(src, filters, as_of)
+    # Known outcome: the 12-month window has elapsed.
+    a = a[a["contract_start"] + pd.Timedelta(days=365) < day_end(as_of)]
+    fr = backtest_fractions(src, a, day=day, model=model)
+    churned = bt.churned_within_12m(a, src.outcomes())
+    return bt.backtest(fr, churned, model, day=day)
+
+
+def backtest_fractions(src: Facts, a: pd.DataFrame, *, day: int, model: hl.HealthModel) -> pd.DataFrame:
+    """Component fractions for each account as of the end of its day `day`."""
+    if a.empty:
+        return pd.DataFrame(columns=["account_id", "milestone_frac", "adoption_frac", "engagement_frac", "value_frac"])
+    end = (a["contract_start"] + pd.Timedelta(days=day + 1)).to_numpy()
+    ends = pd.Series(end, index=a["account_id"].to_numpy())
+    value_keys = {d["key"] for d in src.milestone_defs() if d["is_value"]}
+    ms = src.milestones()
+    mf = hl.milestone_facts(ms[ms["account_id"].isin(a["account_id"])], ends, value_keys)
+    act = src.activity_anchored(day, model.adoption_window_days, model.engagement_window_days)
+    f = (
+        a[["account_id", "licensed_seats"]]
+        .merge(mf, on="account_id", how="left")
+        .merge(act, on="account_id", how="left")
+    )
+    # The checklist's history is not kept per day; a point-in-time score uses milestones only.
+    f["value_items"] = 0
+    f["value_done"] = 0
+    for c in ("active_users", "active_days"):
+        f[c] = f[c].fillna(0).astype(int)
+    return hl.fractions(f, model)
+
+
+# ----------------------------------------------------------------------------- portfolio
+
+
+@dataclass
+class Kpi:
+    key: str
+    label: str
+    value: float
+    previous: float
+    target: str
+    unit: str
+    numerator: int | None = None
+    denominator: int | None = None
+    low: float = math.nan
+    high: float = math.nan
+    help: str = ""
+
+    @property
+    def delta(self) -> float:
+        return self.value - self.previous if not (math.isnan(self.value) or math.isnan(self.previous)) else math.nan
+
+
+@dataclass
+class Portfolio:
+    as_of: date
+    previous: date
+    kpis: list[Kpi]
+    health: pd.DataFrame
+    bands: pd.DataFrame
+    at_risk: pd.DataFrame
+    triggers: pd.DataFrame
+    by_segment: pd.DataFrame
+    by_csm: pd.DataFrame
+    trend: pd.DataFrame
+    summary: list[str] = field(default_factory=list)
+
+
+def _completion(src: Facts, a: pd.DataFrame, as_of: date, window_days: int) -> tuple[int, int]:
+    """Accounts whose onboarding deadline (segment target) fell in the trailing window,
+    and how many of them had completed onboarding by that deadline."""
+    targets = _targets(src, COMPLETION_MILESTONE)
+    end = day_end(as_of)
+    deadline = a["contract_start"] + pd.to_timedelta(a["segment"].map(targets).fillna(90), unit="D")
+    in_window = (deadline < end) & (deadline >= end - pd.Timedelta(days=window_days))
+    churn = a["account_id"].map(src.churn_dates())
+    in_window &= ~(churn.notna() & (churn < deadline))
+    done = a["account_id"].map(src.completed(COMPLETION_MILESTONE))
+    ok = done.notna() & (done < deadline + pd.Timedelta(days=1))
+    return int((in_window & ok).sum()), int(in_window.sum())
+
+
+def _ttfv_median(src: Facts, a: pd.DataFrame, as_of: date) -> tuple[float, float, float]:
+    recent = a[a["contract_start"] >= pd.Timestamp(as_of) - pd.Timedelta(days=365)]
+    d = ttv.durations(recent, src.completed(FIRST_VALUE_MILESTONE), src.churn_dates(), day_end(as_of))
+    if d.empty:
+        return (math.nan, math.nan, math.nan)
+    g = ttv.kaplan_meier(d, logrank=False).groups.iloc[0]
+    return float(g["median_days"]), float(g["median_low"]), float(g["median_high"])
+
+
+def kpis(
+    src: Facts, *, as_of: date, filters: Filters | None = None, period_days: int = 7, completion_window_days: int = 180
+) -> list[Kpi]:
+    """The Portfolio tiles, each with its value for the previous period."""
+    from metrics.stats import wilson
+
+    prev = as_of - timedelta(days=period_days)
+    out: dict[str, list] = {}
+    for when in (as_of, prev):
+        a = _accounts(src, filters, when)
+        h = health_table(src, as_of=when, filters=filters)
+        live = h[h["status"] != "churned"]
+        onboarding = int((h["status"] == "onboarding").sum())
+        k, n = _completion(src, a, when, completion_window_days)
+        med = _ttfv_median(src, a, when)
+        risk = int(live["band"].isin(["At Risk", "Critical"]).sum())
+        out.setdefault("onboarding", []).append((onboarding, None, None))
+        out.setdefault("completion", []).append((k, n, wilson(k, n)))
+        out.setdefault("ttfv", []).append(med)
+        out.setdefault("risk", []).append((risk, len(live), wilson(risk, len(live))))
+    a = _accounts(src, filters, as_of)
+    fv_t = _targets(src, FIRST_VALUE_MILESTONE)
+    blended = float(a["segment"].map(fv_t).mean()) if len(a) else math.nan
+    c_now, c_prev = out["completion"]
+    r_now, r_prev = out["risk"]
+    t_now, t_prev = out["ttfv"]
+    return [
+        Kpi(
+            "onboarding",
+            "Accounts onboarding",
+            out["onboarding"][0][0],
+            out["onboarding"][1][0],
+            "",
+            "accounts",
+            help="Accounts that have started and not yet concluded onboarding (churned excluded).",
+        ),
+        Kpi(
+            "completion",
+            "Onboarding completion rate",
+            c_now[2][0],
+            c_prev[2][0],
+            "85-95 % (seed benchmark)",
+            "%",
+            c_now[0],
+            c_now[1],
+            c_now[2][1],
+            c_now[2][2],
+            help=f"Of the accounts whose onboarding deadline (segment target) fell in the last {completion_window_days} days, the share that had concluded onboarding by it.",
+        ),
+        Kpi(
+            "ttfv",
+            "Median time to first value",
+            t_now[0],
+            t_prev[0],
+            f"≤ {blended:.0f} days (blended segment target)" if not math.isnan(blended) else "segment target",
+            "days",
+            low=t_now[1],
+            high=t_now[2],
+            help="Kaplan-Meier median from contract start to first value, accounts started in the last 12 months; those not there yet are censored, not dropped.",
+        ),
+        Kpi(
+            "at_risk",
+            "Share at risk",
+            r_now[2][0],
+            r_prev[2][0],
+            "as low as possible",
+            "%",
+            r_now[0],
+            r_now[1],
+            r_now[2][1],
+            r_now[2][2],
+            help="Live accounts whose health is At Risk (40-59) or Critical (0-39).",
+        ),
+    ]
+
+
+def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period_days: int = 7) -> Portfolio:
+    """Everything on the Portfolio page."""
+    h = health_table(src, as_of=as_of, filters=filters)
+    live = h[h["status"] != "churned"]
+    k = kpis(src, as_of=as_of, filters=filters, period_days=period_days)
+    bands = (
+        live["band"]
+        .value_counts()
+        .reindex(list(hl.BANDS))
+        .fillna(0)
+        .astype(int)
+        .rename_axis("band")
+        .reset_index(name="accounts")
+    )
+    trig = trigger_table(src, as_of=as_of, filters=filters, health=h)
+    prev_trig = trigger_table(src, as_of=as_of - timedelta(days=period_days), filters=filters)
+    prev_keys = set(zip(prev_trig["account_id"], prev_trig["rule"], strict=True))
+    trig["new"] = [(a, r) not in prev_keys for a, r in zip(trig["account_id"], trig["rule"], strict=True)]
+
+    risky = live[live["band"].isin(["At Risk", "Critical"])][["account_id"]]
+    ids = pd.Index(trig["account_id"]).union(pd.Index(risky["account_id"]))
+    ordered = trig.sort_values(["days_overdue", "rule"], ascending=[False, True])
+    agg = ordered.groupby("account_id").agg(
+        reason=("reason", "first"),
+        action=("action", "first"),
+        days_overdue=("days_overdue", "max"),
+        triggers=("rule", "size"),
+    )
+    more = agg["triggers"] > 1
+    agg.loc[more, "reason"] = agg.loc[more, "reason"] + " (+" + (agg.loc[more, "triggers"] - 1).astype(str) + " more)"
+    at_risk = h[h["account_id"].isin(ids)][
+        ["account_id", "external_id", "name", "segment", "csm_name", "total", "band", "status"]
+    ].merge(agg, left_on="account_id", right_index=True, how="left")
+    at_risk["reason"] = at_risk["reason"].fillna("health " + at_risk["band"].str.lower())
+    at_risk["triggers"] = at_risk["triggers"].fillna(0).astype(int)
+    at_risk = at_risk.sort_values(["total", "triggers"], ascending=[True, False]).rename(
+        columns={"csm_name": "owner", "total": "health"}
+    )
+
+    by_segment = breakdown(src, h, "segment", as_of=as_of, filters=filters)
+    by_csm = breakdown(src, h, "csm_name", as_of=as_of, filters=filters)
+    trend = health_trend(src, as_of=as_of, filters=filters, current=h)
+    p = Portfolio(as_of, as_of - timedelta(days=period_days), k, h, bands, at_risk, trig, by_segment, by_csm, trend)
+    p.summary = summarise(p)
+    return p
+
+
+def breakdown(src: Facts, h: pd.DataFrame, col: str, *, as_of: date, filters: Filters | None) -> pd.DataFrame:
+    """Per segment or CSM: accounts, onboarding, completion, median TTFV, health, at risk."""
+    a = _accounts(src, filters, as_of)
+    rows = []
+    fv_t = _targets(src, FIRST_VALUE_MILESTONE)
+    for g, part in a.groupby(col if col in a else "segment", sort=True):
+        hp = h[h["account_id"].isin(part["account_id"])]
+        live = hp[hp["status"] != "churned"]
+        k, n = _completion(src, part, as_of, 180)
+        recent = part[part["contract_start"] >= pd.Timestamp(as_of) - pd.Timedelta(days=365)]
+        d = ttv.durations(recent, src.completed(FIRST_VALUE_MILESTONE), src.churn_dates(), day_end(as_of))
+        med = ttv.km_median(d["days"].to_numpy(), d["reached"].to_numpy())
+        risk = int(live["band"].isin(["At Risk", "Critical"]).sum())
+        row = {
+            col: g,
+            "accounts": len(part),
+            "onboarding": int((hp["status"] == "onboarding").sum()),
+            "completion_rate": k / n if n else math.nan,
+            "completion_denominator": n,
+            "ttfv_median_days": med,
+            "avg_health": float(live["total"].mean()) if len(live) else math.nan,
+            "at_risk": risk,
+            "at_risk_share": risk / len(live) if len(live) else math.nan,
+        }
+        if col == "segment":
+            row["ttfv_target_days"] = fv_t.get(g, math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def health_trend(
+    src: Facts, *, as_of: date, filters: Filters | None, weeks: int = 26, current: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Weekly average health and band shares from stored snapshots, with today's scores as
+    the last point (snapshots hold live accounts only)."""
+    ids = None
+    if filters and not filters.is_empty():
+        ids = tuple(sorted(int(x) for x in _accounts(src, filters, as_of)["account_id"]))
+    agg = src.snapshot_trend(as_of - timedelta(weeks=weeks), as_of - timedelta(days=1), ids)
+    if current is not None and len(current):
+        cur = current[current["status"] != "churned"]
+        today_rows = (
+            cur.groupby("band")
+            .agg(accounts=("total", "size"), total=("total", "sum"))
+            .reset_index()
+            .assign(date=pd.Timestamp(as_of))
+        )
+        cols = ["date", "band", "accounts", "total"]
+        parts = [p[cols].astype({"accounts": "int64", "total": "float64"}) for p in (agg, today_rows) if len(p)]
+        agg = pd.concat(parts, ignore_index=True) if parts else agg
+    if agg.empty:
+        return pd.DataFrame(columns=["date", "accounts", "avg_health", *hl.BANDS])
+    per_day = agg.groupby("date").agg(accounts=("accounts", "sum"), total=("total", "sum"))
+    per_day["avg_health"] = per_day["total"] / per_day["accounts"]
+    shares = (
+        agg.pivot_table(index="date", columns="band", values="accounts", aggfunc="sum")
+        .reindex(columns=list(hl.BANDS))
+        .astype(float)
+        .fillna(0.0)
+    )
+    shares = shares.div(per_day["accounts"], axis=0)
+    return per_day[["accounts", "avg_health"]].join(shares).reset_index()
+
+
+def summarise(p: Portfolio) -> list[str]:
+    """A few plain-language sentences on what changed and where to look."""
+    out = []
+    k = {x.key: x for x in p.kpis}
+    on = k["onboarding"]
+    if not math.isnan(on.delta):
+        out.append(f"{int(on.value)} accounts are onboarding ({int(on.delta):+d} since {p.previous:%d %b}).")
+    c = k["completion"]
+    if c.denominator:
+        verdict = "below" if c.value < 0.85 else ("within" if c.value <= 0.95 else "above")
+        out.append(
+            f"Onboarding completion is {c.value:.0%} ({c.numerator} of {c.denominator} recent deadlines met), {verdict} the 85-95 % benchmark"
+            + (f", {(c.value - c.previous) * 100:+.0f} points on last week." if not math.isnan(c.previous) else ".")
+        )
+    r = k["at_risk"]
+    if r.denominator:
+        out.append(
+            f"{r.numerator} of {r.denominator} live accounts ({r.value:.0%}) are at risk or critical"
+            + (f" ({(r.value - r.previous) * 100:+.0f} points)." if not math.isnan(r.previous) else ".")
+        )
+    new = p.triggers[p.triggers["new"]] if "new" in p.triggers else p.triggers.iloc[0:0]
+    if len(new):
+        top = new["trigger"].value_counts()
+        out.append(f"{len(new)} risk trigger(s) fired this week, mostly {top.index[0].lower()} ({top.iloc[0]}).")
+    if len(p.by_csm) > 1 and p.by_csm["at_risk_share"].notna().any():
+        worst = p.by_csm.sort_values("at_risk_share", ascending=False).iloc[0]
+        out.append(
+            f"Look first at {worst['csm_name']}'s book: {worst['at_risk_share']:.0%} of their live accounts are at risk."
+        )
+    if len(p.by_segment) > 1 and p.by_segment["ttfv_median_days"].notna().any():
+        seg = (
+            p.by_segment.assign(gap=p.by_segment["ttfv_median_days"] - p.by_segment["ttfv_target_days"])
+            .sort_values("gap", ascending=False)
+            .iloc[0]
+        )
+        if seg["gap"] > 0:
+            out.append(
+                f"{seg['segment']} reaches first value in {seg['ttfv_median_days']:.0f} days, {seg['gap']:.0f} over its {seg['ttfv_target_days']:.0f}-day target."
+            )
+    return out

@@ -1,0 +1,43 @@
+"""Data page services: import (admins only), export, data quality, import history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from db import facts as q
+from db.exporter import export_zip
+from db.importer import ImportReport, files_from_uploads, import_files
+from db.models import ImportRun
+from db.session import get_engine, session_scope
+from services.access import User, require_admin
+
+
+def run_import(user: User, uploads: list[tuple[str, bytes]], *, dry_run: bool, progress: Any = None, url: str | None = None) -> ImportReport:
+    """Validate (dry run) or import uploaded CSV files or a zip of them."""
+    if not dry_run:
+        require_admin(user, "import data")
+    return import_files(files_from_uploads(uploads), url=url, dry_run=dry_run, actor=user.email, progress=progress, source="upload: " + ", ".join(n for n, _ in uploads))
+
+
+def export_all(user: User, *, url: str | None = None, progress: Any = None) -> bytes:
+    return export_zip(url=url, progress=progress)
+
+
+def data_quality(url: str | None = None) -> dict:
+    with get_engine(url).connect() as conn:
+        return q.data_quality(conn)
+
+
+def import_history(url: str | None = None, limit: int = 20) -> pd.DataFrame:
+    with session_scope(url) as s:
+        rows = s.execute(select(ImportRun).order_by(ImportRun.started_at.desc()).limit(limit)).scalars().all()
+        return pd.DataFrame(
+            [
+                {"finished": r.finished_at, "by": r.actor, "status": r.status, "problems": r.problems, "duplicates skipped": r.duplicates_skipped, "source": r.source}
+                for r in rows
+            ],
+            columns=["finished", "by", "status", "problems", "duplicates skipped", "source"],
+        )

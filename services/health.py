@@ -1,0 +1,87 @@
+"""Stored health history: snapshots per date (idempotent) and the risk-trigger log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import pandas as pd
+from sqlalchemy import delete, select
+
+from db.models import HealthSnapshot, RiskTrigger
+from db.session import bump_data_version, session_scope
+from services.analytics import Facts, health_model, health_table, today, trigger_table
+
+
+def snapshot(
+    *, url: str | None = None, as_of: date | None = None, src: Facts | None = None, sync_triggers: bool = True
+) -> int:
+    """Store every live account's health as of a date (replacing that date's snapshot)."""
+    as_of = as_of or today()
+    src = src or Facts(url)
+    model = health_model(src)
+    h = health_table(src, as_of=as_of, model=model)
+    h = h[h["status"] != "churned"]
+    rows = [
+        {
+            "account_id": int(r.account_id),
+            "date": as_of,
+            "total": float(r.total),
+            "milestone": float(r.milestone),
+            "adoption": float(r.adoption),
+            "engagement": float(r.engagement),
+            "value": float(r.value),
+            "band": str(r.band),
+            "model_version": model.version,
+        }
+        for r in h.itertuples()
+    ]
+    with session_scope(url) as s:
+        s.execute(delete(HealthSnapshot).where(HealthSnapshot.date == as_of))
+        if rows:
+            s.execute(HealthSnapshot.__table__.insert(), rows)
+        if sync_triggers:
+            _sync_triggers(
+                s, trigger_table(src, as_of=as_of, health=health_table(src, as_of=as_of, model=model)), as_of
+            )
+        bump_data_version(s)
+    return len(rows)
+
+
+def _sync_triggers(session, fired: pd.DataFrame, as_of: date) -> None:
+    """Open a trigger the first day it fires; resolve it the first day it no longer does."""
+    open_rows = session.execute(select(RiskTrigger).where(RiskTrigger.resolved.is_(None))).scalars().all()
+    now = {(int(a), r): row for a, r, row in zip(fired["account_id"], fired["rule"], fired.itertuples(), strict=True)}
+    seen = set()
+    for t in open_rows:
+        key = (t.account_id, t.rule)
+        if key in now:
+            seen.add(key)
+            t.reason = now[key].reason
+        elif t.opened <= as_of:
+            t.resolved = as_of
+    owners = {}
+    for key, row in now.items():
+        if key in seen:
+            continue
+        owners.setdefault(row.owner_email, None)
+        session.add(RiskTrigger(account_id=key[0], rule=key[1], opened=as_of, reason=row.reason, action=row.action))
+
+
+def backfill_snapshots(
+    *,
+    url: str | None = None,
+    as_of: date | None = None,
+    weeks: int = 26,
+    progress: Callable[[float, str], None] | None = None,
+) -> int:
+    """Weekly snapshots for the past `weeks` weeks, each computed point-in-time."""
+    as_of = as_of or today()
+    src = Facts(url)
+    total = 0
+    for i in range(weeks, -1, -1):
+        d = as_of - timedelta(weeks=i)
+        if progress:
+            progress((weeks - i) / (weeks + 1), f"health history {d}")
+        total += snapshot(url=url, as_of=d, src=src, sync_triggers=(i == 0))
+    return total
