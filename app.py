@@ -13,9 +13,10 @@ import streamlit as st  # noqa: E402
 from sqlalchemy.exc import DBAPIError, OperationalError  # noqa: E402
 
 from components import cache  # noqa: E402
-from components.auth import current_user, user_badge  # noqa: E402
+from components.auth import auth_mode, current_user, demo_view_as, user_badge  # noqa: E402
 from components.filters import sidebar_filters  # noqa: E402
 from db.session import DatabaseUnavailable, check_connection, describe_db_error  # noqa: E402
+from services.admin_read import team_members  # noqa: E402
 
 st.set_page_config(page_title="Onboarding analytics", page_icon=":material/rocket_launch:", layout="wide")
 
@@ -49,23 +50,25 @@ st.session_state["_user"] = user
 
 pages = {
     "Analytics": [
-        st.Page("pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", url_path="portfolio", default=True),
-        st.Page("pages/funnel.py", title="Funnel", icon=":material/filter_alt:", url_path="funnel"),
-        st.Page("pages/cohorts.py", title="Cohorts", icon=":material/stacked_line_chart:", url_path="cohorts"),
-        st.Page("pages/health_model.py", title="Health model", icon=":material/monitor_heart:", url_path="health-model"),
+        st.Page("app_pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", url_path="portfolio", default=True),
+        st.Page("app_pages/funnel.py", title="Funnel", icon=":material/filter_alt:", url_path="funnel"),
+        st.Page("app_pages/cohorts.py", title="Cohorts", icon=":material/stacked_line_chart:", url_path="cohorts"),
+        st.Page("app_pages/health_model.py", title="Health model", icon=":material/monitor_heart:", url_path="health-model"),
     ],
     "Customer success": [
-        st.Page("pages/accounts.py", title="Accounts", icon=":material/apartment:", url_path="accounts"),
-        st.Page("pages/success_plans.py", title="Success plans", icon=":material/checklist:", url_path="success-plans"),
+        st.Page("app_pages/accounts.py", title="Accounts", icon=":material/apartment:", url_path="accounts"),
+        st.Page("app_pages/success_plans.py", title="Success plans", icon=":material/checklist:", url_path="success-plans"),
     ],
     "Admin": [
-        st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data"),
-        st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
+        st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data"),
+        st.Page("app_pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
     ],
 }
 page = st.navigation(pages)
 
 user_badge(user)
+if auth_mode() == "demo":
+    demo_view_as(team_members())
 if status.get("demo"):
     demo = status["demo"]
     st.sidebar.caption(

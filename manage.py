@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing half-written (each write is one transaction)", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback
         from sqlalchemy.exc import OperationalError
 
         if isinstance(exc, OperationalError):

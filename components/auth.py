@@ -15,7 +15,7 @@ def auth_mode() -> str:
     try:
         if "auth" in st.secrets:
             return "oidc"
-    except Exception:
+    except Exception:  # noqa: BLE001 - no secrets file at all
         pass
     if os.environ.get("AUTH_HEADER"):
         return "header"
@@ -26,7 +26,7 @@ def current_user() -> User:
     """The signed-in team member; renders the sign-in or no-access page and stops if none."""
     mode = auth_mode()
     if mode == "demo":
-        return demo_admin()
+        return _demo_user()
     if mode == "oidc":
         if not getattr(st.user, "is_logged_in", False):
             st.title("Onboarding analytics")
@@ -54,6 +54,33 @@ def current_user() -> User:
             st.button("Sign out", on_click=st.logout)
         st.stop()
     raise AssertionError("unreachable")
+
+
+def _demo_user() -> User:
+    """The demo admin, or the team member chosen under "View as" (local demo only: lets
+    people try the other roles; sign-in modes never offer it)."""
+    email = st.session_state.get("demo_view_as")
+    if email:
+        try:
+            with session_scope() as s:
+                u = user_for_email(s, email, mode="demo")
+            return User(email=u.email, name=u.name, role=u.role, member_id=u.member_id, mode="demo")
+        except NotInTeam:
+            st.session_state["demo_view_as"] = None
+    return demo_admin()
+
+
+def demo_view_as(team: list[tuple[str, str, str]]) -> None:
+    """Sidebar picker for the local demo: view the app as another team member."""
+    options = [None] + [e for e, _, _ in team]
+    labels = {e: f"{n} ({r})" for e, n, r in team}
+    st.sidebar.selectbox(
+        "View as (local demo)",
+        options,
+        key="demo_view_as",
+        format_func=lambda e: "Demo admin (admin)" if e is None else labels.get(e, e),
+        help="Try the app as a CSM, leader or RevOps member. Only in the local demo, where sign-in is off.",
+    )
 
 
 def user_badge(user: User) -> None:

@@ -65,7 +65,8 @@ def _fmt_number(s: pd.Series) -> pd.Series:
     num = pd.to_numeric(s, errors="coerce")
     out = pd.Series("", index=s.index, dtype=object)
     has = num.notna()
-    integral = has & (num.fillna(0) % 1 == 0)
+    # Integral values print without ".0"; beyond 2**53 (where int64 would overflow) repr is exact.
+    integral = has & (num.fillna(0) % 1 == 0) & (num.abs() < 2**53)
     out[integral] = num[integral].astype("int64").astype(str)
     frac = has & ~integral
     out[frac] = num[frac].map(repr)
@@ -102,6 +103,29 @@ def format_frame(name: str, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _csv_text(cells: pd.DataFrame, header: bool) -> str:
+    """Formatted cells as CSV text, each row ending in a newline.
+
+    The csv writer quotes a field only for characters of its line terminator, so with a bare
+    newline terminator a field holding a carriage return would go out unquoted and split its
+    row when read back. A chunk with any carriage return is therefore written row by row with
+    CRLF as the terminator (which quotes such fields), each row then ending in a newline.
+    """
+    if not any(cells[c].str.contains("\r", regex=False).any() for c in cells.columns):
+        buf = io.StringIO()
+        cells.to_csv(buf, index=False, header=header, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        return buf.getvalue()
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    out = []
+    for row in ([list(cells.columns)] if header else []) + cells.to_numpy().tolist():
+        writer.writerow(row)
+        out.append(buf.getvalue()[:-2] + "\n")
+        buf.seek(0)
+        buf.truncate()
+    return "".join(out)
+
+
 def _frames(conn: Connection, name: str) -> Iterator[pd.DataFrame]:
     if name == "events.csv":
         yield from pd.read_sql_query(text(QUERIES[name]), conn, chunksize=EVENT_CHUNK)
@@ -122,11 +146,7 @@ def export_to(
             counts[name] = 0
             header = True
             for df in _frames(conn, name):
-                buf = io.StringIO()
-                format_frame(name, df).to_csv(
-                    buf, index=False, header=header, lineterminator="\n", quoting=csv.QUOTE_MINIMAL
-                )
-                write(name, buf.getvalue())
+                write(name, _csv_text(format_frame(name, df), header))
                 header = False
                 counts[name] += len(df)
             if header:  # no rows at all: still write the header

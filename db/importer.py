@@ -19,6 +19,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -61,55 +62,56 @@ class Col:
     required: bool = False
     choices: tuple[str, ...] = ()
     nonneg: bool = False
+    max_len: int | None = None  # the database column's length (VARCHAR(n))
 
 
 SPECS: dict[str, list[Col]] = {
     "team.csv": [
-        Col("email", "email", True),
-        Col("name", "text", True),
+        Col("email", "email", True, max_len=254),
+        Col("name", "text", True, max_len=200),
         Col("role", "enum", True, ROLES),
     ],
     "accounts.csv": [
-        Col("account_id", "text", True),
-        Col("name", "text", True),
+        Col("account_id", "text", True, max_len=100),
+        Col("name", "text", True, max_len=300),
         Col("segment", "enum", True, SEGMENTS),
         Col("contract_start", "date", True),
-        Col("industry"),
+        Col("industry", max_len=100),
         Col("employees", "int", nonneg=True),
-        Col("plan"),
-        Col("channel"),
-        Col("region"),
+        Col("plan", max_len=100),
+        Col("channel", max_len=20),
+        Col("region", max_len=100),
         Col("arr", "float", nonneg=True),
         Col("licensed_seats", "int", nonneg=True),
-        Col("csm_email", "email"),
+        Col("csm_email", "email", max_len=254),
     ],
     "events.csv": [
-        Col("account_id", "text", True),
-        Col("event", "text", True),
+        Col("account_id", "text", True, max_len=100),
+        Col("event", "text", True, max_len=200),
         Col("timestamp", "ts", True),
-        Col("user_id"),
+        Col("user_id", max_len=200),
         Col("properties", "json"),
     ],
     "milestones.csv": [
-        Col("account_id", "text", True),
-        Col("milestone", "text", True),
+        Col("account_id", "text", True, max_len=100),
+        Col("milestone", "text", True, max_len=100),
         Col("due_date", "date"),
         Col("completed_at", "ts"),
     ],
     "outcomes.csv": [
-        Col("account_id", "text", True),
+        Col("account_id", "text", True, max_len=100),
         Col("date", "date", True),
         Col("type", "enum", True, OUTCOME_TYPES),
         Col("arr_change", "float"),
     ],
     "checklist.csv": [
-        Col("account_id", "text", True),
+        Col("account_id", "text", True, max_len=100),
         Col("category", "enum", True, CHECKLIST_CATEGORIES),
-        Col("criterion", "text", True),
-        Col("target"),
-        Col("actual"),
+        Col("criterion", "text", True, max_len=300),
+        Col("target", max_len=100),
+        Col("actual", max_len=100),
         Col("status", "enum", choices=CHECKLIST_STATUSES),
-        Col("owner_email", "email"),
+        Col("owner_email", "email", max_len=254),
         Col("due_date", "date"),
         # Beyond the contract's columns: the item's note, so export -> import round-trips.
         Col("note"),
@@ -124,7 +126,8 @@ KEYS = {
     "outcomes.csv": ["account_id", "date", "type"],
     "checklist.csv": ["account_id", "category", "criterion"],
 }
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+INT_MAX = 2_147_483_647  # INTEGER columns (PostgreSQL int4)
 
 
 @dataclass
@@ -356,6 +359,15 @@ def _read_chunks(
 # ----------------------------------------------------------------------------- validation
 
 
+def _date_reason(v: str) -> str:
+    """Why a YYYY-MM-DD-shaped value did not parse."""
+    try:
+        date.fromisoformat(v)
+    except ValueError:
+        return "impossible date: no such day in the calendar"
+    return "date out of range: years 1678 to 2261 are supported"
+
+
 def _unneutralise(s: pd.Series) -> pd.Series:
     """Undo export's formula neutralisation: a leading ' before = + - @ is dropped."""
     mask = s.str.startswith("'") & s.str[1:2].isin(list(FORMULA_PREFIXES))
@@ -384,11 +396,18 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
         c = spec[col]
         raw = df[col].astype(str)
         s = raw.str.strip() if c.kind != "json" else raw
-        if c.kind == "text":
+        if c.kind in ("text", "email", "json"):  # the kinds export neutralises (enums never need it)
             s = _unneutralise(s)
         empty = (s.str.strip() == "").to_numpy()
         if c.required:
             bad(empty, col, s, "required value is empty")
+        if c.kind in ("text", "email"):
+            nul = s.str.contains("\x00", regex=False).to_numpy()
+            bad(nul, col, s, "contains a NUL character (\\x00), which cannot be stored")
+            if c.max_len:
+                stored = s.str.lower() if c.kind == "email" else s
+                too_long = ~nul & (stored.str.len() > c.max_len).to_numpy()
+                bad(too_long, col, s, f"too long: at most {c.max_len} characters")
         if c.kind in ("text", "json"):
             out[col] = s.where(~empty, None)
         if c.kind == "email":
@@ -415,7 +434,7 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
             not_date = ~empty & ~shape
             impossible = ~empty & shape & parsed.isna().to_numpy()
             bad(not_date, col, s, "not a date: use YYYY-MM-DD")
-            bad(impossible, col, s, "impossible date: no such day in the calendar")
+            bad(impossible, col, s, _date_reason)
             out[col] = parsed.dt.date.where(parsed.notna(), None)
         elif c.kind == "ts":
             parsed = pd.to_datetime(
@@ -426,14 +445,16 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
             out[col] = parsed
         elif c.kind in ("int", "float"):
             num = pd.to_numeric(s.where(~pd.Series(empty, index=s.index), None), errors="coerce")
-            notnum = ~empty & num.isna().to_numpy()
+            notnum = ~empty & (num.isna() | np.isinf(num)).to_numpy()
             bad(notnum, col, s, "not a number")
             if c.nonneg:
                 bad((num < 0).to_numpy() & ~notnum, col, s, "must not be negative")
             if c.kind == "int":
-                frac = ~notnum & ~empty & (num.fillna(0) % 1 != 0).to_numpy()
+                too_big = ~notnum & ~empty & (num.abs() > INT_MAX).to_numpy()
+                bad(too_big, col, s, f"too large: at most {INT_MAX}")
+                frac = ~notnum & ~empty & ~too_big & (num.fillna(0) % 1 != 0).to_numpy()
                 bad(frac, col, s, "must be a whole number")
-                out[col] = num.astype("Int64") if not (frac.any()) else num
+                out[col] = num.where(~(notnum | too_big | frac)).astype("Int64")
             else:
                 out[col] = num
         elif c.kind == "json":
@@ -487,7 +508,12 @@ def import_files(
     report = ImportReport(dry_run=dry_run)
     unknown = [n for n in files if n not in SPECS]
     for n in unknown:
-        report.add(Problem(n, 0, "", "", f"unknown file name; expected one of {', '.join(FILE_ORDER)}"))
+        reason = (
+            "not a readable zip file"  # readable zips were expanded by files_from_uploads
+            if n.lower().endswith(".zip")
+            else f"unknown file name; expected one of {', '.join(FILE_ORDER)}"
+        )
+        report.add(Problem(n, 0, "", "", reason))
     present = [n for n in FILE_ORDER if n in files]
     for n in present:
         report.files[n] = FileReport(n)
@@ -785,28 +811,28 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             log_entity="checklist_item",
             account_col="account_id",
             on_update={"version": lambda old: int(old["version"]) + 1},
+            return_ids=True,
         )
-        # New rows get metric binding and position; updates keep theirs.
+        # New rows get metric binding and position; existing rows keep theirs.
         ctx.had_checklist.update(t["account_id"].unique().tolist())
         _sync_done_at(ctx.session, list(t["account_id"].unique()))
-        if res.inserted:
-            _set_insert_extras(ctx.session, t)
+        if res.new_ids:
+            _set_insert_extras(ctx.session, t, res.new_ids)
     _tally(report.files[name], res)
 
 
-def _set_insert_extras(session: Session, t: pd.DataFrame) -> None:
-    """Metric binding and position for newly inserted checklist rows."""
-    rows = t[["account_id", "category", "criterion", "metric", "position"]].to_dict("records")
-    session.connection().execute(
-        text(
-            "UPDATE checklist_items SET metric = :metric, position = :position "
-            "WHERE account_id = :account_id AND category = :category AND criterion = :criterion AND version = 1"
-        ),
-        [
-            {**r, "metric": (r["metric"] if isinstance(r["metric"], str) else None), "position": int(r["position"])}
-            for r in rows
-        ],
-    )
+def _set_insert_extras(session: Session, t: pd.DataFrame, new_ids: dict[tuple, int]) -> None:
+    """Metric binding and position for the newly inserted checklist rows (ids by natural key)."""
+    params = []
+    for r in t[["account_id", "category", "criterion", "metric", "position"]].to_dict("records"):
+        pk = new_ids.get((int(r["account_id"]), r["category"], r["criterion"]))
+        if pk is not None:
+            metric = r["metric"] if isinstance(r["metric"], str) else None
+            params.append({"id": pk, "metric": metric, "position": int(r["position"])})
+    if params:
+        session.connection().execute(
+            text("UPDATE checklist_items SET metric = :metric, position = :position WHERE id = :id"), params
+        )
 
 
 def _sync_done_at(session: Session, account_ids: list[int]) -> None:

@@ -79,6 +79,15 @@ def get_engine(url: str | None = None) -> Engine:
         return engine
 
 
+def dispose_engine(url: str | None = None) -> None:
+    """Close one URL's pooled connections and forget its engine."""
+    url = database_url(url)
+    with _lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
 def dispose_engines() -> None:
     with _lock:
         for engine in _engines.values():

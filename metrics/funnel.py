@@ -90,10 +90,18 @@ def per_account(occ: pd.DataFrame, spec: FunnelSpec) -> pd.DataFrame:
     """Furthest step and step timestamps per account (first attempt reaching the furthest)."""
     spec.validate()
     k_steps = len(spec.steps)
-    cols = ["account_id", "furthest", "entered_at", "last_start", *[f"t{k}" for k in range(k_steps)]]
+    # Nobody entered: an empty frame with the real dtypes, so step times still subtract.
+    empty = pd.DataFrame(
+        {
+            "account_id": pd.Series(dtype=object),
+            "furthest": pd.Series(dtype=np.int64),
+            **{c: pd.Series(dtype="datetime64[ns]") for c in ["entered_at", "last_start"]},
+            **{f"t{k}": pd.Series(dtype="datetime64[ns]") for k in range(k_steps)},
+        }
+    )
     occ = occ[occ["name"].isin(set(spec.steps))]
     if occ.empty:
-        return pd.DataFrame(columns=cols)
+        return empty
     codes, uniques = pd.factorize(occ["account_id"], sort=True)
     key = (codes.astype(np.int64) << RANK_BITS) + occ["rank"].to_numpy(np.int64)
     ts = pd.to_datetime(occ["ts"]).to_numpy("datetime64[ns]").astype(np.int64)
@@ -121,7 +129,7 @@ def per_account(occ: pd.DataFrame, spec: FunnelSpec) -> pd.DataFrame:
         start_mask &= ts <= hi
     s_key, s_ts, s_acc = key[start_mask], ts[start_mask], codes[start_mask]
     if len(s_key) == 0:
-        return pd.DataFrame(columns=cols)
+        return empty
 
     n_starts = len(s_key)
     times = np.full((n_starts, k_steps), np.iinfo(np.int64).min, dtype=np.int64)

@@ -42,12 +42,13 @@ def durations(
     a = a[a["contract_start"] < as_of_end]
     done = a["account_id"].map(completed_at)
     churn = a["account_id"].map(churn_date)
-    reached = done.notna() & (done < as_of_end)
-    # Censoring at churn (end of the churn day) or at the as-of date.
-    censor = pd.Series(as_of_end, index=a.index)
-    churn_end = churn + pd.Timedelta(days=1)
-    censor = censor.where(~(churn.notna() & (churn_end < censor)), churn_end)
-    reached &= ~(done >= censor)
+    churned = churn.notna() & (churn < as_of_end)
+    # Observed through the end of the as-of day, or of the churn day: a milestone reached
+    # on the day of churn still counts.
+    observed_end = (churn + pd.Timedelta(days=1)).where(churned, as_of_end).clip(upper=as_of_end)
+    reached = done.notna() & (done < observed_end)
+    # Censored at the churn date, or at the end of the as-of day.
+    censor = churn.where(churned, as_of_end)
     end = done.where(reached, censor)
     days = (end - a["contract_start"]).dt.total_seconds() / 86400
     return pd.DataFrame(
@@ -69,8 +70,11 @@ def km_median(days: np.ndarray, reached: np.ndarray) -> float:
     times, inv = np.unique(days, return_inverse=True)
     deaths = np.bincount(inv, weights=reached, minlength=len(times))
     removed = np.bincount(inv, minlength=len(times))
-    at_risk = len(days) - np.concatenate([[0], np.cumsum(removed)[:-1]])
-    surv = np.cumprod(1 - deaths / at_risk)
+    at_risk = (len(days) - np.concatenate([[0], np.cumsum(removed)[:-1]])).astype(float)
+    # The product of (1 - d/n) the way lifelines forms it (exp of summed logs), so that a
+    # curve landing on 0.5 exactly gives the same median as KaplanMeierFitter.
+    with np.errstate(divide="ignore"):
+        surv = np.exp(np.cumsum(np.log(at_risk - deaths) - np.log(at_risk)))
     hit = np.flatnonzero(surv <= 0.5)
     return float(times[hit[0]]) if len(hit) else math.nan
 

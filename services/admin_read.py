@@ -37,3 +37,9 @@ def settings_snapshot(url: str | None = None) -> dict:
         )
 
         return out
+
+
+def team_members(url: str | None = None) -> list[tuple[str, str, str]]:
+    """(email, name, role) of active team members."""
+    with session_scope(url) as s:
+        return [(m.email, m.name, m.role) for m in s.execute(select(TeamMember).where(TeamMember.active).order_by(TeamMember.role, TeamMember.name)).scalars()]

@@ -205,6 +205,11 @@ def save_checklist(
         it = current.get(c.item_id)
         if it is None or it.account_id != account_id:
             problems.append(CellProblem(c.item_id, "item", c.item_id, "this item no longer exists (removed by someone else)"))
+    for iid, _ in removed:
+        it = current.get(iid)
+        if it is not None and it.account_id != account_id:
+            # The permission check above covers account_id only: never delete another account's item.
+            problems.append(CellProblem(iid, "item", iid, "not an item of this account"))
 
     # Criteria must stay unique per category within the account.
     existing_keys = {
@@ -252,6 +257,17 @@ def save_checklist(
     now = utcnow()
     result = SaveResult()
     logs: list[ChangeLog] = []
+    # Removals first: a kept item may take over a removed item's criterion in the same save.
+    for iid, ver in removed:
+        it = current.get(iid)
+        if it is None:
+            continue
+        res = session.execute(ChecklistItem.__table__.delete().where(ChecklistItem.id == iid, ChecklistItem.version == ver))
+        if res.rowcount != 1:
+            session.rollback()
+            raise StaleVersion(_what_changed(session, session.get(ChecklistItem, iid), (removed_base or {}).get(iid)))
+        logs.append(_log(user, it, "item", f"{it.category}: {it.criterion}", None, now, context="checklist remove"))
+        result.removed += 1
     for c, v in cleaned:
         it = current[c.item_id]
         diffs = {}
@@ -265,7 +281,9 @@ def save_checklist(
         values = {col: new for col, (_, new) in diffs.items()}
         if "status" in diffs:
             values["done_at"] = now if diffs["status"][1] == "done" else None
-        values["version"] = it.version + 1
+        # Taken before the update, which also refreshes `it` in the session.
+        new_version = it.version + 1
+        values["version"] = new_version
         res = session.execute(
             update(ChecklistItem).where(ChecklistItem.id == it.id, ChecklistItem.version == c.version).values(**values)
         )
@@ -273,22 +291,12 @@ def save_checklist(
             session.rollback()
             raise StaleVersion(_what_changed(session, session.get(ChecklistItem, it.id), c.base))
         result.changed += 1
-        result.versions[it.id] = it.version + 1
+        result.versions[it.id] = new_version
         for col, (old, new) in diffs.items():
             if col == "owner_id":
                 logs.append(_log(user, it, "owner", _owner_email(session, old), _owner_email(session, new), now))
             else:
                 logs.append(_log(user, it, col, _fmt(old), _fmt(new), now))
-    for iid, ver in removed:
-        it = current.get(iid)
-        if it is None:
-            continue
-        res = session.execute(ChecklistItem.__table__.delete().where(ChecklistItem.id == iid, ChecklistItem.version == ver))
-        if res.rowcount != 1:
-            session.rollback()
-            raise StaleVersion(_what_changed(session, session.get(ChecklistItem, iid), (removed_base or {}).get(iid)))
-        logs.append(_log(user, it, "item", f"{it.category}: {it.criterion}", None, now, context="checklist remove"))
-        result.removed += 1
     pos = int(session.execute(select(func.coalesce(func.max(ChecklistItem.position), -1)).where(ChecklistItem.account_id == account_id)).scalar_one())
     for v in new_rows:
         pos += 1

@@ -209,7 +209,7 @@ def show_account(account_id: int) -> None:
                 "Measured from events: "
                 + "; ".join(f"{md(c)}: {v.metric_values.get(mk, '–')} ({METRIC_LABELS[mk][0].lower()})" for c, mk in zip(bound["criterion"], bound["metric"], strict=True) if mk in METRIC_LABELS)
             )
-    st.page_link("pages/success_plans.py", label="Edit the success plan and checklist", icon=":material/edit:", query_params={"account": a.external_id})
+    st.page_link("app_pages/success_plans.py", label="Edit the success plan and checklist", icon=":material/edit:", query_params={"account": a.external_id})
 
     st.subheader("Recent activity")
     if len(v.daily):

@@ -192,7 +192,7 @@ if len(sel):
     with o1:
         target = st.selectbox("Open an account", sel["external_id"].tolist()[:500], format_func=lambda e: f"{e} · {sel.set_index('external_id').at[e, 'name']}", key="drill_open")
     with o2:
-        st.page_link("pages/accounts.py", label="Open account", icon=":material/open_in_new:", query_params={"account": target})
+        st.page_link("app_pages/accounts.py", label="Open account", icon=":material/open_in_new:", query_params={"account": target})
 else:
     empty("No account in this group.", "Pick another step or group.")
 
