@@ -256,7 +256,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "value_done",
                 "model_version",
             ]
-            _emit(h[cols].rename(columns={"external_id": "account_id", "csm_name": "csm"}), args)
+            # reindex: a selection without accounts still prints the header.
+            _emit(h.reindex(columns=cols).rename(columns={"external_id": "account_id", "csm_name": "csm"}), args)
         elif args.report == "triggers":
             t = an.trigger_table(src, as_of=as_of, filters=flt)
             _emit(t.drop(columns=["account_id"]).rename(columns={"external_id": "account_id"}), args)

@@ -113,7 +113,7 @@ with t_ttv:
         with c1:
             ttv_ms = st.selectbox("Milestone", ms_keys, index=ms_keys.index("first_value_achieved") if "first_value_achieved" in ms_keys else 0, key="ttv_ms", bind="query-params", format_func=ms_names.get)
         with c2:
-            ttv_by = st.selectbox("Compare", [None, "segment", "industry", "plan", "channel", "region", "csm_name", "cohort_quarter"], key="ttv_by", bind="query-params",
+            ttv_by = st.selectbox("Compare", ["segment", None, "industry", "plan", "channel", "region", "csm_name", "cohort_quarter"], key="ttv_by", bind="query-params",
                                   format_func=lambda g: "All accounts together" if g is None else {"csm_name": "CSM", "cohort_quarter": "Start quarter"}.get(g, g.capitalize()))
         res = ttv_report(src, milestone=ttv_ms, by=ttv_by, filters=flt, as_of=as_of)
         if res.groups.empty:

@@ -151,12 +151,19 @@ st.subheader("Accounts behind a step")
 d1, d2 = st.columns([2, 2])
 step_names = [f"{i + 1}. {labels.get(s, s)}" for i, s in enumerate(steps)]
 with d1:
-    pick = st.selectbox("Step", range(1, len(steps) + 1), format_func=lambda k: step_names[k - 1], key="drill_step", bind="query-params")
+    pick = st.selectbox(
+        "Step",
+        range(1, len(steps) + 1),
+        index=1,  # step 2: the first step with drop-offs
+        format_func=lambda k: step_names[k - 1],
+        key="drill_step",
+        bind="query-params",
+    )
 with d2:
     who = st.segmented_control(
         "Accounts",
         ["reached", "dropped", "in progress"],
-        default="reached" if pick == 1 else "dropped",
+        default="dropped",
         key="drill_who",
         required=True,
         format_func={"reached": "Reached this step", "dropped": "Dropped off before it", "in progress": "Still in progress"}.get,
@@ -172,7 +179,7 @@ sel = sel.sort_values(["furthest", "entered_at"], ascending=[False, True])
 st.caption(f"{len(sel):,} accounts")
 if len(sel):
     sv = sel.assign(link=sel["external_id"].map(account_link))
-    tcols = ["link", "name", "owner", "furthest", "status", "entered_at"] + [f"t{k}" for k in range(len(steps))] + (["group"] if group_col else [])
+    tcols = ["link", "name", "owner", "furthest", "status"] + [f"t{k}" for k in range(len(steps))] + (["group"] if group_col else [])
     table(
         sv[tcols],
         key="drill_table",
@@ -183,7 +190,6 @@ if len(sel):
             "name": "Name",
             "owner": "Owner",
             "furthest": st.column_config.NumberColumn("Furthest step", format="%d"),
-            "entered_at": st.column_config.DatetimeColumn("Step 1 at", format="YYYY-MM-DD HH:mm"),
             **{f"t{k}": st.column_config.DatetimeColumn(f"Step {k + 1} at", format="YYYY-MM-DD HH:mm") for k in range(len(steps))},
         },
         download_df=sel.drop(columns=["account_id"]),

@@ -102,6 +102,11 @@ table(
     key="compare_table",
     filename=f"backtest-day{day}",
     column_config={
+        "band": "Band",
+        "accounts_current": "Accounts (current)",
+        "churned_current": "Churned (current)",
+        "accounts_what_if": "Accounts (what-if)",
+        "churned_what_if": "Churned (what-if)",
         "churn_rate_current": st.column_config.NumberColumn("Churn % (current)", format="%.1f %%"),
         "churn_rate_what_if": st.column_config.NumberColumn("Churn % (what-if)", format="%.1f %%"),
         "churn_rate_low": st.column_config.NumberColumn("What-if 95 % low", format="%.1f %%"),

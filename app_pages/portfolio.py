@@ -54,7 +54,8 @@ with right:
     else:
         empty("No health history yet.", "Run `python manage.py snapshot-health` daily or weekly (e.g. from cron) to build the trend.")
 
-st.subheader(f"At-risk accounts ({len(p.at_risk):,})")
+st.subheader(f"Accounts needing attention ({len(p.at_risk):,})")
+st.caption("At Risk or Critical health, or a risk trigger firing; lowest health first.")
 if p.at_risk.empty:
     st.success("No account is at risk and no risk trigger fired.", icon=":material/check_circle:")
 else:

@@ -198,6 +198,6 @@ st.subheader("History")
 hist = in_session(checklist_history, account_id=account_id)
 if hist:
     h = pd.DataFrame([{"at": r.at, "who": r.actor, "what": r.entity.replace("_", " "), "field": r.field, "old": r.old, "new": r.new} for r in hist])
-    table(h, key="plan_history", filename=f"{a.external_id}-plan-history", height=300, column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+    table(h, key="plan_history", filename=f"{a.external_id}-plan-history", height=min(36 * (len(h) + 1) + 3, 320), column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss")})
 else:
     st.caption("No change recorded yet.")

@@ -44,7 +44,8 @@ def funnel_chart(steps: pd.DataFrame, *, group_col: str | None = None) -> go.Fig
             marker_color=color,
             error_y={"type": "data", "symmetric": False, "array": (d["conversion_from_first_high"] * 100 - conv), "arrayminus": (conv - d["conversion_from_first_low"] * 100), "color": "#888"},
             text=[f"{a:,} ({c:.0f} %)" for a, c in zip(d["accounts"], conv, strict=True)],
-            textposition="outside",
+            textposition="inside",
+            insidetextanchor="start",
             offsetgroup=str(i),
             hovertemplate="%{x}<br>%{y:.1f} % of entering accounts<extra></extra>",
         )
@@ -126,7 +127,8 @@ def heatmap(shares: pd.DataFrame, observed: pd.DataFrame, *, milestone: str) -> 
             zmin=0,
             zmax=100,
             colorbar={"title": {"text": "% reached"}, "ticksuffix": " %"},
-            hovertemplate="%{y}, %{x}: %{z:.1f} % reached<extra></extra>",
+            customdata=obs.to_numpy(),
+            hovertemplate="%{y}, %{x}: %{z:.1f} % of the %{customdata} accounts observed that long<extra></extra>",
         )
     )
     fig.update_yaxes(autorange="reversed")
@@ -153,9 +155,14 @@ def trend_chart(trend: pd.DataFrame) -> go.Figure:
     for b in reversed(BANDS):
         fig.add_scatter(x=trend["date"], y=trend[b] * 100, name=b, stackgroup="bands", line={"width": 0.5, "color": BAND_COLORS[b]}, hovertemplate="%{x|%d %b}: %{y:.1f} %<extra>" + b + "</extra>")
     fig.add_scatter(x=trend["date"], y=trend["avg_health"], name="Average score", yaxis="y2", line={"color": "#222", "width": 2}, hovertemplate="%{x|%d %b}: %{y:.1f}<extra>average</extra>")
-    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "range": [0, 100], "title": {"text": "Average score (0-100)"}, "showgrid": False})
-    fig.update_yaxes(range=[0, 100], ticksuffix=" %", selector={"anchor": "x"})
-    return _layout(fig, "Health by week: band mix and average score", "Week", "Share of live accounts (%)", 360)
+    fig = _layout(fig, "Health by week: band mix and average score", "Week", "Share of live accounts (%)", 380)
+    fig.update_layout(
+        yaxis={"range": [0, 100], "ticksuffix": " %", "tickvals": [0, 20, 40, 60, 80, 100]},
+        yaxis2={"overlaying": "y", "side": "right", "range": [0, 100], "tickvals": [0, 20, 40, 60, 80, 100], "title": {"text": "Average score (0-100)"}, "showgrid": False},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
 
 
 def churn_by_band_chart(bands: pd.DataFrame, title: str) -> go.Figure:
@@ -167,7 +174,8 @@ def churn_by_band_chart(bands: pd.DataFrame, title: str) -> go.Figure:
             marker_color=[BAND_COLORS[b] for b in bands["band"]],
             error_y={"type": "data", "symmetric": False, "array": bands["churn_rate_high"] * 100 - y, "arrayminus": y - bands["churn_rate_low"] * 100, "color": "#888"},
             text=[f"{c:.0f} % of {n}" if n else "no accounts" for c, n in zip(y.fillna(0), bands["accounts"], strict=True)],
-            textposition="outside",
+            textposition="inside",
+            insidetextanchor="start",
             hovertemplate="%{x}: %{y:.1f} % churned<extra></extra>",
         )
     )

@@ -26,7 +26,7 @@ from db.defaults import DEFAULT_CHECKLIST, DEFAULT_MILESTONES
 
 SEGMENT_P = {"SMB": 0.45, "Mid-Market": 0.30, "Enterprise": 0.18, "Strategic": 0.07}
 SEG_COMPLEXITY = {"SMB": 0.0, "Mid-Market": 0.3, "Enterprise": 0.7, "Strategic": 0.9}
-SEG_SEATS = {"SMB": (5, 15), "Mid-Market": (10, 35), "Enterprise": (25, 70), "Strategic": (50, 120)}
+SEG_SEATS = {"SMB": (4, 12), "Mid-Market": (8, 24), "Enterprise": (16, 45), "Strategic": (30, 80)}
 SEG_ARR = {"SMB": (9.6, 0.4), "Mid-Market": (10.8, 0.35), "Enterprise": (11.9, 0.3), "Strategic": (12.9, 0.3)}
 SEG_EMPLOYEES = {"SMB": (4.0, 0.6), "Mid-Market": (6.0, 0.4), "Enterprise": (7.6, 0.4), "Strategic": (9.5, 0.5)}
 SEG_PLANS = {

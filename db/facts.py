@@ -139,17 +139,20 @@ def checklist_overview(conn: Connection) -> pd.DataFrame:
 
 def activity(conn: Connection, *, as_of_end: datetime, users_days: int, active_days_window: int) -> pd.DataFrame:
     """Per account, as of `as_of_end` (exclusive): distinct active users in the trailing
-    `users_days`, active days in the trailing `active_days_window`, users in the last 7 days."""
+    `users_days`, active days in the trailing `active_days_window`, users in the last 7 days,
+    and the last event within the longest of those windows (accounts without any event in
+    them are absent: see `last_events` for those)."""
     u0 = as_of_end - timedelta(days=users_days)
     d0 = as_of_end - timedelta(days=active_days_window)
     w0 = as_of_end - timedelta(days=7)
     lb = min(u0, d0, w0)
-    return _read(
+    df = _read(
         conn,
         f"SELECT account_id, "
         f"COUNT(DISTINCT CASE WHEN ts >= :u0 AND user_id != '' THEN user_id END) AS active_users, "
         f"COUNT(DISTINCT CASE WHEN ts >= :d0 THEN {_day(conn, 'ts')} END) AS active_days, "
-        f"COUNT(DISTINCT CASE WHEN ts >= :w0 AND user_id != '' THEN user_id END) AS weekly_users "
+        f"COUNT(DISTINCT CASE WHEN ts >= :w0 AND user_id != '' THEN user_id END) AS weekly_users, "
+        f"MAX(ts) AS last_event "
         f"FROM events WHERE ts >= :lb AND ts < :end GROUP BY account_id",
         {
             "u0": _ts_param(conn, u0),
@@ -159,6 +162,8 @@ def activity(conn: Connection, *, as_of_end: datetime, users_days: int, active_d
             "end": _ts_param(conn, as_of_end),
         },
     )
+    df["last_event"] = naive_ts(df["last_event"])
+    return df
 
 
 def last_events(conn: Connection, *, account_ids: list[int], as_of_end: datetime) -> pd.DataFrame:

@@ -68,6 +68,9 @@ def cohort_table(
     o = o[(o["date"] <= o["contract_start"] + pd.Timedelta(days=365)) & (o["date"] < as_of_end)]
     change = o.groupby("account_id")["arr_change"].sum()
     a["arr_12m"] = a["arr"].fillna(0) + a["account_id"].map(change).fillna(0)
+    # A churned account keeps none of its revenue, whether or not its churn row carries the
+    # lost ARR as arr_change (the data contract leaves it optional).
+    a.loc[a["churned_12m"], "arr_12m"] = 0.0
     a["band"] = a["account_id"].map(bands)
 
     d = durations(a, first_value_at, churn_date, as_of_end)

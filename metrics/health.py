@@ -57,6 +57,10 @@ class HealthModel:
         )
 
     def with_weights(self, weights: dict) -> HealthModel:
+        if set(weights) != set(COMPONENTS):
+            raise ValueError(
+                f"health weights must be given for exactly {', '.join(COMPONENTS)}; got {', '.join(weights) or 'none'}"
+            )
         return HealthModel(**{**self.__dict__, "weights": {k: float(weights[k]) for k in COMPONENTS}})
 
     def validate(self) -> None:

@@ -134,11 +134,12 @@ def reading(table: pd.DataFrame, outcome: str, top: int = 3) -> list[str]:
     label = OUTCOMES[outcome].lower()
     out = []
     for _, r in sig.iterrows():
-        name = r["behaviour"].replace("milestone:", "reaching ").replace("_", " ")
+        b = r["behaviour"]
+        who = f"that reached {b.split(':', 1)[1].replace('_', ' ')}" if b.startswith("milestone:") else f"with {b.replace('_', ' ')}"
         direction = "more" if r["difference"] > 0 else "less"
         where = "" if r["segment"] == "All" else f" ({r['segment']})"
         out.append(
-            f"Accounts with {name} early{where} were {abs(r['difference']) * 100:.0f} points {direction} likely to be "
+            f"Accounts {who} early{where} were {abs(r['difference']) * 100:.0f} points {direction} likely to be "
             f"{label} ({r['rate_with']:.0%} of {r['support']} vs {r['rate_without']:.0%}; "
             f"95 % interval {r['difference_low'] * 100:+.0f} to {r['difference_high'] * 100:+.0f} points)."
         )

@@ -99,7 +99,7 @@ def evaluate(
         if len(late):
             cnt = (
                 m[
-                    (m["due_date"] < as_of_end - pd.Timedelta(days=n))
+                    (m["due_date"] < as_of_day - pd.Timedelta(days=n))  # overdue by more than n days
                     & ~(m["completed_at"].notna() & (m["completed_at"] < as_of_end))
                 ]
                 .groupby("account_id")

@@ -408,10 +408,14 @@ def trigger_table(
     acc = acc.merge(a[["account_id", "segment"]], on="account_id")
     acc["churned"] = acc["status"] == "churned"
     acc["onboarding_done"] = acc["status"] == "active"
-    # The last event matters only for accounts without activity in the window.
-    quiet = tuple(sorted(int(x) for x in acc.loc[acc["active_days"] == 0, "account_id"]))
-    last = src.last_events(as_of, quiet).set_index("account_id")["last_event"]
-    acc["last_event"] = acc["account_id"].map(last)
+    # Last event: from the activity window; for accounts quiet in the whole window, one
+    # index seek each finds how long they have been quiet.
+    recent = src.activity(as_of, model.adoption_window_days, model.engagement_window_days).set_index("account_id")["last_event"]
+    acc["last_event"] = acc["account_id"].map(recent)
+    quiet = tuple(sorted(int(x) for x in acc.loc[acc["last_event"].isna(), "account_id"]))
+    if quiet:
+        older = src.last_events(as_of, quiet).set_index("account_id")["last_event"]
+        acc["last_event"] = acc["last_event"].fillna(acc["account_id"].map(older))
     acc["total_before"] = acc["account_id"].map(before.set_index("account_id")["total"]) if len(before) else np.nan
     acc["champion"] = acc["account_id"].map(plans)
     acc["ttfv_target_days"] = acc["segment"].map(fv_targets).fillna(30)
@@ -573,6 +577,8 @@ def cohort_week_report(
     as_of: date | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     as_of = as_of or today()
+    if milestone not in {d["key"] for d in src.milestone_defs()}:
+        raise ValueError(f"unknown milestone {milestone!r}")
     a = _accounts(src, filters, as_of)
     return coh.week_matrix(
         a,

@@ -186,7 +186,18 @@ def save_checklist(
     removed = removed or []
     team = _team_by_email(session)
     problems: list[CellProblem] = []
-    cleaned = [(c, _clean(c.values, i + 1, team, problems)) for i, c in enumerate(changes)]
+    # Problems name the row as the editor shows it: the account's items by position, 1-based.
+    editor_row = {
+        iid: n
+        for n, iid in enumerate(
+            session.execute(
+                select(ChecklistItem.id).where(ChecklistItem.account_id == account_id).order_by(ChecklistItem.position, ChecklistItem.id)
+            ).scalars(),
+            start=1,
+        )
+    }
+    row_of = {c.item_id: editor_row.get(c.item_id, i + 1) for i, c in enumerate(changes)}
+    cleaned = [(c, _clean(c.values, row_of[c.item_id], team, problems)) for c in changes]
     new_rows = []
     for i, values in enumerate(added):
         v = _clean({"status": "not started", **values}, f"new {i + 1}", team, problems)
@@ -228,7 +239,7 @@ def save_checklist(
         new_key = (v.get("category", it.category), v.get("criterion", it.criterion).lower())
         if new_key != old_key:
             if final_keys.get(new_key) not in (None, c.item_id):
-                problems.append(CellProblem(c.item_id, "criterion", new_key[1], "this criterion already exists in that category"))
+                problems.append(CellProblem(row_of[c.item_id], "criterion", new_key[1], "this criterion already exists in that category"))
             final_keys.pop(old_key, None)
             final_keys[new_key] = c.item_id
     for i, v in enumerate(new_rows):
@@ -417,15 +428,22 @@ def save_plan(session: Session, user: User, *, account_id: int, version: int, va
     if problems:
         raise ValidationFailed(problems)
     if plan.version != version:
-        conflicts = [
-            Conflict(None, "success plan", r.field, r.old, r.new, r.actor, r.at)
-            for r in session.execute(
-                select(ChangeLog)
-                .where(ChangeLog.entity == "success_plan", ChangeLog.entity_id == str(plan.id))
-                .order_by(ChangeLog.at.desc())  # type: ignore[union-attr]
-                .limit(20)
-            ).scalars()
-        ]
+        # What changed meanwhile: the saves after the version the editor was opened at (each
+        # save bumps the version once and logs its fields with one timestamp).
+        saves_since = plan.version - version if plan.version > version else None
+        saves: list[datetime] = []
+        conflicts = []
+        for r in session.execute(
+            select(ChangeLog)
+            .where(ChangeLog.entity == "success_plan", ChangeLog.entity_id == str(plan.id))
+            .order_by(ChangeLog.at.desc(), ChangeLog.id.desc())  # type: ignore[union-attr]
+            .limit(200)
+        ).scalars():
+            if r.at not in saves:
+                if saves_since is not None and len(saves) == saves_since:
+                    break
+                saves.append(r.at)
+            conflicts.append(Conflict(None, "success plan", r.field, r.old, r.new, r.actor, r.at))
         raise StaleVersion(conflicts or [Conflict(None, "success plan", "(version)", version, plan.version, "someone else", None)])
     now = utcnow()
     diffs = {k: (getattr(plan, k), v) for k, v in clean.items() if getattr(plan, k) != v}

@@ -187,6 +187,8 @@ def save_milestone(session: Session, user: User, *, key: str, name: str, phase: 
         problems.append(CellProblem(key, "name", name, "a name is required"))
     if not isinstance(phase, int) or not 1 <= phase <= 5:
         problems.append(CellProblem(key, "phase", phase, "a phase from 1 to 5"))
+    if not isinstance(order, int) or isinstance(order, bool) or order < 1:
+        problems.append(CellProblem(key, "order", order, "a whole number from 1"))
     for seg in SEGMENTS:
         d = target_days.get(seg)
         if not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= 730:
