@@ -1,0 +1,334 @@
+"""Browser tests: the real app served by Streamlit, driven by Playwright in Debian's Chromium.
+
+Each test starts `streamlit run app.py` against a test database. Screenshots land in
+artifacts/screenshots/ (and in docs/screenshots/ with UPDATE_SCREENSHOTS=1, which is how
+the README's pictures are made).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from db.session import get_engine
+from tests.conftest import AS_OF, ROOT, chromium_path
+
+pytestmark = pytest.mark.e2e
+
+SHOTS = ROOT / "artifacts" / "screenshots"
+DOCS_SHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1400, "height": 1000}
+Q = f"as_of={AS_OF.isoformat()}"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = open(ROOT / "artifacts" / f"streamlit-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port), "--server.headless", "true", "--server.address", "127.0.0.1"],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url, **(env or {})},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"streamlit did not start on port {self.port}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    exe = chromium_path()
+    if exe is None:
+        pytest.fail("Debian's Chromium is not installed: apt-get update && apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_db: str) -> Iterator[Server]:
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    s = Server(demo_db)
+    yield s
+    s.stop()
+
+
+def settle(page, title: str | None = None, timeout: float = 60) -> None:  # noqa: ANN001
+    """Wait until the page has its title and Streamlit has stopped running the script."""
+    page.wait_for_selector("h1", timeout=timeout * 1000)
+    if title:
+        page.wait_for_function("t => [...document.querySelectorAll('h1')].some(h => h.innerText.trim() === t)", arg=title, timeout=timeout * 1000)
+    quiet = 0
+    end = time.time() + timeout
+    while time.time() < end and quiet < 6:
+        time.sleep(0.25)
+        quiet = 0 if page.locator('[data-testid="stStatusWidget"]').count() else quiet + 1
+    time.sleep(0.3)
+
+
+def no_exception(page) -> None:  # noqa: ANN001
+    errors = page.locator('[data-testid="stException"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def shot(page, name: str) -> Path:  # noqa: ANN001
+    """The first screen at 1400x1000, and the whole page (Streamlit scrolls inside its
+    main container, so the viewport is stretched to the content for that one)."""
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer], section.main')].map(e => e.scrollHeight), 1000)"
+    )
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height) + 40, 8000)})
+    time.sleep(0.8)
+    page.screenshot(path=str(SHOTS / f"{name}-full.png"))
+    page.set_viewport_size(VIEWPORT)
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_SHOTS / f"{name}.png")
+    return path
+
+
+def metric_value(page, label: str) -> str:  # noqa: ANN001
+    m = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+PAGES = [
+    # The home page (Portfolio) lives at the root URL.
+    ("portfolio", "", "Portfolio", "Onboarding completion rate"),
+    ("funnel", "funnel", "Funnel", "Conversion from step 1"),
+    ("cohorts", "cohorts", "Cohorts", "Completed in time"),
+    ("cohorts-time-to-value", "cohorts?view=Time+to+value", "Cohorts", "Naive median"),
+    ("cohorts-retention", "cohorts?view=Usage+retention", "Cohorts", "Start event"),
+    ("cohorts-signals", "cohorts?view=Early+signals", "Cohorts", "correlations, not causes"),
+    ("health-model", "health-model", "Health model", "AUC for churn within 12 months"),
+    ("accounts", "accounts", "Accounts", "Search name or id"),
+    ("success-plans", "success-plans", "Success plans", "Success criteria checklist"),
+    ("data", "data", "Data", "Data quality"),
+    ("settings", "settings", "Settings", "Team"),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "title", "expect"), PAGES, ids=[p[0] for p in PAGES])
+def test_every_page_renders_with_its_content(browser, demo_server: Server, name: str, path: str, title: str, expect: str) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport=VIEWPORT)
+    sep = "&" if "?" in path else "?"
+    page.goto(f"{demo_server.base}/{path}{sep}{Q}")
+    settle(page, title)
+    no_exception(page)
+    assert page.get_by_text(expect, exact=False).count() > 0, f"{expect!r} not on the {name} page"
+    shot(page, name)
+    page.close()
+
+
+def test_one_account_page(browser, demo_server: Server, demo_db: str) -> None:  # noqa: ANN001
+    with get_engine(demo_db).connect() as c:
+        ext, name = c.execute(text("SELECT external_id, name FROM accounts ORDER BY external_id LIMIT 1")).one()
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{demo_server.base}/accounts?account={ext}&{Q}")
+    settle(page, name)
+    no_exception(page)
+    for text_ in ("Health breakdown", "Milestones: planned against actual", "Interventions", "Success plan", "Recent activity", "Next action"):
+        assert page.get_by_text(text_, exact=False).count() > 0, text_
+    shot(page, "account")
+    page.close()
+
+
+def test_sidebar_filter_changes_the_numbers_and_the_url(browser, demo_server: Server) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{demo_server.base}/?{Q}")
+    settle(page, "Portfolio")
+    before = metric_value(page, "Accounts onboarding")
+    page.get_by_role("combobox", name="Segment").click()
+    page.keyboard.press("ArrowDown")  # opens the option list
+    page.get_by_role("option", name="SMB", exact=True).click()
+    page.keyboard.press("Escape")
+    page.wait_for_url("**segment=SMB**", timeout=30_000, wait_until="commit")
+    settle(page, "Portfolio")
+    after = metric_value(page, "Accounts onboarding")
+    assert after != before, (before, after)
+    assert page.get_by_text("segment: SMB", exact=False).count() > 0
+    # The link reproduces the view.
+    other = browser.new_page(viewport=VIEWPORT)
+    other.goto(page.url)
+    settle(other, "Portfolio")
+    assert metric_value(other, "Accounts onboarding") == after
+    shot(page, "portfolio-smb")
+    other.close()
+    page.close()
+
+
+def test_funnel_drilldown_opens_the_account(browser, demo_server: Server, demo_db: str) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{demo_server.base}/funnel?{Q}")
+    settle(page, "Funnel")
+    no_exception(page)
+    page.get_by_text("Accounts behind a step").scroll_into_view_if_needed()
+    page.get_by_role("radio", name="Dropped off before it").click()
+    settle(page, "Funnel")
+    box = page.get_by_role("combobox", name="Open an account")
+    chosen = box.input_value() or box.get_attribute("value") or box.inner_text()
+    ext = chosen.split("·")[0].strip()
+    assert ext.startswith("ACC-"), chosen
+    with get_engine(demo_db).connect() as c:
+        name = c.execute(text("SELECT name FROM accounts WHERE external_id = :e"), {"e": ext}).scalar_one()
+    link = page.get_by_role("link", name="Open account")
+    assert link.get_attribute("href").endswith(f"accounts?account={ext}")
+    link.click()
+    settle(page, name)
+    no_exception(page)
+    assert page.get_by_text("Health breakdown").count() > 0
+    page.close()
+
+
+# ----------------------------------------------------------------------------- CSM flow
+
+
+@pytest.fixture
+def header_server(small_db: str) -> Iterator[tuple[Server, str]]:
+    """The app behind a (simulated) SSO proxy: identity from the X-Forwarded-Email header."""
+    s = Server(small_db, env={"AUTH_HEADER": "X-Forwarded-Email"})
+    yield s, small_db
+    s.stop()
+
+
+def _accounts_of(url: str) -> tuple[str, str, str]:
+    """(a CSM's email, one of their accounts, an account of another CSM)."""
+    with get_engine(url).connect() as c:
+        rows = c.execute(
+            text("SELECT t.email, a.external_id FROM accounts a JOIN team_members t ON t.id = a.csm_id WHERE t.role = 'csm' ORDER BY a.external_id")
+        ).all()
+    email, own = rows[0]
+    other = next(ext for e, ext in rows if e != email)
+    return email, own, other
+
+
+def _edit_first_actual(page, value: str) -> None:  # noqa: ANN001
+    """Type into the 'Actual (manual)' cell of the first checklist row (the grid is a
+    canvas: click a cell, move with the keyboard, type). Retried until the page shows the
+    unsaved change, since a busy machine can swallow a keystroke."""
+    for _attempt in range(4):
+        canvas = page.locator('[data-testid="stDataFrame"] canvas').first
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        page.mouse.click(box["x"] + 80, box["y"] + 35 + 17)  # row 1, Category column
+        time.sleep(0.4)
+        for _ in range(3):  # Category -> Criterion -> Target -> Actual
+            page.keyboard.press("ArrowRight")
+            time.sleep(0.15)
+        page.keyboard.press("Enter")
+        time.sleep(0.5)
+        page.keyboard.press("Control+A")
+        page.keyboard.type(value, delay=40)
+        page.keyboard.press("Enter")
+        try:
+            page.wait_for_selector("text=1 unsaved change", timeout=8_000)
+            return
+        except Exception:  # noqa: BLE001 - retried below
+            page.keyboard.press("Escape")
+            time.sleep(1)
+    raise AssertionError("could not edit the checklist cell")
+
+
+def _cells(page, nth: int = 0) -> list[str]:  # noqa: ANN001
+    grid = page.locator('[data-testid="stDataFrame"]').nth(nth)
+    cells = grid.locator('[role="gridcell"]')
+    return [cells.nth(i).inner_text() for i in range(cells.count())]
+
+
+def test_csm_edits_their_checklist_and_sees_history_but_not_others(browser, header_server) -> None:  # noqa: ANN001
+    server, url = header_server
+    email, own, other = _accounts_of(url)
+    ctx = browser.new_context(viewport=VIEWPORT, extra_http_headers={"X-Forwarded-Email": email})
+    page = ctx.new_page()
+    page.goto(f"{server.base}/success-plans?account={own}&{Q}")
+    settle(page, "Success plans")
+    no_exception(page)
+    assert page.get_by_text("Signed in as", exact=False).count() > 0
+    assert page.get_by_text("Read-only", exact=False).count() == 0
+    _edit_first_actual(page, "42 of 50 sources")
+    save = page.get_by_role("button", name="Save checklist")
+    assert save.is_enabled()
+    save.click()
+    page.wait_for_selector("text=Saved: 1 changed", timeout=30_000)
+    settle(page, "Success plans")
+    with get_engine(url).connect() as c:
+        stored = c.execute(
+            text("SELECT c.actual FROM checklist_items c JOIN accounts a ON a.id = c.account_id WHERE a.external_id = :e ORDER BY c.position, c.id LIMIT 1"),
+            {"e": own},
+        ).scalar_one()
+    assert stored == "42 of 50 sources"
+
+    page.reload()
+    settle(page, "Success plans")
+    assert "42 of 50 sources" in _cells(page, 0)
+    history = _cells(page, 1)
+    assert email in history and "actual" in history and "42 of 50 sources" in history
+    shot(page, "success-plan-saved")
+
+    page.goto(f"{server.base}/success-plans?account={other}&{Q}")
+    settle(page, "Success plans")
+    assert page.get_by_text("Read-only: this account belongs to another CSM.", exact=False).count() > 0
+    assert not page.get_by_role("button", name="Save checklist").is_enabled()
+    assert not page.get_by_role("button", name="Save plan").is_enabled()
+    ctx.close()
+
+
+def test_someone_not_in_the_team_gets_a_no_access_page(browser, header_server) -> None:  # noqa: ANN001
+    server, _ = header_server
+    ctx = browser.new_context(viewport=VIEWPORT, extra_http_headers={"X-Forwarded-Email": "stranger@elsewhere.example"})
+    page = ctx.new_page()
+    page.goto(f"{server.base}/")
+    settle(page, "No access")
+    assert page.get_by_text("stranger@elsewhere.example", exact=False).count() > 0
+    assert page.get_by_text("Onboarding completion rate").count() == 0
+    ctx.close()
