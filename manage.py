@@ -449,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weights", help="backtest what-if: milestone=30,adoption=25,engagement=25,value=20")
     s.set_defaults(func=cmd_report)
 
+    sub.add_parser("bench", help="run the benchmark on the 20,000-account demo database (manage.py bench --help; see BENCHMARKS.md)")
+
     s = sub.add_parser("snapshot-health", help="store every account's health score as of a date (idempotent per date)")
     s.add_argument("--as-of", type=_date, help="date of the snapshot (default today)")
     s.add_argument("--backfill-weeks", type=int, default=0, help="also store weekly snapshots for the past N weeks")
@@ -458,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        # The benchmark has its own options (manage.py bench --help).
+        from bench.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from db.session import DatabaseUnavailable, check_connection, describe_db_error

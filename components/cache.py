@@ -1,7 +1,7 @@
 """The one caching module the pages use.
 
 The analytics loader (services.analytics.Facts) is kept per database and data version:
-every write bumps the version, so the next run of any session gets fresh facts, and
+every write bumps a version, so the next run of any session gets fresh facts, and
 sessions share one loader (and its bounded memo) instead of each loading 20,000 accounts.
 """
 
@@ -11,8 +11,7 @@ import time
 
 import streamlit as st
 
-from db.session import data_version as _data_version
-from db.session import database_url, session_scope
+from db.session import database_url, session_scope, versions
 from services.analytics import Facts
 from services.setup import ensure_ready
 
@@ -32,19 +31,23 @@ def forget_ready() -> None:
     _ready.clear()
 
 
-def data_version() -> int:
+def data_versions() -> dict[str, int]:
     with session_scope() as s:
-        return _data_version(s)
+        return versions(s)
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
-def _facts(url: str, version: int) -> Facts:
+def _facts(url: str, core_version: int) -> Facts:
     return Facts(url)
 
 
 def facts() -> Facts:
-    """The shared loader for the current data version."""
-    return _facts(database_url(), data_version())
+    """The shared loader for the current data. Imports and settings changes (core version)
+    give a new loader; checklist and plan saves only refresh what depends on plans."""
+    v = data_versions()
+    src = _facts(database_url(), v["core_version"])
+    src.plans_version = max(src.plans_version, v["plans_version"])
+    return src
 
 
 def timed(label: str):

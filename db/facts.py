@@ -70,11 +70,25 @@ def _join(conn: Connection) -> str:
 
 
 def _read(conn: Connection, sql: str, params: dict | None = None, *, expanding: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Run a query and return a DataFrame. SQLAlchemy compiles it (parameter style, IN
+    lists); rows come straight from the driver's cursor, which is several times faster than
+    building Row objects for hundreds of thousands of rows."""
     stmt = text(sql)
     if expanding:
         stmt = stmt.bindparams(*[bindparam(n, expanding=True) for n in expanding])
-    result = conn.execute(stmt, params or {})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    if params:
+        stmt = stmt.bindparams(**params)
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    values = compiled.params
+    args = tuple(values[n] for n in compiled.positiontup) if compiled.positional else values
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(str(compiled), args)
+        cols = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    return pd.DataFrame.from_records(rows, columns=cols)
 
 
 def accounts(conn: Connection) -> pd.DataFrame:

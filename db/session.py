@@ -155,10 +155,22 @@ def data_version(session: Session) -> int:
     return int(row[0]) if row else 0
 
 
-def bump_data_version(session: Session) -> None:
-    """Mark the data as changed (within the caller's transaction)."""
-    updated = session.execute(
-        text("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(200)) WHERE key = 'data_version'")
-    )
-    if updated.rowcount == 0:
-        session.execute(text("INSERT INTO meta (key, value) VALUES ('data_version', '1')"))
+def versions(session: Session) -> dict[str, int]:
+    """All change counters: data_version (any write), core_version (imports, settings,
+    snapshots, team) and plans_version (checklists, plans, interventions)."""
+    rows = session.execute(text("SELECT key, value FROM meta WHERE key IN ('data_version', 'core_version', 'plans_version')")).all()
+    out = {"data_version": 0, "core_version": 0, "plans_version": 0}
+    out.update({k: int(v) for k, v in rows})
+    return out
+
+
+def bump_data_version(session: Session, scope: str = "core") -> None:
+    """Mark the data as changed (within the caller's transaction). `scope` is "core" or
+    "plans": a checklist save must not throw away every cached analysis, only what
+    depends on plans."""
+    for key in ("data_version", f"{scope}_version"):
+        updated = session.execute(
+            text("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(200)) WHERE key = :k"), {"k": key}
+        )
+        if updated.rowcount == 0:
+            session.execute(text("INSERT INTO meta (key, value) VALUES (:k, '1')"), {"k": key})

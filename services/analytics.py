@@ -109,6 +109,8 @@ class Facts:
         self.engine = get_engine(url)
         self.memo_size = memo_size
         self.results_enabled = True
+        # Version of checklists/plans: facts that depend on them are keyed by it.
+        self.plans_version = 0
         self._memo: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         self._inflight: dict = {}
@@ -170,7 +172,7 @@ class Facts:
         return self.cached(("outcomes",), lambda: self._q(q.outcomes))
 
     def plans(self) -> pd.DataFrame:
-        return self.cached(("plans",), lambda: self._q(q.plans))
+        return self.cached(("plans", self.plans_version), lambda: self._q(q.plans))
 
     def milestone_defs(self) -> list[dict]:
         def load() -> list[dict]:
@@ -207,11 +209,11 @@ class Facts:
 
     def checklist_value(self, as_of: date) -> pd.DataFrame:
         return self.cached(
-            ("checklist_value", as_of), lambda: self._q(q.checklist_value, as_of_end=day_end(as_of).to_pydatetime())
+            ("checklist_value", as_of, self.plans_version), lambda: self._q(q.checklist_value, as_of_end=day_end(as_of).to_pydatetime())
         )
 
     def checklist_overview(self) -> pd.DataFrame:
-        return self.cached(("checklist_overview",), lambda: self._q(q.checklist_overview))
+        return self.cached(("checklist_overview", self.plans_version), lambda: self._q(q.checklist_overview))
 
     def activity(self, as_of: date, users_days: int, active_days_window: int) -> pd.DataFrame:
         return self.cached(
@@ -339,6 +341,7 @@ def health_table(
         "health",
         as_of,
         filters,
+        src.plans_version,
         model.version,
         tuple(sorted(model.weights.items())),
         tuple(sorted(model.bands.items())),

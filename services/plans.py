@@ -333,7 +333,7 @@ def save_checklist(
         session.add(entry)
     result.log_entries = len(logs)
     if logs:
-        bump_data_version(session)
+        bump_data_version(session, scope="plans")
     session.commit()
     return result
 
@@ -461,7 +461,7 @@ def save_plan(session: Session, user: User, *, account_id: int, version: int, va
         session.add(
             ChangeLog(at=now, actor=user.email, entity="success_plan", entity_id=str(plan.id), account_id=account_id, field=k, old=old, new=new, context="plan edit")
         )
-    bump_data_version(session)
+    bump_data_version(session, scope="plans")
     session.commit()
     return version + 1
 
@@ -488,7 +488,7 @@ def add_intervention(
     session.add(
         ChangeLog(actor=user.email, entity="intervention", entity_id=str(iv.id), account_id=account_id, field="intervention", old=None, new=f"{type} on {on.isoformat()}", context="intervention")
     )
-    bump_data_version(session)
+    bump_data_version(session, scope="plans")
     session.commit()
     return iv
 
@@ -510,6 +510,6 @@ def apply_template(session: Session, user: User, *, account_id: int) -> int:
     apply_new_account_defaults(session, milestones_for=[], checklist_for=[account_id], plan_for=[account_id])
     n = session.execute(select(func.count()).select_from(ChecklistItem).where(ChecklistItem.account_id == account_id)).scalar_one()
     session.add(ChangeLog(actor=user.email, entity="checklist_item", entity_id="template", account_id=account_id, field="template", old=None, new=f"{n} items", context="checklist template"))
-    bump_data_version(session)
+    bump_data_version(session, scope="plans")
     session.commit()
     return int(n)

@@ -1,0 +1,324 @@
+"""The benchmark: every performance budget of the issues, measured on the 20,000-account demo
+database (about 2,000,000 events), medians of several runs, written to BENCHMARKS.md.
+
+    python manage.py bench                      # build data/bench.db if missing, run all
+    python manage.py bench --only analytics     # analytics | pages | save | import | load
+    DATABASE_URL=postgresql+psycopg://... python manage.py bench --db-url $DATABASE_URL
+
+Timings are wall-clock seconds on this machine; nothing here asserts (tests never time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results.json"
+BENCH_DB = f"sqlite:///{ROOT / 'data' / 'bench.db'}"
+AS_OF = date(2026, 11, 29)
+ACCOUNTS = 20_000
+
+# (key, what, budget in seconds, issue)
+BUDGETS = [
+    ("import_2m_wall", "CLI import of 2,000,000 events: wall time", 90.0, 2),
+    ("import_2m_rss_mb", "CLI import of 2,000,000 events: peak memory (MB)", 1536.0, 2),
+    ("cold_funnel", "Funnel, all accounts, cold (facts loaded from the database)", 1.5, 3),
+    ("cold_ttv", "Time to value, all accounts, cold", 1.5, 3),
+    ("cold_cohorts", "Cohorts, all accounts, cold", 1.5, 3),
+    ("cold_health", "Health for all accounts, cold", 1.5, 3),
+    ("warm_funnel", "Funnel, per-account facts loaded", 0.2, 3),
+    ("warm_ttv", "Time to value, per-account facts loaded", 0.2, 3),
+    ("warm_cohorts", "Cohorts, per-account facts loaded", 0.2, 3),
+    ("warm_health", "Health for all accounts, per-account facts loaded", 0.2, 3),
+    ("page_cold_portfolio", "Portfolio page, cold (server-side, AppTest)", 2.0, 4),
+    ("page_cold_funnel", "Funnel page, cold", 2.0, 4),
+    ("page_cold_cohorts", "Cohorts page, cold", 2.0, 4),
+    ("page_cold_health_model", "Health model page, cold", 2.0, 4),
+    ("page_filter_portfolio", "Portfolio page after a filter change", 0.5, 4),
+    ("page_filter_funnel", "Funnel page after a filter change", 0.5, 4),
+    ("page_filter_cohorts", "Cohorts page after a filter change", 0.5, 4),
+    ("page_filter_health_model", "Health model page after a filter change", 0.5, 4),
+    ("checklist_save", "Checklist save (service: validate, version check, change log, commit)", 0.3, 5),
+    ("load_page_p95", "20 concurrent sessions: page time p95", 3.0, 6),
+    ("load_lost_saves", "20 concurrent sessions: acknowledged saves lost or duplicated", 0.0, 6),
+]
+
+
+def median_of(fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(runs):
+        if before:
+            before()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def ensure_db(url: str) -> None:
+    from db.settings_store import init_db
+    from services.setup import account_count
+
+    init_db(url)
+    n = account_count(url)
+    if n >= ACCOUNTS:
+        return
+    print(f"building the benchmark database ({ACCOUNTS:,} accounts) at {url} ...", flush=True)
+    from services.setup import seed_demo
+
+    seed_demo(url=url, accounts=ACCOUNTS, seed=42, as_of=AS_OF, replace=n > 0, history_weeks=12)
+
+
+# ----------------------------------------------------------------------------- analytics
+
+
+def bench_analytics(url: str, runs: int) -> dict:
+    from services import analytics as an
+
+    steps = ["workspace_created", "integration_connected", "user_invited", "dashboard_created"]
+    jobs = {
+        "funnel": lambda src: an.funnel_report(src, steps=steps, as_of=AS_OF),
+        "ttv": lambda src: an.ttv_report(src, by="segment", as_of=AS_OF),
+        "cohorts": lambda src: an.cohort_report(src, by="month", as_of=AS_OF),
+        "health": lambda src: an.health_table(src, as_of=AS_OF),
+    }
+    out = {}
+    for name, job in jobs.items():
+        cold = []
+        for _ in range(runs):
+            src = an.Facts(url)  # nothing loaded: every fact comes from the database
+            t0 = time.perf_counter()
+            job(src)
+            cold.append(time.perf_counter() - t0)
+        src = an.Facts(url)
+        job(src)
+        warm, _ = median_of(lambda src=src, job=job: job(src), runs, before=src.clear_results)
+        out[f"cold_{name}"] = statistics.median(cold)
+        out[f"warm_{name}"] = warm
+        print(f"  {name:8s} cold {statistics.median(cold):.3f} s   warm {warm:.3f} s", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+def bench_pages(url: str, runs: int) -> dict:
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["DATABASE_URL"] = url
+    pages = {
+        "portfolio": None,
+        "funnel": "app_pages/funnel.py",
+        "cohorts": "app_pages/cohorts.py",
+        "health_model": "app_pages/health_model.py",
+    }
+    out = {}
+    # Warm the process once (imports, first-start checks), as a running server would be.
+    AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    for name, path in pages.items():
+        cold, filt = [], []
+        for i in range(runs):
+            st.cache_resource.clear()
+            st.cache_data.clear()
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+            at.query_params["as_of"] = AS_OF.isoformat()
+            if path:
+                at.run()  # the home page first, then switch: time only the switch
+                st.cache_resource.clear()
+                at.switch_page(path)
+            t0 = time.perf_counter()
+            at.run()
+            cold.append(time.perf_counter() - t0)
+            assert not at.exception, at.exception
+            seg = ["SMB", "Enterprise", "Mid-Market", "Strategic", "SMB"][i % 5]
+            at.multiselect(key="segment").set_value([seg])
+            t0 = time.perf_counter()
+            at.run()
+            filt.append(time.perf_counter() - t0)
+            assert not at.exception, at.exception
+        out[f"page_cold_{name}"] = statistics.median(cold)
+        out[f"page_filter_{name}"] = statistics.median(filt)
+        print(f"  {name:13s} cold {statistics.median(cold):.3f} s   after filter {statistics.median(filt):.3f} s", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def bench_save(url: str, runs: int) -> dict:
+    from sqlalchemy import text
+
+    from db.session import get_engine, session_scope
+    from services.access import user_for_email
+    from services.plans import ItemChange, save_checklist
+
+    with get_engine(url).connect() as c:
+        rows = c.execute(
+            text(
+                "SELECT t.email, a.id, c.id, c.version FROM accounts a JOIN team_members t ON t.id = a.csm_id "
+                "JOIN checklist_items c ON c.account_id = a.id WHERE t.role = 'csm' ORDER BY a.id, c.position LIMIT 1"
+            )
+        ).one()
+    email, account_id, item_id, version = rows
+    with session_scope(url) as s:
+        user = user_for_email(s, email, mode="bench")
+    times = []
+    for i in range(max(runs, 10)):
+        with session_scope(url) as s:
+            t0 = time.perf_counter()
+            res = save_checklist(s, user, account_id=account_id, changes=[ItemChange(item_id, version, {"actual": f"bench {i}"})])
+            times.append(time.perf_counter() - t0)
+        version = res.versions[item_id]
+    print(f"  checklist save median {statistics.median(times) * 1000:.0f} ms", flush=True)
+    return {"checklist_save": statistics.median(times)}
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def bench_import(url: str) -> dict:
+    """Export the benchmark database's events and import them through the CLI into a
+    fresh SQLite database, under /usr/bin/time -v."""
+    from db.exporter import export_dir
+
+    work = Path(tempfile.mkdtemp(prefix="bench-import-"))
+    try:
+        print("  exporting the benchmark database to CSV ...", flush=True)
+        export_dir(work / "csv", url=url)
+        target = f"sqlite:///{work / 'target.db'}"
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate"], env={**os.environ, "DATABASE_URL": target}, check=True, capture_output=True)
+        print("  importing through the CLI ...", flush=True)
+        proc = subprocess.run(
+            ["/usr/bin/time", "-v", sys.executable, str(ROOT / "manage.py"), "import", str(work / "csv"), "--quiet"],
+            env={**os.environ, "DATABASE_URL": target},
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
+        wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", proc.stderr).group(1)
+        parts = [float(x) for x in wall.split(":")]
+        seconds = sum(p * 60 ** (len(parts) - 1 - i) for i, p in enumerate(parts))
+        rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+        with open(work / "csv" / "events.csv", encoding="utf-8") as f:
+            events = sum(1 for _ in f) - 1
+        print(f"  imported {events:,} events in {seconds:.1f} s, peak {rss_kb / 1024:.0f} MB", flush=True)
+        return {"import_2m_wall": seconds, "import_2m_rss_mb": rss_kb / 1024, "import_events": events}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine() -> dict:
+    import sqlite3
+
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    mem = ""
+    with contextlib.suppress(OSError, StopIteration, ValueError), open("/proc/meminfo", encoding="utf-8") as f:
+        kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GiB"
+    pg = ""
+    with contextlib.suppress(OSError):
+        pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "python": platform.python_version(), "sqlite": sqlite3.sqlite_version, "postgres_client": pg, "os": platform.platform()}
+
+
+def write_markdown(results: dict) -> Path:
+    m = results.get("machine", machine())
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `python manage.py bench` (bench/bench.py); the load test by `python -m bench.load`. "
+        f"Database: the {ACCOUNTS:,}-account demo portfolio (about 2,000,000 events), as of {AS_OF}. "
+        "Medians of 5 runs unless stated. Times are server-side wall-clock seconds.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM; Python {m['python']}; SQLite {m['sqlite']}; {m['postgres_client']}; {m['os']}.",
+        "",
+    ]
+    for backend in ("sqlite", "postgresql"):
+        r = results.get(backend)
+        if not r:
+            continue
+        lines += [f"## {'SQLite' if backend == 'sqlite' else 'PostgreSQL'}", "", "| issue | what | budget | measured | within budget |", "|---|---|---|---|---|"]
+        for key, what, budget, issue in BUDGETS:
+            if key not in r:
+                continue
+            v = r[key]
+            if key.endswith("_mb"):
+                meas, bud = f"{v:,.0f} MB", f"< {budget:,.0f} MB"
+            elif key == "load_lost_saves":
+                meas, bud = f"{int(v)}", "0"
+            elif v < 1:
+                meas, bud = f"{v * 1000:.0f} ms", (f"< {budget * 1000:.0f} ms" if budget < 1 else f"< {budget:g} s")
+            else:
+                meas, bud = f"{v:.2f} s", f"< {budget:g} s"
+            ok = v <= budget if key == "load_lost_saves" else v < budget
+            lines.append(f"| {issue} | {what} | {bud} | {meas} | {'yes' if ok else '**no**'} |")
+        extra = r.get("notes")
+        if extra:
+            lines += ["", *[f"- {n}" for n in extra]]
+        lines.append("")
+    path = ROOT / "BENCHMARKS.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="manage.py bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db-url", default=None, help="benchmark database (default: data/bench.db, built if missing)")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--only", default="analytics,pages,save,import", help="comma list of: analytics, pages, save, import")
+    p.add_argument("--no-write", action="store_true", help="print only; do not update bench/results.json and BENCHMARKS.md")
+    args = p.parse_args(argv)
+    url = args.db_url or BENCH_DB
+    backend = "postgresql" if url.startswith("postgres") else "sqlite"
+    only = set(args.only.split(","))
+    ensure_db(url)
+    r: dict = {}
+    if "analytics" in only:
+        print("analytics (issue 3)", flush=True)
+        r.update(bench_analytics(url, args.runs))
+    if "pages" in only:
+        print("pages (issue 4)", flush=True)
+        r.update(bench_pages(url, args.runs))
+    if "save" in only:
+        print("checklist save (issue 5)", flush=True)
+        r.update(bench_save(url, args.runs))
+    if "import" in only:
+        print("import (issue 2)", flush=True)
+        r.update(bench_import(url))
+    if args.no_write:
+        print(json.dumps(r, indent=2))
+        return 0
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.setdefault(backend, {}).update(r)
+    results["machine"] = machine()
+    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {RESULTS.relative_to(ROOT)} and {write_markdown(results).relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
