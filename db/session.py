@@ -36,7 +36,10 @@ def database_url(url: str | None = None) -> str:
         if not path.is_absolute():
             # Relative SQLite paths are relative to the project, not the working directory.
             path = ROOT / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # connecting will fail with a clear "unable to open database file"
         url = parsed.set(database=str(path)).render_as_string(hide_password=False)
     return url
 

@@ -1,4 +1,4 @@
-"""initial schema
+"""initial schema (first release)
 
 Revision ID: 0001
 Revises: 
@@ -138,7 +138,6 @@ def upgrade() -> None:
     sa.Column('note', sa.Text(), nullable=False),
     sa.Column('metric', sa.String(length=60), nullable=True),
     sa.Column('position', sa.Integer(), nullable=False),
-    sa.Column('done_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
     sa.ForeignKeyConstraint(['owner_id'], ['team_members.id'], ),
@@ -160,7 +159,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('account_id', 'event', 'ts', 'user_id', name='uq_events_natural')
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index('ix_events_account_ts', ['account_id', 'ts', 'event', 'user_id'], unique=False)
+        batch_op.create_index('ix_events_account_ts', ['account_id', 'ts'], unique=False)
         batch_op.create_index('ix_events_event_account_ts', ['event', 'account_id', 'ts'], unique=False)
         batch_op.create_index('ix_events_ts_account_user', ['ts', 'account_id', 'user_id'], unique=False)
 
