@@ -332,3 +332,59 @@ def test_someone_not_in_the_team_gets_a_no_access_page(browser, header_server) -
     assert page.get_by_text("stranger@elsewhere.example", exact=False).count() > 0
     assert page.get_by_text("Onboarding completion rate").count() == 0
     ctx.close()
+
+
+# ----------------------------------------------------------------------------- hostile text
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def test_html_in_an_account_name_is_shown_as_text_everywhere(browser, small_db: str) -> None:  # noqa: ANN001
+    from db.importer import import_files
+
+    with get_engine(small_db).connect() as c:
+        csm = c.execute(text("SELECT email FROM team_members WHERE role = 'csm' ORDER BY email LIMIT 1")).scalar_one()
+    report = import_files(
+        {
+            "accounts.csv": f'account_id,name,segment,contract_start,csm_email,licensed_seats\nX-HTML,"{HOSTILE}",SMB,2026-06-01,{csm},10\n'.encode(),
+            "events.csv": (
+                "account_id,event,timestamp,user_id\n"
+                "X-HTML,workspace_created,2026-06-02T10:00:00Z,u1\n"
+                "X-HTML,login,2026-06-03T10:00:00Z,u1\n"
+            ).encode(),
+        },
+        url=small_db,
+    )
+    assert report.ok, report.problems
+    server = Server(small_db)
+    try:
+        page = browser.new_page(viewport=VIEWPORT)
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        checks = [
+            (f"/accounts?account=X-HTML&{Q}", HOSTILE),
+            (f"/accounts?q=img&{Q}", "Accounts"),
+            (f"/success-plans?account=X-HTML&{Q}", "Success plans"),
+            (f"/?{Q}", "Portfolio"),
+            (f"/funnel?steps=workspace_created&steps=login&{Q}", "Funnel"),
+        ]
+        for path, title in checks:
+            page.goto(server.base + path)
+            settle(page, title)
+            no_exception(page)
+            assert page.locator('img[src="x"]').count() == 0, f"an <img> was injected on {path}"
+        # Shown literally where names appear as text.
+        page.goto(f"{server.base}/accounts?account=X-HTML&{Q}")
+        settle(page, HOSTILE)
+        assert page.locator("h1").first.inner_text().strip() == HOSTILE
+        page.goto(f"{server.base}/accounts?q=img&{Q}")
+        settle(page, "Accounts")
+        assert HOSTILE in [t.strip() for t in page.locator('[role="gridcell"]').all_inner_texts()]
+        page.goto(f"{server.base}/success-plans?account=X-HTML&{Q}")
+        settle(page, "Success plans")
+        assert HOSTILE in page.get_by_role("combobox", name="Account").input_value()
+        shot(page, "hostile-name")
+        assert dialogs == [], dialogs
+        page.close()
+    finally:
+        server.stop()
