@@ -313,8 +313,8 @@ def _read_chunks(
         for rec in reader:
             start_line = prev_end + 1
             prev_end = reader.line_num
-            if not rec or (len(rec) == 1 and rec[0].strip() == ""):
-                continue  # blank line
+            if not rec or all(not f.strip() for f in rec):
+                continue  # a blank line, or a spreadsheet's empty row (",,,")
             if len(rec) != width:
                 report.add(
                     Problem(
@@ -357,6 +357,21 @@ def _read_chunks(
 
 
 # ----------------------------------------------------------------------------- validation
+
+
+def _parse_ts(s: pd.Series) -> pd.Series:
+    """ISO 8601 timestamps to UTC (NaT if unreadable); a value without an offset is UTC.
+
+    Values with and without an offset are parsed apart: in one call pandas reads a value
+    without an offset in the offset of an earlier value (2026-01-06T09:00:00 after a
+    +02:00 value became 07:00 UTC).
+    """
+    has_offset = s.str.contains(r"[T ].*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$", na=False).to_numpy()
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    for part in (has_offset, ~has_offset):
+        if part.any():
+            out[part] = pd.to_datetime(s[part], format="ISO8601", utc=True, errors="coerce")
+    return out
 
 
 def _date_reason(v: str) -> str:
@@ -437,9 +452,7 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
             bad(impossible, col, s, _date_reason)
             out[col] = parsed.dt.date.where(parsed.notna(), None)
         elif c.kind == "ts":
-            parsed = pd.to_datetime(
-                s.where(~pd.Series(empty, index=s.index), None), format="ISO8601", utc=True, errors="coerce"
-            )
+            parsed = _parse_ts(s.where(~pd.Series(empty, index=s.index), None))
             badts = ~empty & parsed.isna().to_numpy()
             bad(badts, col, s, "bad timestamp: use ISO 8601, e.g. 2025-03-01T14:05:00Z (no offset = UTC)")
             out[col] = parsed
@@ -506,6 +519,8 @@ def import_files(
     """Validate and import the given contract files atomically; see the module docstring."""
     t0 = time.perf_counter()
     report = ImportReport(dry_run=dry_run)
+    # File names are matched case-insensitively (Accounts.csv is accounts.csv).
+    files = {(n.lower() if n.lower() in SPECS else n): v for n, v in files.items()}
     unknown = [n for n in files if n not in SPECS]
     for n in unknown:
         reason = (
@@ -603,7 +618,8 @@ def _load_reference(ctx: _Context) -> None:
 def _check_duplicates(ctx: _Context, name: str, df: pd.DataFrame, rows: np.ndarray, ok: np.ndarray) -> np.ndarray:
     key = KEYS[name]
     keys = df[key].astype(str).agg("\x1f".join, axis=1) if len(key) > 1 else df[key[0]].astype(str)
-    dup = keys.duplicated(keep="first").to_numpy()
+    # Rows with an empty key part are already reported as such, not as duplicates of each other.
+    dup = keys.duplicated(keep="first").to_numpy() & df[key].notna().all(axis=1).to_numpy()
     if dup.any():
         first_row = dict(zip(keys[~dup], rows[~dup], strict=True))
         for i in np.flatnonzero(dup):
@@ -756,8 +772,8 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
 
     if name == "milestones.csv":
         t = t.rename(columns={"milestone": "milestone_key"})
-        if "due_date" not in t:
-            t["due_date"] = None
+        # object dtype: an all-empty column parses as datetime64, which python dates cannot be set into
+        t["due_date"] = t["due_date"].astype(object) if "due_date" in t else None
         missing_due = t["due_date"].isna()
         if missing_due.any():
             t.loc[missing_due, "due_date"] = [
@@ -904,7 +920,8 @@ def _complete_new_accounts(ctx: _Context) -> None:
     new = sorted(ctx.new_accounts)
     apply_new_account_defaults(
         ctx.session,
-        milestones_for=[pk for pk in new if pk not in ctx.had_milestones],
+        # Every new account gets every milestone; rows given in the import are kept as given.
+        milestones_for=new,
         checklist_for=[pk for pk in new if pk not in ctx.had_checklist],
         plan_for=new,
     )
