@@ -43,7 +43,10 @@ def show_list() -> None:
     view = lst
     if q:
         ql = q.strip().lower()
-        view = view[view["name"].str.lower().str.contains(ql, regex=False) | view["external_id"].str.lower().str.contains(ql, regex=False)]
+        view = view[
+            view["name"].str.lower().str.contains(ql, regex=False)
+            | view["external_id"].str.lower().str.contains(ql, regex=False)
+        ]
     if bands:
         view = view[view["band"].isin(bands)]
     if overdue:
@@ -55,7 +58,23 @@ def show_list() -> None:
     st.caption(f"{len(view):,} of {len(lst):,} accounts · as of {as_of:%d %b %Y} · {flt.describe()}")
     shown = view.assign(link=view["external_id"].map(account_link))
     event = table(
-        shown[["link", "name", "segment", "csm_name", "status", "total", "band", "overdue_milestones", "triggers", "top_trigger", "checklist_done", "checklist_items", "checklist_blocked"]],
+        shown[
+            [
+                "link",
+                "name",
+                "segment",
+                "csm_name",
+                "status",
+                "total",
+                "band",
+                "overdue_milestones",
+                "triggers",
+                "top_trigger",
+                "checklist_done",
+                "checklist_items",
+                "checklist_blocked",
+            ]
+        ],
         key="account_table",
         filename=f"accounts-{as_of}",
         height=520,
@@ -99,7 +118,11 @@ def show_account(account_id: int) -> None:
         f"CSM {md(v.csm.name if v.csm else 'unassigned')} · started {a.contract_start:%d %b %Y} · {v.status}"
     )
     if not v.can_edit:
-        st.info(f"Read-only: you are signed in as {user.role}" + (" and this is not one of your accounts." if user.role == "csm" else "."), icon=":material/lock:")
+        st.info(
+            f"Read-only: you are signed in as {user.role}"
+            + (" and this is not one of your accounts." if user.role == "csm" else "."),
+            icon=":material/lock:",
+        )
     m = st.columns(5)
     m[0].metric("ARR", fmt_num(a.arr, 0))
     m[1].metric("Licensed seats", fmt_num(a.licensed_seats, 0))
@@ -119,38 +142,69 @@ def show_account(account_id: int) -> None:
             hide_index=True,
             column_config={
                 "component": "Component",
-                "points": st.column_config.ProgressColumn("Points", min_value=0, max_value=float(comp["max"].max()), format="%.1f"),
+                "points": st.column_config.ProgressColumn(
+                    "Points", min_value=0, max_value=float(comp["max"].max()), format="%.1f"
+                ),
                 "max": st.column_config.NumberColumn("Out of", format="%.0f"),
                 "facts": st.column_config.TextColumn("The facts behind it", width="large"),
             },
         )
-        st.success(f"**Next action** ({md(h['next_action_component'])}, up to +{h['next_action_gain']:.0f} points): {md(h['next_action'])}", icon=":material/trending_up:")
+        st.success(
+            f"**Next action** ({md(h['next_action_component'])}, up to +{h['next_action_gain']:.0f} points): {md(h['next_action'])}",
+            icon=":material/trending_up:",
+        )
 
     st.subheader("Score history")
     if len(v.history) >= 2:
         st.plotly_chart(charts.score_history_chart(v.history), key="history_chart")
         ch = history_changes(v.history)
         first, last = v.history.iloc[0], v.history.iloc[-1]
-        reading(f"From {first['date']:%d %b} to {last['date']:%d %b} the score went {first['total']:.0f} → {last['total']:.0f}.")
+        reading(
+            f"From {first['date']:%d %b} to {last['date']:%d %b} the score went {first['total']:.0f} → {last['total']:.0f}."
+        )
         if len(ch):
-            table(ch, key="history_changes", filename=f"{a.external_id}-health-changes", height=240, column_config={"change": st.column_config.NumberColumn("Change", format="%+.1f")})
+            table(
+                ch,
+                key="history_changes",
+                filename=f"{a.external_id}-health-changes",
+                height=240,
+                column_config={"change": st.column_config.NumberColumn("Change", format="%+.1f")},
+            )
     else:
         empty("No score history yet for this account.", "Snapshots are stored weekly by `manage.py snapshot-health`.")
 
     st.subheader("Milestones: planned against actual")
     if len(v.milestones):
-        st.plotly_chart(charts.timeline_chart(v.milestones, as_of=pd.Timestamp(as_of) + pd.Timedelta(days=1), start=pd.Timestamp(a.contract_start)), key="timeline")
+        st.plotly_chart(
+            charts.timeline_chart(
+                v.milestones, as_of=pd.Timestamp(as_of) + pd.Timedelta(days=1), start=pd.Timestamp(a.contract_start)
+            ),
+            key="timeline",
+        )
         mt = v.milestones[["name", "due_date", "completed_at"]].copy()
         end = pd.Timestamp(as_of) + pd.Timedelta(days=1)
         done = mt["completed_at"].notna() & (mt["completed_at"] < end)
         mt["state"] = [
-            ("on time" if c < d + pd.Timedelta(days=1) else f"late by {(c - d).days} d") if ok else (f"overdue by {(end - pd.Timedelta(days=1) - d).days} d" if d < end else "upcoming")
+            ("on time" if c < d + pd.Timedelta(days=1) else f"late by {(c - d).days} d")
+            if ok
+            else (f"overdue by {(end - pd.Timedelta(days=1) - d).days} d" if d < end else "upcoming")
             for c, d, ok in zip(mt["completed_at"], mt["due_date"], done, strict=True)
         ]
         mt.loc[~done, "completed_at"] = pd.NaT
-        st.dataframe(mt, hide_index=True, column_config={"name": "Milestone", "due_date": st.column_config.DateColumn("Due"), "completed_at": st.column_config.DatetimeColumn("Completed", format="YYYY-MM-DD"), "state": "State"})
+        st.dataframe(
+            mt,
+            hide_index=True,
+            column_config={
+                "name": "Milestone",
+                "due_date": st.column_config.DateColumn("Due"),
+                "completed_at": st.column_config.DatetimeColumn("Completed", format="YYYY-MM-DD"),
+                "state": "State",
+            },
+        )
         late = mt[mt["state"].str.startswith("overdue")]
-        reading(f"{len(late)} milestone(s) overdue: {', '.join(late['name'])}." if len(late) else "No milestone is overdue.")
+        reading(
+            f"{len(late)} milestone(s) overdue: {', '.join(late['name'])}." if len(late) else "No milestone is overdue."
+        )
 
     st.subheader(f"Risk triggers ({len(v.triggers)})")
     if v.triggers.empty:
@@ -159,12 +213,26 @@ def show_account(account_id: int) -> None:
         st.dataframe(
             v.triggers[["trigger", "reason", "action", "open_since"]],
             hide_index=True,
-            column_config={"trigger": "Trigger", "reason": st.column_config.TextColumn("Why", width="large"), "action": st.column_config.TextColumn("Recommended intervention", width="large"), "open_since": st.column_config.DateColumn("Open since")},
+            column_config={
+                "trigger": "Trigger",
+                "reason": st.column_config.TextColumn("Why", width="large"),
+                "action": st.column_config.TextColumn("Recommended intervention", width="large"),
+                "open_since": st.column_config.DateColumn("Open since"),
+            },
         )
 
     st.subheader("Interventions")
     if len(v.interventions):
-        table(v.interventions, key="interventions", filename=f"{a.external_id}-interventions", height=220, column_config={"note": st.column_config.TextColumn("Note", width="large"), "outcome": st.column_config.TextColumn("Outcome", width="large")})
+        table(
+            v.interventions,
+            key="interventions",
+            filename=f"{a.external_id}-interventions",
+            height=220,
+            column_config={
+                "note": st.column_config.TextColumn("Note", width="large"),
+                "outcome": st.column_config.TextColumn("Outcome", width="large"),
+            },
+        )
     else:
         st.caption("No intervention logged yet.")
     if v.can_edit:
@@ -172,13 +240,28 @@ def show_account(account_id: int) -> None:
             st.markdown("**Log an intervention**")
             f1, f2 = st.columns(2)
             suggested = v.triggers["intervention"].iloc[0] if len(v.triggers) else INTERVENTION_TYPES[0]
-            itype = f1.selectbox("Type", INTERVENTION_TYPES, index=INTERVENTION_TYPES.index(suggested) if suggested in INTERVENTION_TYPES else 0)
+            itype = f1.selectbox(
+                "Type",
+                INTERVENTION_TYPES,
+                index=INTERVENTION_TYPES.index(suggested) if suggested in INTERVENTION_TYPES else 0,
+            )
             idate = f2.date_input("Date", value=min(as_of, date.today()), format="YYYY-MM-DD")
             note = st.text_area("Note", placeholder="What was agreed, with whom")
-            outcome = st.text_input("Outcome (optional)", placeholder="e.g. sponsor re-engaged; training booked for 12 Mar")
+            outcome = st.text_input(
+                "Outcome (optional)", placeholder="e.g. sponsor re-engaged; training booked for 12 Mar"
+            )
             if st.form_submit_button("Add intervention", type="primary"):
                 try:
-                    in_session(add_intervention, user, account_id=a.id, type=itype, on=idate, note=note, outcome=outcome, rule=v.triggers["rule"].iloc[0] if len(v.triggers) else None)
+                    in_session(
+                        add_intervention,
+                        user,
+                        account_id=a.id,
+                        type=itype,
+                        on=idate,
+                        note=note,
+                        outcome=outcome,
+                        rule=v.triggers["rule"].iloc[0] if len(v.triggers) else None,
+                    )
                     st.toast("Intervention logged", icon=":material/check:")
                     st.rerun()
                 except ValidationFailed as exc:
@@ -198,34 +281,82 @@ def show_account(account_id: int) -> None:
             st.text(f"30 days: {p.success_30 or '—'}\n60 days: {p.success_60 or '—'}\n90 days: {p.success_90 or '—'}")
         with s2:
             st.markdown("**Stakeholders**")
-            st.text(f"Champion: {p.champion or '— none named —'}\nAdmin: {p.admin_contact or '—'}\nExecutive sponsor: {p.executive_sponsor or '—'}")
+            st.text(
+                f"Champion: {p.champion or '— none named —'}\nAdmin: {p.admin_contact or '—'}\nExecutive sponsor: {p.executive_sponsor or '—'}"
+            )
     cl = v.checklist
     if len(cl):
-        summary = cl.groupby("category").agg(items=("id", "size"), done=("status", lambda s: int((s == "done").sum())), blocked=("status", lambda s: int((s == "blocked").sum())))
-        st.dataframe(summary.reset_index(), hide_index=True, column_config={"category": "Category", "items": "Items", "done": "Done", "blocked": "Blocked"})
+        summary = cl.groupby("category").agg(
+            items=("id", "size"),
+            done=("status", lambda s: int((s == "done").sum())),
+            blocked=("status", lambda s: int((s == "blocked").sum())),
+        )
+        st.dataframe(
+            summary.reset_index(),
+            hide_index=True,
+            column_config={"category": "Category", "items": "Items", "done": "Done", "blocked": "Blocked"},
+        )
         bound = cl[cl["metric"].notna()]
         if len(bound):
             st.caption(
                 "Measured from events: "
-                + "; ".join(f"{md(c)}: {v.metric_values.get(mk, '–')} ({METRIC_LABELS[mk][0].lower()})" for c, mk in zip(bound["criterion"], bound["metric"], strict=True) if mk in METRIC_LABELS)
+                + "; ".join(
+                    f"{md(c)}: {v.metric_values.get(mk, '–')} ({METRIC_LABELS[mk][0].lower()})"
+                    for c, mk in zip(bound["criterion"], bound["metric"], strict=True)
+                    if mk in METRIC_LABELS
+                )
             )
-    st.page_link("app_pages/success_plans.py", label="Edit the success plan and checklist", icon=":material/edit:", query_params={"account": a.external_id})
+    st.page_link(
+        "app_pages/success_plans.py",
+        label="Edit the success plan and checklist",
+        icon=":material/edit:",
+        query_params={"account": a.external_id},
+    )
 
     st.subheader("Recent activity")
     if len(v.daily):
         import plotly.graph_objects as go
 
-        fig = go.Figure(go.Bar(x=v.daily["day"], y=v.daily["users"], name="Active users", hovertemplate="%{x|%d %b}: %{y} users<extra></extra>"))
-        fig.update_layout(title={"text": "Active users per day, last 90 days", "x": 0}, height=260, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+        fig = go.Figure(
+            go.Bar(
+                x=v.daily["day"],
+                y=v.daily["users"],
+                name="Active users",
+                hovertemplate="%{x|%d %b}: %{y} users<extra></extra>",
+            )
+        )
+        fig.update_layout(
+            title={"text": "Active users per day, last 90 days", "x": 0},
+            height=260,
+            margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        )
         fig.update_xaxes(title_text="Day")
         fig.update_yaxes(title_text="Active users")
         st.plotly_chart(fig, key="daily")
-        reading(f"Active on {len(v.daily)} of the last 90 days; at most {int(v.daily['users'].max())} users on one day.")
-        st.dataframe(v.recent[["ts", "event", "user_id"]], hide_index=True, height=240, column_config={"ts": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm"), "event": "Event", "user_id": "User"})
+        reading(
+            f"Active on {len(v.daily)} of the last 90 days; at most {int(v.daily['users'].max())} users on one day."
+        )
+        st.dataframe(
+            v.recent[["ts", "event", "user_id"]],
+            hide_index=True,
+            height=240,
+            column_config={
+                "ts": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm"),
+                "event": "Event",
+                "user_id": "User",
+            },
+        )
     else:
-        empty("No product activity in the last 90 days.", "Check the integration with the customer's admin; the no-activity trigger recommends enhanced support.")
+        empty(
+            "No product activity in the last 90 days.",
+            "Check the integration with the customer's admin; the no-activity trigger recommends enhanced support.",
+        )
     with st.expander("Change history"):
-        st.dataframe(v.changes, hide_index=True, column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm")})
+        st.dataframe(
+            v.changes,
+            hide_index=True,
+            column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm")},
+        )
 
 
 if ext:

@@ -35,17 +35,31 @@ group_label = {"month": "Start month", "quarter": "Start quarter", "csm_name": "
 
 st.title("Cohorts")
 st.caption(f"As of {as_of:%d %b %Y} · {flt.describe()}")
-t_coh, t_ttv, t_ret, t_sig = st.tabs(["Cohorts", "Time to value", "Usage retention", "Early signals"], key="view", bind="query-params")
+t_coh, t_ttv, t_ret, t_sig = st.tabs(
+    ["Cohorts", "Time to value", "Usage retention", "Early signals"], key="view", bind="query-params"
+)
 pct = "%.0f %%"
 
 with t_coh:
     if t_coh.open is not False:
         c1, c2 = st.columns(2)
         with c1:
-            by = st.selectbox("Group accounts by", GROUPS, key="cohort_by", bind="query-params", format_func=lambda g: group_label.get(g, g.capitalize()))
+            by = st.selectbox(
+                "Group accounts by",
+                GROUPS,
+                key="cohort_by",
+                bind="query-params",
+                format_func=lambda g: group_label.get(g, g.capitalize()),
+            )
         with c2:
             within = st.number_input(
-                "Onboarding completed within N days (0 = each segment's target)", min_value=0, max_value=730, value=0, step=5, key="within", bind="query-params"
+                "Onboarding completed within N days (0 = each segment's target)",
+                min_value=0,
+                max_value=730,
+                value=0,
+                step=5,
+                key="within",
+                bind="query-params",
             )
         with cache.timed("cohorts"):
             coh = cohort_report(src, by=by, within_days=within or None, filters=flt, as_of=as_of)
@@ -53,13 +67,37 @@ with t_coh:
             empty("No accounts match these filters.", "Clear the sidebar filters or pick a later as-of date.")
         else:
             view = coh.copy()
-            for c in [c for c in view.columns if c.startswith(("completion_rate", "completion_low", "completion_high", "logo_retention", "band_", "nrr"))]:
+            for c in [
+                c
+                for c in view.columns
+                if c.startswith(
+                    ("completion_rate", "completion_low", "completion_high", "logo_retention", "band_", "nrr")
+                )
+            ]:
                 view[c] = view[c] * 100
             view["completion_rate_label"] = [
-                ("–" if math.isnan(r) else f"{r:.0f} %") + (" *" if inc else "") for r, inc in zip(view["completion_rate"], view["completion_incomplete"], strict=True)
+                ("–" if math.isnan(r) else f"{r:.0f} %") + (" *" if inc else "")
+                for r, inc in zip(view["completion_rate"], view["completion_incomplete"], strict=True)
             ]
-            cols = ["cohort", "accounts", "completion_rate_label", "completed", "completion_eligible", "completion_low", "completion_high", "ttfv_median_days",
-                    "logo_retention_12m", "logo_retention_low", "logo_retention_high", "retention_eligible", "nrr_12m", "band_Excellent", "band_On Track", "band_At Risk", "band_Critical"]
+            cols = [
+                "cohort",
+                "accounts",
+                "completion_rate_label",
+                "completed",
+                "completion_eligible",
+                "completion_low",
+                "completion_high",
+                "ttfv_median_days",
+                "logo_retention_12m",
+                "logo_retention_low",
+                "logo_retention_high",
+                "retention_eligible",
+                "nrr_12m",
+                "band_Excellent",
+                "band_On Track",
+                "band_At Risk",
+                "band_Critical",
+            ]
             table(
                 view[cols],
                 key="cohort_table",
@@ -67,9 +105,14 @@ with t_coh:
                 column_config={
                     "cohort": group_label.get(by, by.capitalize()),
                     "accounts": "Accounts",
-                    "completion_rate_label": st.column_config.TextColumn("Completed in time", help="* = some accounts of this cohort have not been observed long enough yet; the rate counts only those that have"),
+                    "completion_rate_label": st.column_config.TextColumn(
+                        "Completed in time",
+                        help="* = some accounts of this cohort have not been observed long enough yet; the rate counts only those that have",
+                    ),
                     "completed": "Completed",
-                    "completion_eligible": st.column_config.NumberColumn("of observed", help="Accounts observed for the full N days (the denominator)"),
+                    "completion_eligible": st.column_config.NumberColumn(
+                        "of observed", help="Accounts observed for the full N days (the denominator)"
+                    ),
                     "completion_low": st.column_config.NumberColumn("95 % low", format=pct),
                     "completion_high": st.column_config.NumberColumn("95 % high", format=pct),
                     "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
@@ -95,7 +138,14 @@ with t_coh:
             st.markdown("**Cohort × week since start**")
             h1, h2 = st.columns(2)
             with h1:
-                hm_ms = st.selectbox("Milestone", ms_keys, index=ms_keys.index("first_value_achieved") if "first_value_achieved" in ms_keys else 0, key="heat_ms", bind="query-params", format_func=ms_names.get)
+                hm_ms = st.selectbox(
+                    "Milestone",
+                    ms_keys,
+                    index=ms_keys.index("first_value_achieved") if "first_value_achieved" in ms_keys else 0,
+                    key="heat_ms",
+                    bind="query-params",
+                    format_func=ms_names.get,
+                )
             with h2:
                 weeks = st.slider("Weeks since start", 4, 26, 12, key="weeks", bind="query-params")
             shares, observed = cohort_week_report(src, milestone=hm_ms, by=by, weeks=weeks, filters=flt, as_of=as_of)
@@ -104,17 +154,40 @@ with t_coh:
                 wk = f"week {min(4, weeks)}"
                 col = shares[wk].dropna()
                 if len(col):
-                    reading(f"By the end of {wk}, between {col.min():.0%} ({col.idxmin()}) and {col.max():.0%} ({col.idxmax()}) of a cohort had reached {ms_names[hm_ms].lower()}.")
-                table(shares.mul(100).round(1).reset_index(), key="heat_table", filename=f"cohort-weeks-{hm_ms}", column_config={c: st.column_config.NumberColumn(c, format="%.0f %%") for c in shares.columns})
+                    reading(
+                        f"By the end of {wk}, between {col.min():.0%} ({col.idxmin()}) and {col.max():.0%} ({col.idxmax()}) of a cohort had reached {ms_names[hm_ms].lower()}."
+                    )
+                table(
+                    shares.mul(100).round(1).reset_index(),
+                    key="heat_table",
+                    filename=f"cohort-weeks-{hm_ms}",
+                    column_config={c: st.column_config.NumberColumn(c, format="%.0f %%") for c in shares.columns},
+                )
 
 with t_ttv:
     if t_ttv.open:
         c1, c2 = st.columns(2)
         with c1:
-            ttv_ms = st.selectbox("Milestone", ms_keys, index=ms_keys.index("first_value_achieved") if "first_value_achieved" in ms_keys else 0, key="ttv_ms", bind="query-params", format_func=ms_names.get)
+            ttv_ms = st.selectbox(
+                "Milestone",
+                ms_keys,
+                index=ms_keys.index("first_value_achieved") if "first_value_achieved" in ms_keys else 0,
+                key="ttv_ms",
+                bind="query-params",
+                format_func=ms_names.get,
+            )
         with c2:
-            ttv_by = st.selectbox("Compare", ["segment", None, "industry", "plan", "channel", "region", "csm_name", "cohort_quarter"], key="ttv_by", bind="query-params",
-                                  format_func=lambda g: "All accounts together" if g is None else {"csm_name": "CSM", "cohort_quarter": "Start quarter"}.get(g, g.capitalize()))
+            ttv_by = st.selectbox(
+                "Compare",
+                ["segment", None, "industry", "plan", "channel", "region", "csm_name", "cohort_quarter"],
+                key="ttv_by",
+                bind="query-params",
+                format_func=lambda g: (
+                    "All accounts together"
+                    if g is None
+                    else {"csm_name": "CSM", "cohort_quarter": "Start quarter"}.get(g, g.capitalize())
+                ),
+            )
         res = ttv_report(src, milestone=ttv_ms, by=ttv_by, filters=flt, as_of=as_of)
         if res.groups.empty:
             empty("No accounts to analyse.", "Clear the filters or pick a later as-of date.")
@@ -130,7 +203,9 @@ with t_ttv:
                 )
             else:
                 r0 = g.iloc[0]
-                reading(f"Half the accounts reach {ms_names[ttv_ms].lower()} within {r0['median_days']:.0f} days (95 % CI {r0['median_low']:.0f}–{r0['median_high']:.0f}); {r0['censored']:,} not there yet are censored, not dropped.")
+                reading(
+                    f"Half the accounts reach {ms_names[ttv_ms].lower()} within {r0['median_days']:.0f} days (95 % CI {r0['median_low']:.0f}–{r0['median_high']:.0f}); {r0['censored']:,} not there yet are censored, not dropped."
+                )
             view = g.copy()
             for c in [c for c in view.columns if c.startswith("reached_by")]:
                 view[c] = view[c] * 100
@@ -142,35 +217,71 @@ with t_ttv:
                     "group": "Group",
                     "accounts": "Accounts",
                     "reached": "Reached",
-                    "censored": st.column_config.NumberColumn("Censored", help="Not reached yet at the as-of date, or churned first"),
+                    "censored": st.column_config.NumberColumn(
+                        "Censored", help="Not reached yet at the as-of date, or churned first"
+                    ),
                     "median_days": st.column_config.NumberColumn("Median (KM)", format="%.1f d"),
                     "median_low": st.column_config.NumberColumn("95 % low", format="%.1f d"),
                     "median_high": st.column_config.NumberColumn("95 % high", format="%.1f d"),
-                    "naive_median_days": st.column_config.NumberColumn("Naive median (biased)", format="%.1f d", help="Completers only: ignores everyone still on the way, so it looks better than the truth"),
-                    **{f"reached_by_{t}d{s}": st.column_config.NumberColumn(f"By day {t}{' ' + s.strip('_') if s else ''}", format=pct) for t in (30, 60, 90) for s in ("", "_low", "_high")},
+                    "naive_median_days": st.column_config.NumberColumn(
+                        "Naive median (biased)",
+                        format="%.1f d",
+                        help="Completers only: ignores everyone still on the way, so it looks better than the truth",
+                    ),
+                    **{
+                        f"reached_by_{t}d{s}": st.column_config.NumberColumn(
+                            f"By day {t}{' ' + s.strip('_') if s else ''}", format=pct
+                        )
+                        for t in (30, 60, 90)
+                        for s in ("", "_low", "_high")
+                    },
                     "logrank_p": st.column_config.NumberColumn("Log-rank p", format="%.3g"),
                     "target_days": st.column_config.NumberColumn("Target", format="%d d"),
                 },
                 download_df=g,
             )
-            st.caption("The naive median counts only accounts that got there; it is shown for comparison and is biased low.")
+            st.caption(
+                "The naive median counts only accounts that got there; it is shown for comparison and is biased low."
+            )
 
 with t_ret:
     if t_ret.open:
         ev = src.event_names()["event"].tolist()
         c1, c2, c3, c4 = st.columns(4)
         with c1:
-            start_ev = st.selectbox("Start event", ev, index=ev.index("login") if "login" in ev else 0, key="ret_start", bind="query-params")
+            start_ev = st.selectbox(
+                "Start event", ev, index=ev.index("login") if "login" in ev else 0, key="ret_start", bind="query-params"
+            )
         with c2:
-            ret_ev = st.selectbox("Return event", ev, index=ev.index("login") if "login" in ev else 0, key="ret_return", bind="query-params")
+            ret_ev = st.selectbox(
+                "Return event",
+                ev,
+                index=ev.index("login") if "login" in ev else 0,
+                key="ret_return",
+                bind="query-params",
+            )
         with c3:
-            period = st.segmented_control("Period", ["day", "week", "month"], default="week", key="ret_period", bind="query-params", required=True)
+            period = st.segmented_control(
+                "Period", ["day", "week", "month"], default="week", key="ret_period", bind="query-params", required=True
+            )
         with c4:
             intervals = st.number_input("Periods", 2, 36, 8, key="ret_n", bind="query-params")
         o1, o2 = st.columns(2)
-        first_time = o1.toggle("First time only (cohort = first-ever start event)", key="ret_first", bind="query-params")
+        first_time = o1.toggle(
+            "First time only (cohort = first-ever start event)", key="ret_first", bind="query-params"
+        )
         cumulative = o2.toggle("Cumulative (returned in that period or later)", key="ret_cum", bind="query-params")
-        m = retention_report(src, start_event=start_ev, return_event=ret_ev, period=period, intervals=int(intervals), date_to=as_of, first_time=first_time, cumulative=cumulative, filters=flt)
+        m = retention_report(
+            src,
+            start_event=start_ev,
+            return_event=ret_ev,
+            period=period,
+            intervals=int(intervals),
+            date_to=as_of,
+            first_time=first_time,
+            cumulative=cumulative,
+            filters=flt,
+        )
         rates = as_rates(m)
         z = rates.drop(columns="cohort").to_numpy(float) * 100
         fig = go.Figure(
@@ -188,27 +299,48 @@ with t_ret:
             )
         )
         fig.update_yaxes(autorange="reversed")
-        fig.update_layout(title={"text": f"Accounts that did {ret_ev} after {start_ev}, by {period} (% of cohort; blank = not observed yet)", "x": 0}, height=max(320, 30 * len(m) + 140), margin={"l": 10, "r": 10, "t": 60, "b": 10})
+        fig.update_layout(
+            title={
+                "text": f"Accounts that did {ret_ev} after {start_ev}, by {period} (% of cohort; blank = not observed yet)",
+                "x": 0,
+            },
+            height=max(320, 30 * len(m) + 140),
+            margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        )
         fig.update_xaxes(title_text=f"{period.capitalize()}s since the cohort's {period}")
         fig.update_yaxes(title_text=f"Cohort ({period} starting)")
         st.plotly_chart(fig, key="ret_chart")
         p1 = rates["p1"].dropna() if "p1" in rates else pd.Series(dtype=float)
         if len(p1):
-            reading(f"On average {p1.mean():.0%} of a cohort came back the next {period} (range {p1.min():.0%}–{p1.max():.0%}); the last row is the {period} containing the as-of date and counts whole.")
-        table(m, key="ret_table", filename=f"retention-{start_ev}-{ret_ev}-{period}", column_config={"cohort": st.column_config.DateColumn("Cohort", format="YYYY-MM-DD"), "p0": st.column_config.NumberColumn("Size", format="%d")})
+            reading(
+                f"On average {p1.mean():.0%} of a cohort came back the next {period} (range {p1.min():.0%}–{p1.max():.0%}); the last row is the {period} containing the as-of date and counts whole."
+            )
+        table(
+            m,
+            key="ret_table",
+            filename=f"retention-{start_ev}-{ret_ev}-{period}",
+            column_config={
+                "cohort": st.column_config.DateColumn("Cohort", format="YYYY-MM-DD"),
+                "p0": st.column_config.NumberColumn("Size", format="%d"),
+            },
+        )
 
 with t_sig:
     if t_sig.open:
         c1, c2, c3, c4 = st.columns(4)
         with c1:
-            outcome = st.selectbox("Outcome", list(OUTCOMES), format_func=OUTCOMES.get, key="sig_outcome", bind="query-params")
+            outcome = st.selectbox(
+                "Outcome", list(OUTCOMES), format_func=OUTCOMES.get, key="sig_outcome", bind="query-params"
+            )
         with c2:
             days = st.number_input("In the first N days", 1, 180, 14, key="sig_days", bind="query-params")
         with c3:
             k = st.number_input("At least k times", 1, 100, 1, key="sig_k", bind="query-params")
         with c4:
             within = st.toggle("Within each segment", key="sig_seg", bind="query-params")
-        sig = signals_report(src, outcome=outcome, days=int(days), min_count=int(k), within_segment=within, filters=flt, as_of=as_of)
+        sig = signals_report(
+            src, outcome=outcome, days=int(days), min_count=int(k), within_segment=within, filters=flt, as_of=as_of
+        )
         if sig.empty:
             empty(
                 "Not enough accounts with a known outcome yet (the 12-month window must have elapsed, and each behaviour needs 5+ accounts with and without it).",
@@ -223,7 +355,16 @@ with t_sig:
                 icon=":material/warning:",
             )
             view = sig.copy()
-            for c in ("support_share", "rate_with", "rate_with_low", "rate_with_high", "rate_without", "difference", "difference_low", "difference_high"):
+            for c in (
+                "support_share",
+                "rate_with",
+                "rate_with_low",
+                "rate_with_high",
+                "rate_without",
+                "difference",
+                "difference_low",
+                "difference_high",
+            ):
                 view[c] = view[c] * 100
             table(
                 view.drop(columns=["outcome"]),
@@ -269,4 +410,6 @@ with t_sig:
                 download_df=tr,
             )
             weakest = nxt.sort_values("probability").iloc[0]
-            reading(f"The weakest hand-off is {weakest['from']} → {weakest['to']}: {weakest['probability']:.0f} % of accounts that reach the first go on to the next.")
+            reading(
+                f"The weakest hand-off is {weakest['from']} → {weakest['to']}: {weakest['probability']:.0f} % of accounts that reach the first go on to the next."
+            )

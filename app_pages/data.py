@@ -26,7 +26,14 @@ with st.expander("The data contract: which files and columns", icon=":material/d
     )
     st.dataframe(
         pd.DataFrame(
-            [{"file": f, "required columns": ", ".join(c.name for c in cols if c.required), "optional columns": ", ".join(c.name for c in cols if not c.required)} for f, cols in SPECS.items()]
+            [
+                {
+                    "file": f,
+                    "required columns": ", ".join(c.name for c in cols if c.required),
+                    "optional columns": ", ".join(c.name for c in cols if not c.required),
+                }
+                for f, cols in SPECS.items()
+            ]
         ),
         hide_index=True,
     )
@@ -66,9 +73,15 @@ if (validate or do_import) and uploads:
 report = st.session_state.get("import_report")
 if report is not None:
     if report.ok and report.written:
-        st.success(f"Imported in {report.seconds:.1f} s. {report.duplicates_skipped:,} duplicate event(s) skipped.", icon=":material/check_circle:")
+        st.success(
+            f"Imported in {report.seconds:.1f} s. {report.duplicates_skipped:,} duplicate event(s) skipped.",
+            icon=":material/check_circle:",
+        )
     elif report.ok:
-        st.success("Dry run: the files are valid and nothing was written. Import them when you are ready.", icon=":material/check_circle:")
+        st.success(
+            "Dry run: the files are valid and nothing was written. Import them when you are ready.",
+            icon=":material/check_circle:",
+        )
     else:
         st.error(
             f"{report.problem_count:,} problem(s) found; nothing was written. Fix them in the files and validate again.",
@@ -80,17 +93,25 @@ if report is not None:
     if report.problems:
         shown = report.problems_frame()
         if report.problem_count > len(shown):
-            st.caption(f"Showing the first {len(shown):,} of {report.problem_count:,} problems; the rest are of the same kinds.")
+            st.caption(
+                f"Showing the first {len(shown):,} of {report.problem_count:,} problems; the rest are of the same kinds."
+            )
         table(
             shown,
             key="problems",
             filename="import-problems",
             height=360,
-            column_config={"row": st.column_config.NumberColumn("Row", format="%d", help="Line in the file; the header is row 1"), "value": st.column_config.TextColumn("Value"), "reason": st.column_config.TextColumn("Problem", width="large")},
+            column_config={
+                "row": st.column_config.NumberColumn("Row", format="%d", help="Line in the file; the header is row 1"),
+                "value": st.column_config.TextColumn("Value"),
+                "reason": st.column_config.TextColumn("Problem", width="large"),
+            },
         )
 
 st.subheader("Export")
-st.caption("Every table in the same CSV format, in one zip: import it elsewhere, or keep it as a backup. Cells a spreadsheet would run as formulas are prefixed with '.")
+st.caption(
+    "Every table in the same CSV format, in one zip: import it elsewhere, or keep it as a backup. Cells a spreadsheet would run as formulas are prefixed with '."
+)
 if st.button("Prepare export", icon=":material/archive:"):
     bar = st.progress(0.0, text="Exporting…")
     st.session_state["export_zip"] = export_all(user, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
@@ -110,17 +131,35 @@ dq = data_quality()
 q1, q2, q3, q4 = st.columns(4)
 q1.metric("Accounts", f"{dq['rows']['accounts']:,}")
 q2.metric("Events", f"{dq['rows']['events']:,}")
-q3.metric("Events before contract start", f"{dq['events_before_start']:,}", help=f"On {dq['accounts_with_events_before_start']:,} accounts (e.g. trial usage, or a wrong start date)")
-q4.metric("Accounts without events", f"{dq['accounts_without_events']:,}", help="No product event at all: check the tracking or the account id mapping")
+q3.metric(
+    "Events before contract start",
+    f"{dq['events_before_start']:,}",
+    help=f"On {dq['accounts_with_events_before_start']:,} accounts (e.g. trial usage, or a wrong start date)",
+)
+q4.metric(
+    "Accounts without events",
+    f"{dq['accounts_without_events']:,}",
+    help="No product event at all: check the tracking or the account id mapping",
+)
 r1, r2, r3 = st.columns(3)
 last = dq["last_import"]
 r1.metric("Last import", last["at"].strftime("%Y-%m-%d %H:%M UTC") if last else "never")
 r1.caption(f"by {last['by']}" if last else "The data came from the demo generator or the CLI seed.")
-r2.metric("Duplicate events skipped", f"{dq['duplicates_skipped_total']:,}", help="Events already present (same account, event, timestamp and user) across all imports")
-r3.metric("Rejected imports", f"{dq['rejected_imports']:,}", help="Imports refused because of problems (nothing written)")
+r2.metric(
+    "Duplicate events skipped",
+    f"{dq['duplicates_skipped_total']:,}",
+    help="Events already present (same account, event, timestamp and user) across all imports",
+)
+r3.metric(
+    "Rejected imports", f"{dq['rejected_imports']:,}", help="Imports refused because of problems (nothing written)"
+)
 rows = pd.DataFrame(sorted(dq["rows"].items()), columns=["table", "rows"])
 st.dataframe(rows, hide_index=True, column_config={"rows": st.column_config.NumberColumn("Rows", format="localized")})
 hist = import_history()
 if len(hist):
     st.markdown("**Import history**")
-    st.dataframe(hist, hide_index=True, column_config={"finished": st.column_config.DatetimeColumn("Finished (UTC)", format="YYYY-MM-DD HH:mm")})
+    st.dataframe(
+        hist,
+        hide_index=True,
+        column_config={"finished": st.column_config.DatetimeColumn("Finished (UTC)", format="YYYY-MM-DD HH:mm")},
+    )

@@ -22,7 +22,9 @@ events = src.event_names()
 options = [f"milestone:{d['key']}" for d in defs] + events["event"].tolist()
 labels = {f"milestone:{d['key']}": f"Milestone · {d['name']}" for d in defs}
 volume = dict(zip(events["event"], events["accounts"], strict=True))
-DEFAULT_STEPS = [s for s in ("workspace_created", "integration_connected", "user_invited", "dashboard_created") if s in volume] or options[:3]
+DEFAULT_STEPS = [
+    s for s in ("workspace_created", "integration_connected", "user_invited", "dashboard_created") if s in volume
+] or options[:3]
 
 c1, c2 = st.columns([3, 2])
 with c1:
@@ -33,7 +35,9 @@ with c1:
         key="steps",
         bind="query-params",
         max_selections=10,
-        format_func=lambda s: labels.get(s) or f"{s}  ({volume.get(s, 0):,} accounts)",
+        # Labels go into the URL, so they must not change with the data (no live counts).
+        format_func=lambda s: labels.get(s) or s,
+        help="Milestones are listed first, then events from the most common. The URL keeps your steps.",
     )
 with c2:
     mode = st.segmented_control(
@@ -47,22 +51,58 @@ with c2:
     )
 c3, c4, c5, c6 = st.columns([1, 1, 2, 2])
 with c3:
-    window_n = st.number_input("Window", min_value=1, max_value=1000, value=14, step=1, key="window", bind="query-params", help="Conversion window, measured from step 1 (end inclusive).")
+    window_n = st.number_input(
+        "Window",
+        min_value=1,
+        max_value=1000,
+        value=14,
+        step=1,
+        key="window",
+        bind="query-params",
+        help="Conversion window, measured from step 1 (end inclusive).",
+    )
 with c4:
-    unit = st.selectbox("Unit", ["d", "w", "h", "m", "s"], key="unit", bind="query-params", format_func={"d": "days", "w": "weeks", "h": "hours", "m": "minutes", "s": "seconds"}.get)
+    unit = st.selectbox(
+        "Unit",
+        ["d", "w", "h", "m", "s"],
+        key="unit",
+        bind="query-params",
+        format_func={"d": "days", "w": "weeks", "h": "hours", "m": "minutes", "s": "seconds"}.get,
+    )
 with c5:
-    entry = st.date_input("Step 1 between (optional)", value=(), key="entry", bind="query-params", format="YYYY-MM-DD", help="Only accounts whose step 1 falls in this range enter the funnel.")
+    entry = st.date_input(
+        "Step 1 between (optional)",
+        value=(),
+        key="entry",
+        bind="query-params",
+        format="YYYY-MM-DD",
+        help="Only accounts whose step 1 falls in this range enter the funnel.",
+    )
 with c6:
     by = st.selectbox(
         "Break down by",
         [None, "segment", "industry", "plan", "channel", "region", "csm_name", "cohort_quarter"],
         key="by",
         bind="query-params",
-        format_func=lambda v: "No breakdown" if v is None else {"csm_name": "CSM", "cohort_quarter": "Start quarter"}.get(v, v.capitalize()),
+        format_func=lambda v: (
+            "No breakdown"
+            if v is None
+            else {"csm_name": "CSM", "cohort_quarter": "Start quarter"}.get(v, v.capitalize())
+        ),
     )
 
+if steps:
+    st.caption(
+        "Accounts that ever did each step: "
+        + " · ".join(f"{labels.get(x) or x}: {volume.get(x, 0):,}" for x in steps if not x.startswith("milestone:"))
+        if any(not x.startswith("milestone:") for x in steps)
+        else ""
+    )
 if len(steps) < 2:
-    empty("Pick at least two steps.", "Start with a milestone or an event that every new account does, then add the next ones in order.")
+    empty(
+        "Pick at least two steps.",
+        "Start with a milestone or an event that every new account does, then add the next ones in order.",
+    )
     st.stop()
 
 entry = tuple(entry) if isinstance(entry, list | tuple) else ()
@@ -85,13 +125,23 @@ except ValueError as exc:
 
 steps_df = res.steps
 if res.accounts.empty:
-    empty("No account did step 1 in the chosen range with these filters.", "Widen the entry dates, clear filters, or start the funnel with a more common step.")
+    empty(
+        "No account did step 1 in the chosen range with these filters.",
+        "Widen the entry dates, clear filters, or start the funnel with a more common step.",
+    )
     st.stop()
 
 group_col = None
 if by:
     sizes = steps_df[steps_df["step"] == 1].set_index("group")["accounts"].sort_values(ascending=False)
-    shown = st.multiselect("Groups side by side", sizes.index.tolist(), default=sizes.index[:2].tolist(), key="groups", bind="query-params", help="Groups in the breakdown to compare.")
+    shown = st.multiselect(
+        "Groups side by side",
+        sizes.index.tolist(),
+        default=sizes.index[:2].tolist(),
+        key="groups",
+        bind="query-params",
+        help="Groups in the breakdown to compare.",
+    )
     steps_df = steps_df[steps_df["group"].isin(shown)] if shown else steps_df
     group_col = "group"
 
@@ -108,23 +158,47 @@ if not by:
     )
 else:
     best = last.sort_values("conversion_from_first", ascending=False)
-    reading(" · ".join(f"{g}: {c:.0%} converted (n={n:,})" for g, c, n in zip(best["group"], best["conversion_from_first"], best["previous_accounts"], strict=True)))
+    reading(
+        " · ".join(
+            f"{g}: {c:.0%} converted (n={n:,})"
+            for g, c, n in zip(best["group"], best["conversion_from_first"], best["previous_accounts"], strict=True)
+        )
+    )
 
 if len(steps_df[steps_df["step"] > 1]):
     st.plotly_chart(charts.time_to_convert_chart(steps_df, group_col=group_col), key="ttc_chart")
     slow = steps_df[steps_df["step"] > 1].sort_values("median_seconds_from_previous", ascending=False).iloc[0]
     if pd.notna(slow["median_seconds_from_previous"]):
-        reading(f"The slowest step is {slow['name']}: a median of {slow['median_seconds_from_previous'] / 86400:.1f} days after the previous one (90 % within {slow['p90_seconds_from_previous'] / 86400:.1f} days).")
+        reading(
+            f"The slowest step is {slow['name']}: a median of {slow['median_seconds_from_previous'] / 86400:.1f} days after the previous one (90 % within {slow['p90_seconds_from_previous'] / 86400:.1f} days)."
+        )
 
 st.subheader("Steps")
 view = steps_df.copy()
-for c in ("conversion_from_previous", "conversion_from_previous_low", "conversion_from_previous_high", "conversion_from_first", "conversion_decided"):
+for c in (
+    "conversion_from_previous",
+    "conversion_from_previous_low",
+    "conversion_from_previous_high",
+    "conversion_from_first",
+    "conversion_decided",
+):
     view[c] = view[c] * 100
 for c in ("mean_seconds_from_previous", "median_seconds_from_previous", "p90_seconds_from_previous"):
     view[c.replace("seconds", "days")] = view[c] / 86400
 cols = (["group"] if by else []) + [
-    "step", "name", "accounts", "dropped", "in_progress", "conversion_from_previous", "conversion_from_previous_low", "conversion_from_previous_high",
-    "conversion_from_first", "conversion_decided", "median_days_from_previous", "mean_days_from_previous", "p90_days_from_previous",
+    "step",
+    "name",
+    "accounts",
+    "dropped",
+    "in_progress",
+    "conversion_from_previous",
+    "conversion_from_previous_low",
+    "conversion_from_previous_high",
+    "conversion_from_first",
+    "conversion_decided",
+    "median_days_from_previous",
+    "mean_days_from_previous",
+    "p90_days_from_previous",
 ]
 pct = "%.1f %%"
 table(
@@ -133,8 +207,12 @@ table(
     filename="funnel-steps",
     column_config={
         "accounts": "Accounts",
-        "dropped": st.column_config.NumberColumn("Dropped off", help="Reached the previous step, not this one, and their window has closed"),
-        "in_progress": st.column_config.NumberColumn("In progress", help="Reached the previous step and are still inside their window"),
+        "dropped": st.column_config.NumberColumn(
+            "Dropped off", help="Reached the previous step, not this one, and their window has closed"
+        ),
+        "in_progress": st.column_config.NumberColumn(
+            "In progress", help="Reached the previous step and are still inside their window"
+        ),
         "conversion_from_previous": st.column_config.NumberColumn("Conv. from previous", format=pct),
         "conversion_from_previous_low": st.column_config.NumberColumn("95 % low", format=pct),
         "conversion_from_previous_high": st.column_config.NumberColumn("95 % high", format=pct),
@@ -166,7 +244,11 @@ with d2:
         default="dropped",
         key="drill_who",
         required=True,
-        format_func={"reached": "Reached this step", "dropped": "Dropped off before it", "in progress": "Still in progress"}.get,
+        format_func={
+            "reached": "Reached this step",
+            "dropped": "Dropped off before it",
+            "in progress": "Still in progress",
+        }.get,
     )
 acc = res.accounts
 if who == "reached":
@@ -179,7 +261,11 @@ sel = sel.sort_values(["furthest", "entered_at"], ascending=[False, True])
 st.caption(f"{len(sel):,} accounts")
 if len(sel):
     sv = sel.assign(link=sel["external_id"].map(account_link))
-    tcols = ["link", "name", "owner", "furthest", "status"] + [f"t{k}" for k in range(len(steps))] + (["group"] if group_col else [])
+    tcols = (
+        ["link", "name", "owner", "furthest", "status"]
+        + [f"t{k}" for k in range(len(steps))]
+        + (["group"] if group_col else [])
+    )
     table(
         sv[tcols],
         key="drill_table",
@@ -190,15 +276,27 @@ if len(sel):
             "name": "Name",
             "owner": "Owner",
             "furthest": st.column_config.NumberColumn("Furthest step", format="%d"),
-            **{f"t{k}": st.column_config.DatetimeColumn(f"Step {k + 1} at", format="YYYY-MM-DD HH:mm") for k in range(len(steps))},
+            **{
+                f"t{k}": st.column_config.DatetimeColumn(f"Step {k + 1} at", format="YYYY-MM-DD HH:mm")
+                for k in range(len(steps))
+            },
         },
         download_df=sel.drop(columns=["account_id"]),
     )
     o1, o2 = st.columns([3, 1])
     with o1:
-        target = st.selectbox("Open an account", sel["external_id"].tolist()[:500], format_func=lambda e: f"{e} · {sel.set_index('external_id').at[e, 'name']}", key="drill_open")
+        target = st.selectbox(
+            "Open an account",
+            sel["external_id"].tolist()[:500],
+            format_func=lambda e: f"{e} · {sel.set_index('external_id').at[e, 'name']}",
+            key="drill_open",
+        )
     with o2:
-        st.page_link("app_pages/accounts.py", label="Open account", icon=":material/open_in_new:", query_params={"account": target})
+        st.page_link(
+            "app_pages/accounts.py",
+            label="Open account",
+            icon=":material/open_in_new:",
+            query_params={"account": target},
+        )
 else:
     empty("No account in this group.", "Pick another step or group.")
-

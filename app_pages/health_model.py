@@ -21,12 +21,23 @@ model = health_model(src)
 st.title("Health model")
 st.caption(f"As of {as_of:%d %b %Y} · {flt.describe()} · model version {model.version}")
 
-day = st.segmented_control("Score as of day", [30, 60], default=30, key="day", bind="query-params", required=True, format_func=lambda d: f"Day {d} after contract start")
+day = st.segmented_control(
+    "Score as of day",
+    [30, 60],
+    default=30,
+    key="day",
+    bind="query-params",
+    required=True,
+    format_func=lambda d: f"Day {d} after contract start",
+)
 with cache.timed("health_model"):
     base = backtest_report(src, day=int(day), filters=flt, as_of=as_of)
 
 if base.accounts == 0:
-    empty("No account has a known 12-month outcome yet with these filters.", "Clear filters or pick a later as-of date; the backtest needs accounts that started more than a year ago.")
+    empty(
+        "No account has a known 12-month outcome yet with these filters.",
+        "Clear filters or pick a later as-of date; the backtest needs accounts that started more than a year ago.",
+    )
     st.stop()
 
 
@@ -44,11 +55,26 @@ def auc_words(a: float) -> str:
 
 st.subheader("Backtest with the current weights")
 c1, c2, c3 = st.columns(3)
-c1.metric("AUC for churn within 12 months", "–" if math.isnan(base.auc) else f"{base.auc:.2f}", help="Probability that a churned account scored lower than a retained one. 0.5 = chance, 1.0 = perfect.")
+c1.metric(
+    "AUC for churn within 12 months",
+    "–" if math.isnan(base.auc) else f"{base.auc:.2f}",
+    help="Probability that a churned account scored lower than a retained one. 0.5 = chance, 1.0 = perfect.",
+)
 c1.caption(f"95 % CI {base.auc_low:.2f}–{base.auc_high:.2f}" if not math.isnan(base.auc) else "")
-c2.metric("Accounts scored", f"{base.accounts:,}", help="Accounts whose 12-month outcome is known (started more than a year before the as-of date)")
-c3.metric("Churned within 12 months", f"{base.churned:,}", help=f"{base.churned / max(base.accounts, 1):.0%} of scored accounts")
-st.plotly_chart(charts.churn_by_band_chart(base.bands, f"Churn within 12 months by health band at day {day} (current weights)"), key="bt_chart")
+c2.metric(
+    "Accounts scored",
+    f"{base.accounts:,}",
+    help="Accounts whose 12-month outcome is known (started more than a year before the as-of date)",
+)
+c3.metric(
+    "Churned within 12 months",
+    f"{base.churned:,}",
+    help=f"{base.churned / max(base.accounts, 1):.0%} of scored accounts",
+)
+st.plotly_chart(
+    charts.churn_by_band_chart(base.bands, f"Churn within 12 months by health band at day {day} (current weights)"),
+    key="bt_chart",
+)
 exc = base.bands.set_index("band")
 reading(
     f"The day-{day} score is {auc_words(base.auc)} at predicting churn (AUC {base.auc:.2f}): "
@@ -58,7 +84,9 @@ reading(
 )
 
 st.subheader("What if the weights were different?")
-st.caption("Three sliders set their weights; the fourth takes what is left, so the weights always add up to 100. The backtest recomputes on the same accounts and day.")
+st.caption(
+    "Three sliders set their weights; the fourth takes what is left, so the weights always add up to 100. The backtest recomputes on the same accounts and day."
+)
 keys = ["w_milestone", "w_adoption", "w_engagement"]
 defaults = [int(model.weights[c]) for c in COMPONENTS[:3]]
 for k, d in zip(keys, defaults, strict=True):
@@ -77,7 +105,9 @@ for col, c, k in zip(w_cols[:3], COMPONENTS[:3], keys, strict=True):
     used += weights[c]
 weights["value"] = 100 - used
 with w_cols[3]:
-    st.metric(COMPONENT_LABELS["value"], f"{weights['value']} pts", help="What the other three leave, so the total stays 100")
+    st.metric(
+        COMPONENT_LABELS["value"], f"{weights['value']} pts", help="What the other three leave, so the total stays 100"
+    )
 if st.button("Reset to current weights", icon=":material/restart_alt:"):
     for k, d in zip(keys, defaults, strict=True):
         st.session_state[k] = d
@@ -86,14 +116,29 @@ if st.button("Reset to current weights", icon=":material/restart_alt:"):
 what_if = backtest_report(src, day=int(day), weights=weights, filters=flt, as_of=as_of)
 m1, m2 = st.columns(2)
 delta = what_if.auc - base.auc
-m1.metric("AUC with these weights", f"{what_if.auc:.2f}", f"{delta:+.3f} vs current", help="Same accounts, same day, different weights")
+m1.metric(
+    "AUC with these weights",
+    f"{what_if.auc:.2f}",
+    f"{delta:+.3f} vs current",
+    help="Same accounts, same day, different weights",
+)
 m2.caption(f"95 % CI {what_if.auc_low:.2f}–{what_if.auc_high:.2f}")
 compare = base.bands[["band", "accounts", "churned", "churn_rate"]].merge(
-    what_if.bands[["band", "accounts", "churned", "churn_rate", "churn_rate_low", "churn_rate_high"]], on="band", suffixes=("_current", "_what_if")
+    what_if.bands[["band", "accounts", "churned", "churn_rate", "churn_rate_low", "churn_rate_high"]],
+    on="band",
+    suffixes=("_current", "_what_if"),
 )
-st.plotly_chart(charts.churn_by_band_chart(what_if.bands, f"Churn within 12 months by band at day {day} (what-if weights {weights['milestone']:g}/{weights['adoption']:g}/{weights['engagement']:g}/{weights['value']:g})"), key="whatif_chart")
+st.plotly_chart(
+    charts.churn_by_band_chart(
+        what_if.bands,
+        f"Churn within 12 months by band at day {day} (what-if weights {weights['milestone']:g}/{weights['adoption']:g}/{weights['engagement']:g}/{weights['value']:g})",
+    ),
+    key="whatif_chart",
+)
 verdict = "better" if delta > 0.005 else ("worse" if delta < -0.005 else "about the same")
-reading(f"With weights {weights['milestone']:g}/{weights['adoption']:g}/{weights['engagement']:g}/{weights['value']:g} the score separates churners {verdict} than today (AUC {what_if.auc:.2f} vs {base.auc:.2f}).")
+reading(
+    f"With weights {weights['milestone']:g}/{weights['adoption']:g}/{weights['engagement']:g}/{weights['value']:g} the score separates churners {verdict} than today (AUC {what_if.auc:.2f} vs {base.auc:.2f})."
+)
 view = compare.copy()
 for c in ("churn_rate_current", "churn_rate_what_if", "churn_rate_low", "churn_rate_high"):
     view[c] = view[c] * 100
@@ -119,11 +164,21 @@ st.subheader("Current settings")
 s1, s2 = st.columns(2)
 with s1:
     st.markdown("**Weights (points)**")
-    st.dataframe(pd.DataFrame({"component": [COMPONENT_LABELS[c] for c in COMPONENTS], "points": [model.weights[c] for c in COMPONENTS]}), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            {"component": [COMPONENT_LABELS[c] for c in COMPONENTS], "points": [model.weights[c] for c in COMPONENTS]}
+        ),
+        hide_index=True,
+    )
 with s2:
     st.markdown("**Bands (lower bound of the score)**")
     st.dataframe(
-        pd.DataFrame({"band": ["Excellent", "On Track", "At Risk", "Critical"], "from score": [model.bands["excellent"], model.bands["on_track"], model.bands["at_risk"], 0]}),
+        pd.DataFrame(
+            {
+                "band": ["Excellent", "On Track", "At Risk", "Critical"],
+                "from score": [model.bands["excellent"], model.bands["on_track"], model.bands["at_risk"], 0],
+            }
+        ),
         hide_index=True,
     )
 st.caption(

@@ -42,7 +42,9 @@ with left:
     st.plotly_chart(charts.bands_chart(p.bands), key="bands_chart")
     live = int(p.bands["accounts"].sum())
     top = p.bands.sort_values("accounts", ascending=False).iloc[0]
-    reading(f"Of {live:,} live accounts, the largest group is {top['band']} ({top['accounts']:,}, {top['accounts'] / max(live, 1):.0%}).")
+    reading(
+        f"Of {live:,} live accounts, the largest group is {top['band']} ({top['accounts']:,}, {top['accounts'] / max(live, 1):.0%})."
+    )
 with right:
     if len(p.trend) > 1:
         st.plotly_chart(charts.trend_chart(p.trend), key="trend_chart")
@@ -52,7 +54,10 @@ with right:
             f"at-risk or critical share from {(first['At Risk'] + first['Critical']):.0%} to {(last['At Risk'] + last['Critical']):.0%}."
         )
     else:
-        empty("No health history yet.", "Run `python manage.py snapshot-health` daily or weekly (e.g. from cron) to build the trend.")
+        empty(
+            "No health history yet.",
+            "Run `python manage.py snapshot-health` daily or weekly (e.g. from cron) to build the trend.",
+        )
 
 st.subheader(f"Accounts needing attention ({len(p.at_risk):,})")
 st.caption("At Risk or Critical health, or a risk trigger firing; lowest health first.")
@@ -79,7 +84,9 @@ else:
         download_df=p.at_risk,
     )
     new = int(p.triggers["new"].sum()) if "new" in p.triggers else 0
-    reading(f"{len(p.triggers):,} risk triggers are firing on {p.triggers['account_id'].nunique():,} accounts; {new:,} fired since {p.previous:%d %b}.")
+    reading(
+        f"{len(p.triggers):,} risk triggers are firing on {p.triggers['account_id'].nunique():,} accounts; {new:,} fired since {p.previous:%d %b}."
+    )
 
 st.subheader("Breakdowns")
 tab_seg, tab_csm = st.tabs(["By segment", "By CSM"])
@@ -96,7 +103,9 @@ with tab_seg:
             "segment": "Segment",
             "accounts": "Accounts",
             "onboarding": "Onboarding",
-            "completion_rate": st.column_config.NumberColumn("Completion on time", **pct, help="Recent onboarding deadlines met (denominator next column)"),
+            "completion_rate": st.column_config.NumberColumn(
+                "Completion on time", **pct, help="Recent onboarding deadlines met (denominator next column)"
+            ),
             "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
             "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
             "ttfv_target_days": st.column_config.NumberColumn("TTFV target", format="%.0f d"),
@@ -136,4 +145,6 @@ with tab_csm:
     if len(p.by_csm):
         worst = p.by_csm.sort_values("at_risk_share", ascending=False).iloc[0]
         best = p.by_csm.sort_values("at_risk_share").iloc[0]
-        reading(f"At-risk share ranges from {best['at_risk_share']:.0%} ({best['csm_name']}) to {worst['at_risk_share']:.0%} ({worst['csm_name']}).")
+        reading(
+            f"At-risk share ranges from {best['at_risk_share']:.0%} ({best['csm_name']}) to {worst['at_risk_share']:.0%} ({worst['csm_name']})."
+        )

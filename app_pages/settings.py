@@ -14,7 +14,7 @@ from db.models import CHECKLIST_CATEGORIES, ROLES, SEGMENTS
 from services.access import PermissionDenied
 from services.admin_read import settings_snapshot
 from services.plans import StaleVersion, ValidationFailed, in_session
-from services.settings import save_milestone, save_team_member, update_setting
+from services.settings import save_milestones, save_team_member, update_setting
 
 user = context.user()
 admin = user.is_admin
@@ -32,7 +32,11 @@ def report(exc: Exception) -> None:
         st.error(f"Not saved: {exc}")
 
 
-t_team, t_ms, t_health, t_rules, t_tpl, t_log = st.tabs(["Team", "Milestones", "Health model", "Risk rules", "Checklist templates", "Change log"], key="settings_tab", bind="query-params")
+t_team, t_ms, t_health, t_rules, t_tpl, t_log = st.tabs(
+    ["Team", "Milestones", "Health model", "Risk rules", "Checklist templates", "Change log"],
+    key="settings_tab",
+    bind="query-params",
+)
 
 with t_team:
     st.dataframe(snap["team"], hide_index=True)
@@ -54,7 +58,9 @@ with t_team:
 
 with t_ms:
     ms = snap["milestones"]
-    st.caption("Target day = days after contract start, per segment. Changes apply to due dates of accounts created afterwards.")
+    st.caption(
+        "Target day = days after contract start, per segment. Changes apply to due dates of accounts created afterwards."
+    )
     edited = st.data_editor(
         ms,
         key="ms_editor",
@@ -70,21 +76,22 @@ with t_ms:
         },
     )
     if admin and st.button("Save milestones", type="primary"):
+        rows = [
+            {
+                "key": r["key"],
+                "name": r["name"],
+                "phase": int(r["phase"]) if pd.notna(r["phase"]) else None,
+                "order": int(r["order"]) if pd.notna(r["order"]) else None,
+                "is_value": bool(r["is_value"]),
+                "target_days": {s: int(r[s]) if pd.notna(r[s]) else None for s in SEGMENTS},
+            }
+            for _, r in edited.iterrows()
+        ]
         try:
-            for _, r in edited.iterrows():
-                in_session(
-                    save_milestone,
-                    user,
-                    key=r["key"],
-                    name=r["name"],
-                    phase=int(r["phase"]),
-                    order=int(r["order"]),
-                    is_value=bool(r["is_value"]),
-                    target_days={s: int(r[s]) if pd.notna(r[s]) else None for s in SEGMENTS},
-                )
+            in_session(save_milestones, user, rows=rows)
             st.toast("Milestones saved", icon=":material/check:")
             st.rerun()
-        except (ValidationFailed, PermissionDenied, ValueError) as exc:
+        except (ValidationFailed, PermissionDenied) as exc:
             report(exc)
 
 with t_health:
@@ -93,7 +100,10 @@ with t_health:
     with st.form("health_model"):
         w = hm["weights"]
         c = st.columns(4)
-        weights = {k: c[i].number_input(f"{k.capitalize()} weight", 0, 100, int(w[k]), disabled=not admin) for i, k in enumerate(["milestone", "adoption", "engagement", "value"])}
+        weights = {
+            k: c[i].number_input(f"{k.capitalize()} weight", 0, 100, int(w[k]), disabled=not admin)
+            for i, k in enumerate(["milestone", "adoption", "engagement", "value"])
+        }
         b = hm["bands"]
         d = st.columns(3)
         bands = {
@@ -105,11 +115,32 @@ with t_health:
         value = dict(hm)
         value["weights"] = weights
         value["bands"] = bands
-        value["adoption_window_days"] = int(e[0].number_input("Adoption window (days)", 1, 90, int(hm["adoption_window_days"]), disabled=not admin))
-        value["adoption_full_share"] = float(e[1].number_input("Adoption for full points", 0.05, 1.0, float(hm["adoption_full_share"]), step=0.05, disabled=not admin))
-        value["engagement_window_days"] = int(e[2].number_input("Engagement window (days)", 1, 90, int(hm["engagement_window_days"]), disabled=not admin))
-        value["engagement_full_share"] = float(e[3].number_input("Active-day share for full points", 0.05, 1.0, float(hm["engagement_full_share"]), step=0.05, disabled=not admin))
-        value["late_credit"] = float(e[4].number_input("Credit for late milestones", 0.0, 1.0, float(hm["late_credit"]), step=0.1, disabled=not admin))
+        value["adoption_window_days"] = int(
+            e[0].number_input("Adoption window (days)", 1, 90, int(hm["adoption_window_days"]), disabled=not admin)
+        )
+        value["adoption_full_share"] = float(
+            e[1].number_input(
+                "Adoption for full points", 0.05, 1.0, float(hm["adoption_full_share"]), step=0.05, disabled=not admin
+            )
+        )
+        value["engagement_window_days"] = int(
+            e[2].number_input("Engagement window (days)", 1, 90, int(hm["engagement_window_days"]), disabled=not admin)
+        )
+        value["engagement_full_share"] = float(
+            e[3].number_input(
+                "Active-day share for full points",
+                0.05,
+                1.0,
+                float(hm["engagement_full_share"]),
+                step=0.05,
+                disabled=not admin,
+            )
+        )
+        value["late_credit"] = float(
+            e[4].number_input(
+                "Credit for late milestones", 0.0, 1.0, float(hm["late_credit"]), step=0.1, disabled=not admin
+            )
+        )
         st.caption(f"Weights add up to {sum(weights.values())} (must be 100).")
         if st.form_submit_button("Save health model", type="primary", disabled=not admin):
             try:
@@ -127,20 +158,32 @@ with t_rules:
         rows = [
             ("milestone_overdue", "Milestone overdue by more than N days", [("days", "N days")]),
             ("no_activity", "No activity for N days", [("days", "N days")]),
-            ("low_adoption", "Adoption under X at day D (while onboarding)", [("day", "Day D"), ("threshold", "Share X")]),
+            (
+                "low_adoption",
+                "Adoption under X at day D (while onboarding)",
+                [("day", "Day D"), ("threshold", "Share X")],
+            ),
             ("health_drop", "Health fell P points in D days", [("points", "P points"), ("days", "D days")]),
             ("no_champion", "No champion by day D", [("day", "Day D")]),
             ("ttfv_overdue", "First value later than the segment target + grace", [("grace_days", "Grace days")]),
         ]
         for key, label, params in rows:
             cols = st.columns([3, 1, 1, 1])
-            new[key]["enabled"] = cols[0].checkbox(label, value=bool(rules[key].get("enabled", True)), disabled=not admin, key=f"rule_{key}")
+            new[key]["enabled"] = cols[0].checkbox(
+                label, value=bool(rules[key].get("enabled", True)), disabled=not admin, key=f"rule_{key}"
+            )
             for i, (p, plabel) in enumerate(params):
                 cur = rules[key][p]
                 if isinstance(cur, float) and cur < 1:
-                    new[key][p] = float(cols[i + 1].number_input(plabel, 0.0, 1.0, float(cur), step=0.05, disabled=not admin, key=f"rule_{key}_{p}"))
+                    new[key][p] = float(
+                        cols[i + 1].number_input(
+                            plabel, 0.0, 1.0, float(cur), step=0.05, disabled=not admin, key=f"rule_{key}_{p}"
+                        )
+                    )
                 else:
-                    new[key][p] = int(cols[i + 1].number_input(plabel, 0, 365, int(cur), disabled=not admin, key=f"rule_{key}_{p}"))
+                    new[key][p] = int(
+                        cols[i + 1].number_input(plabel, 0, 365, int(cur), disabled=not admin, key=f"rule_{key}_{p}")
+                    )
         if st.form_submit_button("Save risk rules", type="primary", disabled=not admin):
             try:
                 in_session(update_setting, user, key="risk_rules", value=new, expected_version=rv)
@@ -151,10 +194,21 @@ with t_rules:
 
 with t_tpl:
     templates, tv = snap["checklist_templates"]
-    seg = st.selectbox("Template for", ["default", *SEGMENTS], help="A segment without its own template uses the default")
+    seg = st.selectbox(
+        "Template for", ["default", *SEGMENTS], help="A segment without its own template uses the default"
+    )
     items = templates.get(seg)
-    st.caption(f"Version {tv}. " + ("This segment uses the default template; editing creates its own." if items is None and seg != "default" else "New accounts of this segment start with these items."))
-    frame = pd.DataFrame(items if items is not None else templates["default"], columns=["category", "criterion", "target", "metric"])
+    st.caption(
+        f"Version {tv}. "
+        + (
+            "This segment uses the default template; editing creates its own."
+            if items is None and seg != "default"
+            else "New accounts of this segment start with these items."
+        )
+    )
+    frame = pd.DataFrame(
+        items if items is not None else templates["default"], columns=["category", "criterion", "target", "metric"]
+    )
     edited_t = st.data_editor(
         frame,
         key=f"tpl_{seg}",
@@ -180,5 +234,9 @@ with t_tpl:
 
 with t_log:
     log = snap["log"]
-    st.dataframe(log, hide_index=True, height=420, column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm")})
-
+    st.dataframe(
+        log,
+        hide_index=True,
+        height=420,
+        column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm")},
+    )

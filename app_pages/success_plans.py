@@ -39,7 +39,9 @@ if accounts.empty:
 
 mine_first = accounts.sort_values(["external_id"])
 if user.role == "csm":
-    mine_first = pd.concat([accounts[accounts["csm_email"] == user.email], accounts[accounts["csm_email"] != user.email]])
+    mine_first = pd.concat(
+        [accounts[accounts["csm_email"] == user.email], accounts[accounts["csm_email"] != user.email]]
+    )
 ids = mine_first["external_id"].tolist()
 names = dict(zip(accounts["external_id"], accounts["name"], strict=True))
 owners = dict(zip(accounts["external_id"], accounts["csm_name"], strict=True))
@@ -56,10 +58,17 @@ if ext != current:
 account_id = find_account(ext)
 v = account_view(src, user, account_id=account_id, as_of=as_of)
 a = v.account
-st.caption(f"{md(a.segment)} · CSM {md(v.csm.name if v.csm else 'unassigned')} · started {a.contract_start:%d %b %Y} · {v.status}")
+st.caption(
+    f"{md(a.segment)} · CSM {md(v.csm.name if v.csm else 'unassigned')} · started {a.contract_start:%d %b %Y} · {v.status}"
+)
 if not v.can_edit:
     st.info(
-        "Read-only: " + ("this account belongs to another CSM." if user.role == "csm" else f"the {user.role} role can read plans but not change them."),
+        "Read-only: "
+        + (
+            "this account belongs to another CSM."
+            if user.role == "csm"
+            else f"the {user.role} role can read plans but not change them."
+        ),
         icon=":material/lock:",
     )
 
@@ -85,17 +94,30 @@ if plan is not None:
                     user,
                     account_id=account_id,
                     version=plan.version,
-                    values={"goals": goals, "success_30": s30, "success_60": s60, "success_90": s90, "champion": champ, "admin_contact": admin, "executive_sponsor": sponsor},
+                    values={
+                        "goals": goals,
+                        "success_30": s30,
+                        "success_60": s60,
+                        "success_90": s90,
+                        "champion": champ,
+                        "admin_contact": admin,
+                        "executive_sponsor": sponsor,
+                    },
                 )
                 st.toast("Plan saved", icon=":material/check:")
                 st.rerun()
             except StaleVersion as exc:
-                st.error("Not saved: someone else changed this plan since you opened it. Their changes are below; reload to see them, then re-apply yours.")
+                st.error(
+                    "Not saved: someone else changed this plan since you opened it. Their changes are below; reload to see them, then re-apply yours."
+                )
                 st.dataframe(pd.DataFrame([vars(c) for c in exc.conflicts]), hide_index=True)
             except (ValidationFailed, PermissionDenied) as exc:
                 st.error(f"Not saved: {exc}")
     if not plan.champion:
-        st.warning("No champion named: the seed's playbook recommends executive sponsorship to find one.", icon=":material/person_search:")
+        st.warning(
+            "No champion named: the seed's playbook recommends executive sponsorship to find one.",
+            icon=":material/person_search:",
+        )
 
 # ----------------------------------------------------------------------------- checklist
 st.subheader("Success criteria checklist")
@@ -115,7 +137,9 @@ def reload_checklist() -> None:
 
 
 if base.empty:
-    empty("This account has no checklist yet.", "Apply its segment's template to start from the seed's success criteria.")
+    empty(
+        "This account has no checklist yet.", "Apply its segment's template to start from the seed's success criteria."
+    )
     if v.can_edit and st.button(f"Apply the {a.segment} template", type="primary"):
         in_session(apply_template, user, account_id=account_id)
         reload_checklist()
@@ -124,7 +148,10 @@ else:
     team = sorted(accounts["csm_email"].dropna().unique().tolist())
     shown = base.copy()
     shown["measured"] = [
-        f"{v.metric_values.get(mk, '–')} · {METRIC_LABELS[mk][0].lower()}" if isinstance(mk, str) and mk in METRIC_LABELS else "" for mk in shown["metric"]
+        f"{v.metric_values.get(mk, '–')} · {METRIC_LABELS[mk][0].lower()}"
+        if isinstance(mk, str) and mk in METRIC_LABELS
+        else ""
+        for mk in shown["metric"]
     ]
     shown["due_date"] = pd.to_datetime(shown["due_date"]).dt.date
     edited = st.data_editor(
@@ -139,10 +166,14 @@ else:
             "criterion": st.column_config.TextColumn("Criterion", required=True, max_chars=300, width="medium"),
             "target": st.column_config.TextColumn("Target", max_chars=100),
             "actual": st.column_config.TextColumn("Actual (manual)", max_chars=100),
-            "measured": st.column_config.TextColumn("Measured from events", help="Computed from product events for items bound to a metric"),
+            "measured": st.column_config.TextColumn(
+                "Measured from events", help="Computed from product events for items bound to a metric"
+            ),
             "status": st.column_config.SelectboxColumn("Status", options=list(CHECKLIST_STATUSES), required=True),
             "owner": st.column_config.SelectboxColumn("Owner", options=team, help="Team member's email"),
-            "due_date": st.column_config.DateColumn("Due", format="YYYY-MM-DD", min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)),
+            "due_date": st.column_config.DateColumn(
+                "Due", format="YYYY-MM-DD", min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)
+            ),
             "note": st.column_config.TextColumn("Note", max_chars=5000, width="large"),
         },
         width="stretch",
@@ -150,7 +181,10 @@ else:
     state = st.session_state.get(editor_key) or {}
     n_edits = len(state.get("edited_rows", {})) + len(state.get("added_rows", [])) + len(state.get("deleted_rows", []))
     done = int((edited["status"] == "done").sum())
-    st.caption(f"{done} of {len(edited)} criteria done · {int((edited['status'] == 'blocked').sum())} blocked" + (f" · **{n_edits} unsaved change(s)**" if n_edits else ""))
+    st.caption(
+        f"{done} of {len(edited)} criteria done · {int((edited['status'] == 'blocked').sum())} blocked"
+        + (f" · **{n_edits} unsaved change(s)**" if n_edits else "")
+    )
 
     conflict = st.session_state.get(f"cl_conflict_{account_id}")
     if conflict:
@@ -159,7 +193,11 @@ else:
             "Here is what changed meanwhile; reload to get their version, then re-apply your edits.",
             icon=":material/sync_problem:",
         )
-        st.dataframe(pd.DataFrame(conflict), hide_index=True, column_config={"changed_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm")})
+        st.dataframe(
+            pd.DataFrame(conflict),
+            hide_index=True,
+            column_config={"changed_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm")},
+        )
 
     b1, b2 = st.columns([1, 4])
     save = b1.button("Save checklist", type="primary", disabled=not v.can_edit or n_edits == 0, key="save_checklist")
@@ -179,16 +217,40 @@ else:
             removed_base[int(row["id"])] = {c: (None if pd.isna(row[c]) else row[c]) for c in EDITABLE}
         added = [{c: r.get(c) for c in EDITABLE if c in r} for r in state.get("added_rows", [])]
         try:
-            res = in_session(save_checklist, user, account_id=account_id, changes=changes, added=added, removed=removed, removed_base=removed_base)
+            res = in_session(
+                save_checklist,
+                user,
+                account_id=account_id,
+                changes=changes,
+                added=added,
+                removed=removed,
+                removed_base=removed_base,
+            )
             reload_checklist()
             st.toast(f"Saved: {res.changed} changed, {res.added} added, {res.removed} removed", icon=":material/check:")
             st.rerun()
         except ValidationFailed as exc:
             st.error("Not saved: fix these cells and save again (nothing was written).", icon=":material/error:")
-            st.dataframe(pd.DataFrame([{"row": p.row, "column": p.column, "value": str(p.value), "problem": p.reason} for p in exc.problems]), hide_index=True)
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {"row": p.row, "column": p.column, "value": str(p.value), "problem": p.reason}
+                        for p in exc.problems
+                    ]
+                ),
+                hide_index=True,
+            )
         except StaleVersion as exc:
             st.session_state[f"cl_conflict_{account_id}"] = [
-                {"criterion": c.criterion, "field": c.field, "you had": c.yours_based_on, "now": c.now, "changed_by": c.changed_by, "changed_at": c.changed_at} for c in exc.conflicts
+                {
+                    "criterion": c.criterion,
+                    "field": c.field,
+                    "you had": c.yours_based_on,
+                    "now": c.now,
+                    "changed_by": c.changed_by,
+                    "changed_at": c.changed_at,
+                }
+                for c in exc.conflicts
             ]
             st.rerun()
         except PermissionDenied as exc:
@@ -197,7 +259,25 @@ else:
 st.subheader("History")
 hist = in_session(checklist_history, account_id=account_id)
 if hist:
-    h = pd.DataFrame([{"at": r.at, "who": r.actor, "what": r.entity.replace("_", " "), "field": r.field, "old": r.old, "new": r.new} for r in hist])
-    table(h, key="plan_history", filename=f"{a.external_id}-plan-history", height=min(36 * (len(h) + 1) + 3, 320), column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+    h = pd.DataFrame(
+        [
+            {
+                "at": r.at,
+                "who": r.actor,
+                "what": r.entity.replace("_", " "),
+                "field": r.field,
+                "old": r.old,
+                "new": r.new,
+            }
+            for r in hist
+        ]
+    )
+    table(
+        h,
+        key="plan_history",
+        filename=f"{a.external_id}-plan-history",
+        height=min(36 * (len(h) + 1) + 3, 320),
+        column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss")},
+    )
 else:
     st.caption("No change recorded yet.")

@@ -39,7 +39,9 @@ def current_user() -> User:
         email = str(st.context.headers.get(header) or "")
         if not email:
             st.title("Not signed in")
-            st.error(f"The sign-in proxy did not send the {header} header, so we cannot tell who you are. Open the dashboard through the company sign-in.")
+            st.error(
+                f"The sign-in proxy did not send the {header} header, so we cannot tell who you are. Open the dashboard through the company sign-in."
+            )
             st.stop()
     try:
         with session_scope() as s:

@@ -42,7 +42,13 @@ def funnel_chart(steps: pd.DataFrame, *, group_col: str | None = None) -> go.Fig
             y=conv,
             name=str(g) if g is not None else "Reached",
             marker_color=color,
-            error_y={"type": "data", "symmetric": False, "array": (d["conversion_from_first_high"] * 100 - conv), "arrayminus": (conv - d["conversion_from_first_low"] * 100), "color": "#888"},
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": (d["conversion_from_first_high"] * 100 - conv),
+                "arrayminus": (conv - d["conversion_from_first_low"] * 100),
+                "color": "#888",
+            },
             text=[f"{a:,} ({c:.0f} %)" for a, c in zip(d["accounts"], conv, strict=True)],
             textposition="inside",
             insidetextanchor="start",
@@ -61,7 +67,13 @@ def funnel_chart(steps: pd.DataFrame, *, group_col: str | None = None) -> go.Fig
             )
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 118], ticksuffix=" %")
-    return _layout(fig, "Conversion from step 1, with 95 % intervals", "Funnel step", "Accounts that reached the step (% of step 1)", 420)
+    return _layout(
+        fig,
+        "Conversion from step 1, with 95 % intervals",
+        "Funnel step",
+        "Accounts that reached the step (% of step 1)",
+        420,
+    )
 
 
 def time_to_convert_chart(steps: pd.DataFrame, *, group_col: str | None = None) -> go.Figure:
@@ -96,17 +108,50 @@ def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str) -> g
     for i, (g, c) in enumerate(curves.groupby("group", sort=True)):
         color = PALETTE[i % len(PALETTE)]
         r, gg, b = tuple(int(color[j : j + 2], 16) for j in (1, 3, 5))
-        fig.add_scatter(x=c["day"], y=c["reached_high"] * 100, mode="lines", line={"width": 0, "shape": "hv"}, showlegend=False, hoverinfo="skip")
         fig.add_scatter(
-            x=c["day"], y=c["reached_low"] * 100, mode="lines", line={"width": 0, "shape": "hv"}, fill="tonexty", fillcolor=f"rgba({r},{gg},{b},0.15)", showlegend=False, hoverinfo="skip"
+            x=c["day"],
+            y=c["reached_high"] * 100,
+            mode="lines",
+            line={"width": 0, "shape": "hv"},
+            showlegend=False,
+            hoverinfo="skip",
+        )
+        fig.add_scatter(
+            x=c["day"],
+            y=c["reached_low"] * 100,
+            mode="lines",
+            line={"width": 0, "shape": "hv"},
+            fill="tonexty",
+            fillcolor=f"rgba({r},{gg},{b},0.15)",
+            showlegend=False,
+            hoverinfo="skip",
         )
         med = groups.loc[groups["group"] == g, "median_days"]
-        label = f"{g} (median {med.iloc[0]:.0f} d)" if len(med) and not math.isnan(med.iloc[0]) else f"{g} (median not reached)"
-        fig.add_scatter(x=c["day"], y=c["reached"] * 100, mode="lines", name=label, line={"color": color, "width": 2, "shape": "hv"}, hovertemplate="day %{x:.0f}: %{y:.1f} % reached<extra>" + str(g) + "</extra>")
-    fig.add_hline(y=50, line={"dash": "dot", "color": "#999"}, annotation_text="median", annotation_position="bottom right")
+        label = (
+            f"{g} (median {med.iloc[0]:.0f} d)"
+            if len(med) and not math.isnan(med.iloc[0])
+            else f"{g} (median not reached)"
+        )
+        fig.add_scatter(
+            x=c["day"],
+            y=c["reached"] * 100,
+            mode="lines",
+            name=label,
+            line={"color": color, "width": 2, "shape": "hv"},
+            hovertemplate="day %{x:.0f}: %{y:.1f} % reached<extra>" + str(g) + "</extra>",
+        )
+    fig.add_hline(
+        y=50, line={"dash": "dot", "color": "#999"}, annotation_text="median", annotation_position="bottom right"
+    )
     fig.update_yaxes(range=[0, 100], ticksuffix=" %")
     fig.update_xaxes(rangemode="tozero")
-    return _layout(fig, f"Share of accounts that reached {milestone.replace('_', ' ')} (Kaplan-Meier, 95 % bands)", "Days since contract start", "Accounts that reached it (%)", 420)
+    return _layout(
+        fig,
+        f"Share of accounts that reached {milestone.replace('_', ' ')} (Kaplan-Meier, 95 % bands)",
+        "Days since contract start",
+        "Accounts that reached it (%)",
+        420,
+    )
 
 
 def heatmap(shares: pd.DataFrame, observed: pd.DataFrame, *, milestone: str) -> go.Figure:
@@ -132,7 +177,13 @@ def heatmap(shares: pd.DataFrame, observed: pd.DataFrame, *, milestone: str) -> 
         )
     )
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, f"Share of each cohort that reached {milestone.replace('_', ' ')}, by week since start (* = cohort not fully observed yet)", "Weeks since contract start", "Cohort (accounts)", max(360, 26 * len(shares) + 120))
+    return _layout(
+        fig,
+        f"Share of each cohort that reached {milestone.replace('_', ' ')}, by week since start (* = cohort not fully observed yet)",
+        "Weeks since contract start",
+        "Cohort (accounts)",
+        max(360, 26 * len(shares) + 120),
+    )
 
 
 def bands_chart(bands: pd.DataFrame) -> go.Figure:
@@ -153,12 +204,33 @@ def bands_chart(bands: pd.DataFrame) -> go.Figure:
 def trend_chart(trend: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for b in reversed(BANDS):
-        fig.add_scatter(x=trend["date"], y=trend[b] * 100, name=b, stackgroup="bands", line={"width": 0.5, "color": BAND_COLORS[b]}, hovertemplate="%{x|%d %b}: %{y:.1f} %<extra>" + b + "</extra>")
-    fig.add_scatter(x=trend["date"], y=trend["avg_health"], name="Average score", yaxis="y2", line={"color": "#222", "width": 2}, hovertemplate="%{x|%d %b}: %{y:.1f}<extra>average</extra>")
+        fig.add_scatter(
+            x=trend["date"],
+            y=trend[b] * 100,
+            name=b,
+            stackgroup="bands",
+            line={"width": 0.5, "color": BAND_COLORS[b]},
+            hovertemplate="%{x|%d %b}: %{y:.1f} %<extra>" + b + "</extra>",
+        )
+    fig.add_scatter(
+        x=trend["date"],
+        y=trend["avg_health"],
+        name="Average score",
+        yaxis="y2",
+        line={"color": "#222", "width": 2},
+        hovertemplate="%{x|%d %b}: %{y:.1f}<extra>average</extra>",
+    )
     fig = _layout(fig, "Health by week: band mix and average score", "Week", "Share of live accounts (%)", 380)
     fig.update_layout(
         yaxis={"range": [0, 100], "ticksuffix": " %", "tickvals": [0, 20, 40, 60, 80, 100]},
-        yaxis2={"overlaying": "y", "side": "right", "range": [0, 100], "tickvals": [0, 20, 40, 60, 80, 100], "title": {"text": "Average score (0-100)"}, "showgrid": False},
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "range": [0, 100],
+            "tickvals": [0, 20, 40, 60, 80, 100],
+            "title": {"text": "Average score (0-100)"},
+            "showgrid": False,
+        },
         legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
@@ -172,14 +244,25 @@ def churn_by_band_chart(bands: pd.DataFrame, title: str) -> go.Figure:
             x=bands["band"],
             y=y,
             marker_color=[BAND_COLORS[b] for b in bands["band"]],
-            error_y={"type": "data", "symmetric": False, "array": bands["churn_rate_high"] * 100 - y, "arrayminus": y - bands["churn_rate_low"] * 100, "color": "#888"},
-            text=[f"{c:.0f} % of {n}" if n else "no accounts" for c, n in zip(y.fillna(0), bands["accounts"], strict=True)],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": bands["churn_rate_high"] * 100 - y,
+                "arrayminus": y - bands["churn_rate_low"] * 100,
+                "color": "#888",
+            },
+            text=[
+                f"{c:.0f} % of {n}" if n else "no accounts" for c, n in zip(y.fillna(0), bands["accounts"], strict=True)
+            ],
             textposition="inside",
             insidetextanchor="start",
             hovertemplate="%{x}: %{y:.1f} % churned<extra></extra>",
         )
     )
-    fig.update_yaxes(range=[0, max(100, float(np.nanmax((bands["churn_rate_high"] * 100).to_numpy(float), initial=0)) * 1.15)], ticksuffix=" %")
+    fig.update_yaxes(
+        range=[0, max(100, float(np.nanmax((bands["churn_rate_high"] * 100).to_numpy(float), initial=0)) * 1.15)],
+        ticksuffix=" %",
+    )
     return _layout(fig, title, "Health band at scoring day", "Churned within 12 months (%)", 340)
 
 
@@ -188,17 +271,41 @@ def timeline_chart(ms: pd.DataFrame, *, as_of: pd.Timestamp, start: pd.Timestamp
     fig = go.Figure()
     names = ms["name"].tolist()
     planned_days = (ms["due_date"] - start).dt.days
-    fig.add_bar(y=names, x=planned_days, base=0, orientation="h", name="Planned (to due date)", marker={"color": "rgba(120,120,120,0.35)"}, hovertemplate="%{y}: due day %{x}<extra></extra>")
+    fig.add_bar(
+        y=names,
+        x=planned_days,
+        base=0,
+        orientation="h",
+        name="Planned (to due date)",
+        marker={"color": "rgba(120,120,120,0.35)"},
+        hovertemplate="%{y}: due day %{x}<extra></extra>",
+    )
     actual = (ms["completed_at"] - start).dt.total_seconds() / 86400
     done = ms["completed_at"].notna() & (ms["completed_at"] < as_of)
     late = done & (ms["completed_at"] >= ms["due_date"] + pd.Timedelta(days=1))
     overdue = ~done & (ms["due_date"] < as_of)
     colors = np.where(late, "#ef6c00", "#2e7d32")
-    fig.add_scatter(y=[n for n, d in zip(names, done, strict=True) if d], x=actual[done], mode="markers", name="Completed (green on time, orange late)", marker={"size": 13, "symbol": "diamond", "color": colors[done.to_numpy()]}, hovertemplate="%{y}: done on day %{x:.0f}<extra></extra>")
+    fig.add_scatter(
+        y=[n for n, d in zip(names, done, strict=True) if d],
+        x=actual[done],
+        mode="markers",
+        name="Completed (green on time, orange late)",
+        marker={"size": 13, "symbol": "diamond", "color": colors[done.to_numpy()]},
+        hovertemplate="%{y}: done on day %{x:.0f}<extra></extra>",
+    )
     today_day = (as_of - pd.Timedelta(days=1) - start).days
     if overdue.any():
-        fig.add_scatter(y=[n for n, o in zip(names, overdue, strict=True) if o], x=[today_day] * int(overdue.sum()), mode="markers", name="Overdue (not done)", marker={"size": 13, "symbol": "x", "color": "#c62828"}, hovertemplate="%{y}: overdue<extra></extra>")
-    fig.add_vline(x=today_day, line={"dash": "dot", "color": "#888"}, annotation_text="as of", annotation_position="top")
+        fig.add_scatter(
+            y=[n for n, o in zip(names, overdue, strict=True) if o],
+            x=[today_day] * int(overdue.sum()),
+            mode="markers",
+            name="Overdue (not done)",
+            marker={"size": 13, "symbol": "x", "color": "#c62828"},
+            hovertemplate="%{y}: overdue<extra></extra>",
+        )
+    fig.add_vline(
+        x=today_day, line={"dash": "dot", "color": "#888"}, annotation_text="as of", annotation_position="top"
+    )
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "Milestones: planned against actual", "Days since contract start", "Milestone", 320)
 
@@ -207,9 +314,23 @@ def score_history_chart(hist: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for b, lo, hi in (("Critical", 0, 40), ("At Risk", 40, 60), ("On Track", 60, 80), ("Excellent", 80, 100)):
         fig.add_hrect(y0=lo, y1=hi, fillcolor=BAND_COLORS[b], opacity=0.08, line_width=0)
-    fig.add_scatter(x=hist["date"], y=hist["total"], mode="lines+markers", name="Health score", line={"color": "#2f6fde"}, hovertemplate="%{x|%d %b %Y}: %{y:.1f}<extra></extra>")
+    fig.add_scatter(
+        x=hist["date"],
+        y=hist["total"],
+        mode="lines+markers",
+        name="Health score",
+        line={"color": "#2f6fde"},
+        hovertemplate="%{x|%d %b %Y}: %{y:.1f}<extra></extra>",
+    )
     changes = hist[hist["model_version"].diff().fillna(0) != 0]
     for _, r in changes.iterrows():
-        fig.add_vline(x=r["date"], line={"dash": "dash", "color": "#8e44ad"}, annotation_text=f"model v{int(r['model_version'])}", annotation_position="top left")
+        fig.add_vline(
+            x=r["date"],
+            line={"dash": "dash", "color": "#8e44ad"},
+            annotation_text=f"model v{int(r['model_version'])}",
+            annotation_position="top left",
+        )
     fig.update_yaxes(range=[0, 100])
-    return _layout(fig, "Health score by week (dashed line: scoring model changed)", "Week", "Health score (0-100)", 300)
+    return _layout(
+        fig, "Health score by week (dashed line: scoring model changed)", "Week", "Health score (0-100)", 300
+    )

@@ -76,7 +76,9 @@ def table(
     kwargs = {}
     if selectable:
         kwargs = {"on_select": "rerun", "selection_mode": "single-row"}
-    event = st.dataframe(df, key=key, column_config=column_config, hide_index=hide_index, height=height, width="stretch", **kwargs)
+    event = st.dataframe(
+        df, key=key, column_config=column_config, hide_index=hide_index, height=height, width="stretch", **kwargs
+    )
     st.download_button(
         "Download CSV",
         csv_bytes(download_df if download_df is not None else df),

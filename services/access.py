@@ -62,7 +62,9 @@ def require_account_edit(session: Session, user: User, account_id: int) -> Accou
         raise KeyError(f"no account with id {account_id}")
     if not can_edit_account(user, account):
         if user.role == "csm":
-            raise PermissionDenied(f"{user.email} is not the CSM of {account.external_id}; only its CSM or an admin can change it")
+            raise PermissionDenied(
+                f"{user.email} is not the CSM of {account.external_id}; only its CSM or an admin can change it"
+            )
         raise PermissionDenied(f"the {user.role} role can read accounts but not change them")
     return account
 

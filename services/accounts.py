@@ -74,7 +74,19 @@ def checklist_frame(session: Session, account_id: int) -> pd.DataFrame:
             }
             for it, email in rows
         ],
-        columns=["id", "version", "category", "criterion", "target", "actual", "status", "owner", "due_date", "note", "metric"],
+        columns=[
+            "id",
+            "version",
+            "category",
+            "criterion",
+            "target",
+            "actual",
+            "status",
+            "owner",
+            "due_date",
+            "note",
+            "metric",
+        ],
     )
 
 
@@ -113,26 +125,57 @@ def account_view(src: Facts, user: User, *, account_id: int, as_of: date) -> Acc
         cl = checklist_frame(s, account_id)
         ivs = pd.DataFrame(
             [
-                {"date": i.date, "type": i.type, "note": i.note, "outcome": i.outcome, "rule": i.rule, "by": i.created_by}
-                for i in s.execute(select(Intervention).where(Intervention.account_id == account_id).order_by(Intervention.date.desc(), Intervention.id.desc())).scalars()
+                {
+                    "date": i.date,
+                    "type": i.type,
+                    "note": i.note,
+                    "outcome": i.outcome,
+                    "rule": i.rule,
+                    "by": i.created_by,
+                }
+                for i in s.execute(
+                    select(Intervention)
+                    .where(Intervention.account_id == account_id)
+                    .order_by(Intervention.date.desc(), Intervention.id.desc())
+                ).scalars()
             ],
             columns=["date", "type", "note", "outcome", "rule", "by"],
         )
         hist = pd.DataFrame(
             [
-                {"date": h.date, "total": h.total, "milestone": h.milestone, "adoption": h.adoption, "engagement": h.engagement, "value": h.value, "band": h.band, "model_version": h.model_version}
-                for h in s.execute(select(HealthSnapshot).where(HealthSnapshot.account_id == account_id, HealthSnapshot.date <= as_of).order_by(HealthSnapshot.date)).scalars()
+                {
+                    "date": h.date,
+                    "total": h.total,
+                    "milestone": h.milestone,
+                    "adoption": h.adoption,
+                    "engagement": h.engagement,
+                    "value": h.value,
+                    "band": h.band,
+                    "model_version": h.model_version,
+                }
+                for h in s.execute(
+                    select(HealthSnapshot)
+                    .where(HealthSnapshot.account_id == account_id, HealthSnapshot.date <= as_of)
+                    .order_by(HealthSnapshot.date)
+                ).scalars()
             ],
             columns=["date", "total", "milestone", "adoption", "engagement", "value", "band", "model_version"],
         )
         opened = {
             t.rule: t.opened
-            for t in s.execute(select(RiskTrigger).where(RiskTrigger.account_id == account_id, RiskTrigger.resolved.is_(None))).scalars()
+            for t in s.execute(
+                select(RiskTrigger).where(RiskTrigger.account_id == account_id, RiskTrigger.resolved.is_(None))
+            ).scalars()
         }
         changes = pd.DataFrame(
             [
                 {"at": c.at, "who": c.actor, "what": c.entity, "field": c.field, "old": c.old, "new": c.new}
-                for c in s.execute(select(ChangeLog).where(ChangeLog.account_id == account_id).order_by(ChangeLog.at.desc(), ChangeLog.id.desc()).limit(200)).scalars()
+                for c in s.execute(
+                    select(ChangeLog)
+                    .where(ChangeLog.account_id == account_id)
+                    .order_by(ChangeLog.at.desc(), ChangeLog.id.desc())
+                    .limit(200)
+                ).scalars()
             ],
             columns=["at", "who", "what", "field", "old", "new"],
         )
@@ -141,7 +184,9 @@ def account_view(src: Facts, user: User, *, account_id: int, as_of: date) -> Acc
     with engine.connect() as conn:
         mv = metric_values(conn, account_id=account_id, seats=acc.licensed_seats, as_of=as_of)
         recent = q.recent_events(conn, account_id=account_id, limit=30)
-        daily = q.daily_activity(conn, account_id=account_id, since=(pd.Timestamp(as_of) - pd.Timedelta(days=89)).to_pydatetime())
+        daily = q.daily_activity(
+            conn, account_id=account_id, since=(pd.Timestamp(as_of) - pd.Timedelta(days=89)).to_pydatetime()
+        )
     ms = src.milestones()
     ms = ms[ms["account_id"] == account_id].copy()
     names = {d["key"]: (d["name"], d["order"]) for d in src.milestone_defs()}
@@ -155,9 +200,29 @@ def account_view(src: Facts, user: User, *, account_id: int, as_of: date) -> Acc
     churn = src.churn_dates().get(account_id)
     done = src.completed("onboarding_concluded").get(account_id)
     end = day_end(as_of)
-    status = "churned" if churn is not None and churn < end else ("active" if done is not None and done < end else "onboarding")
+    status = (
+        "churned"
+        if churn is not None and churn < end
+        else ("active" if done is not None and done < end else "onboarding")
+    )
     daily = daily[daily["day"] < end]
-    return AccountView(acc, csm, can_edit, status, plan, cl, mv, ms, health, hist, trig, ivs, recent[recent["ts"] < end], daily, changes)
+    return AccountView(
+        acc,
+        csm,
+        can_edit,
+        status,
+        plan,
+        cl,
+        mv,
+        ms,
+        health,
+        hist,
+        trig,
+        ivs,
+        recent[recent["ts"] < end],
+        daily,
+        changes,
+    )
 
 
 def history_changes(hist: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +245,9 @@ def history_changes(hist: pd.DataFrame) -> pd.DataFrame:
                 "change": b["total"] - a["total"],
                 "band": a["band"] if a["band"] == b["band"] else f"{a['band']} → {b['band']}",
                 "what moved": ", ".join(moved) or "no component",
-                "model": f"v{int(a['model_version'])}" if a["model_version"] == b["model_version"] else f"v{int(a['model_version'])} → v{int(b['model_version'])} (weights changed)",
+                "model": f"v{int(a['model_version'])}"
+                if a["model_version"] == b["model_version"]
+                else f"v{int(a['model_version'])} → v{int(b['model_version'])} (weights changed)",
             }
         )
     return pd.DataFrame(rows).iloc[::-1].reset_index(drop=True)
@@ -197,9 +264,26 @@ def account_list(src: Facts, *, as_of: date, filters) -> pd.DataFrame:
     tcount = trig.groupby("account_id").agg(triggers=("rule", "size"), top_trigger=("reason", "first"))
     ms = src.milestones()
     end = day_end(as_of)
-    od = ms[(ms["due_date"] < end) & ~(ms["completed_at"].notna() & (ms["completed_at"] < end))].groupby("account_id").size()
+    od = (
+        ms[(ms["due_date"] < end) & ~(ms["completed_at"].notna() & (ms["completed_at"] < end))]
+        .groupby("account_id")
+        .size()
+    )
     cl = src.checklist_overview().set_index("account_id")
-    out = h[["account_id", "external_id", "name", "segment", "csm_name", "csm_email", "status", "total", "band", "contract_start"]].copy()
+    out = h[
+        [
+            "account_id",
+            "external_id",
+            "name",
+            "segment",
+            "csm_name",
+            "csm_email",
+            "status",
+            "total",
+            "band",
+            "contract_start",
+        ]
+    ].copy()
     out["overdue_milestones"] = out["account_id"].map(od).fillna(0).astype(int)
     out = out.merge(tcount, left_on="account_id", right_index=True, how="left")
     out["triggers"] = out["triggers"].fillna(0).astype(int)
@@ -207,4 +291,3 @@ def account_list(src: Facts, *, as_of: date, filters) -> pd.DataFrame:
     out["checklist_items"] = out["account_id"].map(cl["items"]).fillna(0).astype(int)
     out["checklist_blocked"] = out["account_id"].map(cl["blocked"]).fillna(0).astype(int)
     return out.sort_values(["total"]).reset_index(drop=True)
-

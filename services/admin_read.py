@@ -13,12 +13,22 @@ from db.settings_store import get_setting, milestone_definitions
 def settings_snapshot(url: str | None = None) -> dict:
     with session_scope(url) as s:
         team = pd.DataFrame(
-            [{"email": m.email, "name": m.name, "role": m.role, "active": m.active} for m in s.execute(select(TeamMember).order_by(TeamMember.role, TeamMember.email)).scalars()],
+            [
+                {"email": m.email, "name": m.name, "role": m.role, "active": m.active}
+                for m in s.execute(select(TeamMember).order_by(TeamMember.role, TeamMember.email)).scalars()
+            ],
             columns=["email", "name", "role", "active"],
         )
         ms = pd.DataFrame(
             [
-                {"key": d["key"], "name": d["name"], "phase": d["phase"], "order": d["order"], "is_value": d["is_value"], **{seg: d["target_days"].get(seg) for seg in SEGMENTS}}
+                {
+                    "key": d["key"],
+                    "name": d["name"],
+                    "phase": d["phase"],
+                    "order": d["order"],
+                    "is_value": d["is_value"],
+                    **{seg: d["target_days"].get(seg) for seg in SEGMENTS},
+                }
                 for d in milestone_definitions(s)
             ]
         )
@@ -30,7 +40,10 @@ def settings_snapshot(url: str | None = None) -> dict:
             [
                 {"at": c.at, "who": c.actor, "what": c.entity, "field": c.field, "old": c.old, "new": c.new}
                 for c in s.execute(
-                    select(ChangeLog).where(ChangeLog.context == "settings").order_by(ChangeLog.at.desc(), ChangeLog.id.desc()).limit(500)
+                    select(ChangeLog)
+                    .where(ChangeLog.context == "settings")
+                    .order_by(ChangeLog.at.desc(), ChangeLog.id.desc())
+                    .limit(500)
                 ).scalars()
             ],
             columns=["at", "who", "what", "field", "old", "new"],
@@ -42,4 +55,9 @@ def settings_snapshot(url: str | None = None) -> dict:
 def team_members(url: str | None = None) -> list[tuple[str, str, str]]:
     """(email, name, role) of active team members."""
     with session_scope(url) as s:
-        return [(m.email, m.name, m.role) for m in s.execute(select(TeamMember).where(TeamMember.active).order_by(TeamMember.role, TeamMember.name)).scalars()]
+        return [
+            (m.email, m.name, m.role)
+            for m in s.execute(
+                select(TeamMember).where(TeamMember.active).order_by(TeamMember.role, TeamMember.name)
+            ).scalars()
+        ]

@@ -209,7 +209,8 @@ class Facts:
 
     def checklist_value(self, as_of: date) -> pd.DataFrame:
         return self.cached(
-            ("checklist_value", as_of, self.plans_version), lambda: self._q(q.checklist_value, as_of_end=day_end(as_of).to_pydatetime())
+            ("checklist_value", as_of, self.plans_version),
+            lambda: self._q(q.checklist_value, as_of_end=day_end(as_of).to_pydatetime()),
         )
 
     def checklist_overview(self) -> pd.DataFrame:
@@ -328,7 +329,7 @@ def health_facts(src: Facts, accounts: pd.DataFrame, *, as_of: date, model: hl.H
     f = accounts[["account_id", "licensed_seats"]].merge(mf, on="account_id", how="left")
     f = f.merge(act, on="account_id", how="left").merge(cv, on="account_id", how="left")
     for c in ("active_users", "active_days", "weekly_users", "value_items", "value_done"):
-        f[c] = f[c].fillna(0).astype(int)
+        f[c] = pd.to_numeric(f[c], errors="coerce").fillna(0).astype(int)
     return f
 
 
@@ -400,6 +401,7 @@ def trigger_table(
                 "action",
                 "owner",
                 "days_overdue",
+                "firing_days",
             ]
         )
     days = int(rules.get("health_drop", {}).get("days", 14))
@@ -413,10 +415,15 @@ def trigger_table(
     acc["onboarding_done"] = acc["status"] == "active"
     # Last event: from the activity window; for accounts quiet in the whole window, one
     # index seek each finds how long they have been quiet.
-    recent = src.activity(as_of, model.adoption_window_days, model.engagement_window_days).set_index("account_id")["last_event"]
+    recent = src.activity(as_of, model.adoption_window_days, model.engagement_window_days).set_index("account_id")[
+        "last_event"
+    ]
     acc["last_event"] = acc["account_id"].map(recent)
-    quiet = tuple(sorted(int(x) for x in acc.loc[acc["last_event"].isna(), "account_id"]))
-    if quiet:
+    if acc["last_event"].isna().any():
+        # Looked up for every quiet account at once (not per filter), so it is cached.
+        every = src.accounts()
+        every = every[every["contract_start"] < day_end(as_of)]
+        quiet = tuple(sorted(int(x) for x in every.loc[~every["account_id"].isin(recent.index), "account_id"]))
         older = src.last_events(as_of, quiet).set_index("account_id")["last_event"]
         acc["last_event"] = acc["last_event"].fillna(acc["account_id"].map(older))
     acc["total_before"] = acc["account_id"].map(before.set_index("account_id")["total"]) if len(before) else np.nan
@@ -449,6 +456,7 @@ def trigger_table(
             "health",
             "band",
             "days_overdue",
+            "firing_days",
         ]
     ]
 
@@ -867,9 +875,7 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
         .reset_index(name="accounts")
     )
     trig = trigger_table(src, as_of=as_of, filters=filters, health=h)
-    prev_trig = trigger_table(src, as_of=as_of - timedelta(days=period_days), filters=filters)
-    prev_keys = set(zip(prev_trig["account_id"], prev_trig["rule"], strict=True))
-    trig["new"] = [(a, r) not in prev_keys for a, r in zip(trig["account_id"], trig["rule"], strict=True)]
+    trig["new"] = trig["firing_days"] < period_days
 
     risky = live[live["band"].isin(["At Risk", "Critical"])][["account_id"]]
     ids = pd.Index(trig["account_id"]).union(pd.Index(risky["account_id"]))
@@ -969,24 +975,24 @@ def summarise(p: Portfolio) -> list[str]:
     k = {x.key: x for x in p.kpis}
     on = k["onboarding"]
     if not math.isnan(on.delta):
-        out.append(f"{int(on.value)} accounts are onboarding ({int(on.delta):+d} since {p.previous:%d %b}).")
+        out.append(f"{int(on.value):,} accounts are onboarding ({int(on.delta):+,d} since {p.previous:%d %b}).")
     c = k["completion"]
     if c.denominator:
         verdict = "below" if c.value < 0.85 else ("within" if c.value <= 0.95 else "above")
         out.append(
-            f"Onboarding completion is {c.value:.0%} ({c.numerator} of {c.denominator} recent deadlines met), {verdict} the 85-95 % benchmark"
+            f"Onboarding completion is {c.value:.0%} ({c.numerator:,} of {c.denominator:,} recent deadlines met), {verdict} the 85-95 % benchmark"
             + (f", {(c.value - c.previous) * 100:+.0f} points on last week." if not math.isnan(c.previous) else ".")
         )
     r = k["at_risk"]
     if r.denominator:
         out.append(
-            f"{r.numerator} of {r.denominator} live accounts ({r.value:.0%}) are at risk or critical"
+            f"{r.numerator:,} of {r.denominator:,} live accounts ({r.value:.0%}) are at risk or critical"
             + (f" ({(r.value - r.previous) * 100:+.0f} points)." if not math.isnan(r.previous) else ".")
         )
     new = p.triggers[p.triggers["new"]] if "new" in p.triggers else p.triggers.iloc[0:0]
     if len(new):
         top = new["trigger"].value_counts()
-        out.append(f"{len(new)} risk trigger(s) fired this week, mostly {top.index[0].lower()} ({top.iloc[0]}).")
+        out.append(f"{len(new):,} risk trigger(s) fired this week, mostly {top.index[0].lower()} ({top.iloc[0]:,}).")
     if len(p.by_csm) > 1 and p.by_csm["at_risk_share"].notna().any():
         worst = p.by_csm.sort_values("at_risk_share", ascending=False).iloc[0]
         out.append(

@@ -15,11 +15,20 @@ from db.session import get_engine, session_scope
 from services.access import User, require_admin
 
 
-def run_import(user: User, uploads: list[tuple[str, bytes]], *, dry_run: bool, progress: Any = None, url: str | None = None) -> ImportReport:
+def run_import(
+    user: User, uploads: list[tuple[str, bytes]], *, dry_run: bool, progress: Any = None, url: str | None = None
+) -> ImportReport:
     """Validate (dry run) or import uploaded CSV files or a zip of them."""
     if not dry_run:
         require_admin(user, "import data")
-    return import_files(files_from_uploads(uploads), url=url, dry_run=dry_run, actor=user.email, progress=progress, source="upload: " + ", ".join(n for n, _ in uploads))
+    return import_files(
+        files_from_uploads(uploads),
+        url=url,
+        dry_run=dry_run,
+        actor=user.email,
+        progress=progress,
+        source="upload: " + ", ".join(n for n, _ in uploads),
+    )
 
 
 def export_all(user: User, *, url: str | None = None, progress: Any = None) -> bytes:
@@ -36,7 +45,14 @@ def import_history(url: str | None = None, limit: int = 20) -> pd.DataFrame:
         rows = s.execute(select(ImportRun).order_by(ImportRun.started_at.desc()).limit(limit)).scalars().all()
         return pd.DataFrame(
             [
-                {"finished": r.finished_at, "by": r.actor, "status": r.status, "problems": r.problems, "duplicates skipped": r.duplicates_skipped, "source": r.source}
+                {
+                    "finished": r.finished_at,
+                    "by": r.actor,
+                    "status": r.status,
+                    "problems": r.problems,
+                    "duplicates skipped": r.duplicates_skipped,
+                    "source": r.source,
+                }
                 for r in rows
             ],
             columns=["finished", "by", "status", "problems", "duplicates skipped", "source"],

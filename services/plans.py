@@ -191,7 +191,9 @@ def save_checklist(
         iid: n
         for n, iid in enumerate(
             session.execute(
-                select(ChecklistItem.id).where(ChecklistItem.account_id == account_id).order_by(ChecklistItem.position, ChecklistItem.id)
+                select(ChecklistItem.id)
+                .where(ChecklistItem.account_id == account_id)
+                .order_by(ChecklistItem.position, ChecklistItem.id)
             ).scalars(),
             start=1,
         )
@@ -208,14 +210,20 @@ def save_checklist(
         new_rows.append(v)
 
     ids = [c.item_id for c in changes] + [i for i, _ in removed]
-    current = {
-        it.id: it
-        for it in session.execute(select(ChecklistItem).where(ChecklistItem.id.in_(ids))).scalars()  # type: ignore[union-attr]
-    } if ids else {}
+    current = (
+        {
+            it.id: it
+            for it in session.execute(select(ChecklistItem).where(ChecklistItem.id.in_(ids))).scalars()  # type: ignore[union-attr]
+        }
+        if ids
+        else {}
+    )
     for c in changes:
         it = current.get(c.item_id)
         if it is None or it.account_id != account_id:
-            problems.append(CellProblem(c.item_id, "item", c.item_id, "this item no longer exists (removed by someone else)"))
+            problems.append(
+                CellProblem(c.item_id, "item", c.item_id, "this item no longer exists (removed by someone else)")
+            )
     for iid, _ in removed:
         it = current.get(iid)
         if it is not None and it.account_id != account_id:
@@ -226,7 +234,9 @@ def save_checklist(
     existing_keys = {
         (cat, crit.lower()): iid
         for iid, cat, crit in session.execute(
-            select(ChecklistItem.id, ChecklistItem.category, ChecklistItem.criterion).where(ChecklistItem.account_id == account_id)
+            select(ChecklistItem.id, ChecklistItem.category, ChecklistItem.criterion).where(
+                ChecklistItem.account_id == account_id
+            )
         )
     }
     removed_ids = {i for i, _ in removed}
@@ -239,14 +249,22 @@ def save_checklist(
         new_key = (v.get("category", it.category), v.get("criterion", it.criterion).lower())
         if new_key != old_key:
             if final_keys.get(new_key) not in (None, c.item_id):
-                problems.append(CellProblem(row_of[c.item_id], "criterion", new_key[1], "this criterion already exists in that category"))
+                problems.append(
+                    CellProblem(
+                        row_of[c.item_id], "criterion", new_key[1], "this criterion already exists in that category"
+                    )
+                )
             final_keys.pop(old_key, None)
             final_keys[new_key] = c.item_id
     for i, v in enumerate(new_rows):
         if "criterion" in v and "category" in v:
             key = (v["category"], v["criterion"].lower())
             if key in final_keys:
-                problems.append(CellProblem(f"new {i + 1}", "criterion", v["criterion"], "this criterion already exists in that category"))
+                problems.append(
+                    CellProblem(
+                        f"new {i + 1}", "criterion", v["criterion"], "this criterion already exists in that category"
+                    )
+                )
             final_keys[key] = "new"
     if problems:
         raise ValidationFailed(problems)
@@ -273,7 +291,9 @@ def save_checklist(
         it = current.get(iid)
         if it is None:
             continue
-        res = session.execute(ChecklistItem.__table__.delete().where(ChecklistItem.id == iid, ChecklistItem.version == ver))
+        res = session.execute(
+            ChecklistItem.__table__.delete().where(ChecklistItem.id == iid, ChecklistItem.version == ver)
+        )
         if res.rowcount != 1:
             session.rollback()
             raise StaleVersion(_what_changed(session, session.get(ChecklistItem, iid), (removed_base or {}).get(iid)))
@@ -308,7 +328,11 @@ def save_checklist(
                 logs.append(_log(user, it, "owner", _owner_email(session, old), _owner_email(session, new), now))
             else:
                 logs.append(_log(user, it, col, _fmt(old), _fmt(new), now))
-    pos = int(session.execute(select(func.coalesce(func.max(ChecklistItem.position), -1)).where(ChecklistItem.account_id == account_id)).scalar_one())
+    pos = int(
+        session.execute(
+            select(func.coalesce(func.max(ChecklistItem.position), -1)).where(ChecklistItem.account_id == account_id)
+        ).scalar_one()
+    )
     for v in new_rows:
         pos += 1
         item = ChecklistItem(
@@ -338,7 +362,9 @@ def save_checklist(
     return result
 
 
-def _log(user: User, it: ChecklistItem, fld: str, old: Any, new: Any, now: datetime, context: str = "checklist edit") -> ChangeLog:
+def _log(
+    user: User, it: ChecklistItem, fld: str, old: Any, new: Any, now: datetime, context: str = "checklist edit"
+) -> ChangeLog:
     return ChangeLog(
         at=now,
         actor=user.email,
@@ -382,7 +408,17 @@ def _what_changed(session: Session, it: ChecklistItem | None, base: dict[str, An
                 .order_by(ChangeLog.at.desc(), ChangeLog.id.desc())  # type: ignore[union-attr]
                 .limit(1)
             ).scalar_one_or_none()
-            out.append(Conflict(it.id, it.criterion, fld, _fmt(_norm_cell(base[fld])), _fmt(cur), last.actor if last else "someone else", last.at if last else None))
+            out.append(
+                Conflict(
+                    it.id,
+                    it.criterion,
+                    fld,
+                    _fmt(_norm_cell(base[fld])),
+                    _fmt(cur),
+                    last.actor if last else "someone else",
+                    last.at if last else None,
+                )
+            )
     return out or [Conflict(it.id, it.criterion, "(saved again)", None, None, "someone else", None)]
 
 
@@ -444,7 +480,9 @@ def save_plan(session: Session, user: User, *, account_id: int, version: int, va
                     break
                 saves.append(r.at)
             conflicts.append(Conflict(None, "success plan", r.field, r.old, r.new, r.actor, r.at))
-        raise StaleVersion(conflicts or [Conflict(None, "success plan", "(version)", version, plan.version, "someone else", None)])
+        raise StaleVersion(
+            conflicts or [Conflict(None, "success plan", "(version)", version, plan.version, "someone else", None)]
+        )
     now = utcnow()
     diffs = {k: (getattr(plan, k), v) for k, v in clean.items() if getattr(plan, k) != v}
     if not diffs:
@@ -459,7 +497,17 @@ def save_plan(session: Session, user: User, *, account_id: int, version: int, va
         raise StaleVersion([Conflict(None, "success plan", "(version)", version, None, "someone else", None)])
     for k, (old, new) in diffs.items():
         session.add(
-            ChangeLog(at=now, actor=user.email, entity="success_plan", entity_id=str(plan.id), account_id=account_id, field=k, old=old, new=new, context="plan edit")
+            ChangeLog(
+                at=now,
+                actor=user.email,
+                entity="success_plan",
+                entity_id=str(plan.id),
+                account_id=account_id,
+                field=k,
+                old=old,
+                new=new,
+                context="plan edit",
+            )
         )
     bump_data_version(session, scope="plans")
     session.commit()
@@ -467,7 +515,15 @@ def save_plan(session: Session, user: User, *, account_id: int, version: int, va
 
 
 def add_intervention(
-    session: Session, user: User, *, account_id: int, type: str, on: date, note: str = "", outcome: str = "", rule: str | None = None
+    session: Session,
+    user: User,
+    *,
+    account_id: int,
+    type: str,
+    on: date,
+    note: str = "",
+    outcome: str = "",
+    rule: str | None = None,
 ) -> Intervention:
     """Log an intervention on an account (its CSM or an admin)."""
     require_account_edit(session, user, account_id)
@@ -482,11 +538,28 @@ def add_intervention(
         problems.append(CellProblem("intervention", "outcome", (outcome or "")[:40], "longer than 5000 characters"))
     if problems:
         raise ValidationFailed(problems)
-    iv = Intervention(account_id=account_id, type=type, date=on, note=note or "", outcome=outcome or "", rule=rule, created_by=user.email)
+    iv = Intervention(
+        account_id=account_id,
+        type=type,
+        date=on,
+        note=note or "",
+        outcome=outcome or "",
+        rule=rule,
+        created_by=user.email,
+    )
     session.add(iv)
     session.flush()
     session.add(
-        ChangeLog(actor=user.email, entity="intervention", entity_id=str(iv.id), account_id=account_id, field="intervention", old=None, new=f"{type} on {on.isoformat()}", context="intervention")
+        ChangeLog(
+            actor=user.email,
+            entity="intervention",
+            entity_id=str(iv.id),
+            account_id=account_id,
+            field="intervention",
+            old=None,
+            new=f"{type} on {on.isoformat()}",
+            context="intervention",
+        )
     )
     bump_data_version(session, scope="plans")
     session.commit()
@@ -504,12 +577,27 @@ def apply_template(session: Session, user: User, *, account_id: int) -> int:
     from db.templates import apply_new_account_defaults
 
     require_account_edit(session, user, account_id)
-    have = session.execute(select(func.count()).select_from(ChecklistItem).where(ChecklistItem.account_id == account_id)).scalar_one()
+    have = session.execute(
+        select(func.count()).select_from(ChecklistItem).where(ChecklistItem.account_id == account_id)
+    ).scalar_one()
     if have:
         return 0
     apply_new_account_defaults(session, milestones_for=[], checklist_for=[account_id], plan_for=[account_id])
-    n = session.execute(select(func.count()).select_from(ChecklistItem).where(ChecklistItem.account_id == account_id)).scalar_one()
-    session.add(ChangeLog(actor=user.email, entity="checklist_item", entity_id="template", account_id=account_id, field="template", old=None, new=f"{n} items", context="checklist template"))
+    n = session.execute(
+        select(func.count()).select_from(ChecklistItem).where(ChecklistItem.account_id == account_id)
+    ).scalar_one()
+    session.add(
+        ChangeLog(
+            actor=user.email,
+            entity="checklist_item",
+            entity_id="template",
+            account_id=account_id,
+            field="template",
+            old=None,
+            new=f"{n} items",
+            context="checklist template",
+        )
+    )
     bump_data_version(session, scope="plans")
     session.commit()
     return int(n)

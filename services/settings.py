@@ -57,7 +57,9 @@ def validate_health_model(value: dict) -> list[CellProblem]:
         if not isinstance(x, int | float) or isinstance(x, bool) or math.isnan(x) or x < 0:
             problems.append(CellProblem("weights", k, x, "must be a number of points, 0 or more"))
     if not problems and abs(sum(float(w[k]) for k in ("milestone", "adoption", "engagement", "value")) - 100) > 1e-6:
-        problems.append(CellProblem("weights", "total", sum(float(x) for x in w.values()), "the four weights must add up to 100"))
+        problems.append(
+            CellProblem("weights", "total", sum(float(x) for x in w.values()), "the four weights must add up to 100")
+        )
     b = value.get("bands", {})
     try:
         ok = 100 >= float(b["excellent"]) > float(b["on_track"]) > float(b["at_risk"]) > 0
@@ -103,13 +105,17 @@ def validate_templates(value: dict) -> list[CellProblem]:
         problems.append(CellProblem("templates", "default", None, "a default template is required"))
     for seg, items in value.items():
         if seg != "default" and seg not in SEGMENTS:
-            problems.append(CellProblem("templates", seg, seg, f"unknown segment; use default or one of {', '.join(SEGMENTS)}"))
+            problems.append(
+                CellProblem("templates", seg, seg, f"unknown segment; use default or one of {', '.join(SEGMENTS)}")
+            )
             continue
         seen = set()
         for i, it in enumerate(items or []):
             row = f"{seg} {i + 1}"
             if it.get("category") not in CHECKLIST_CATEGORIES:
-                problems.append(CellProblem(row, "category", it.get("category"), f"choose one of {', '.join(CHECKLIST_CATEGORIES)}"))
+                problems.append(
+                    CellProblem(row, "category", it.get("category"), f"choose one of {', '.join(CHECKLIST_CATEGORIES)}")
+                )
             crit = str(it.get("criterion") or "").strip()
             if not crit:
                 problems.append(CellProblem(row, "criterion", it.get("criterion"), "a criterion is required"))
@@ -119,7 +125,11 @@ def validate_templates(value: dict) -> list[CellProblem]:
     return problems
 
 
-VALIDATORS = {"health_model": validate_health_model, "risk_rules": validate_risk_rules, "checklist_templates": validate_templates}
+VALIDATORS = {
+    "health_model": validate_health_model,
+    "risk_rules": validate_risk_rules,
+    "checklist_templates": validate_templates,
+}
 
 
 def update_setting(session: Session, user: User, *, key: str, value: Any, expected_version: int | None = None) -> int:
@@ -145,7 +155,9 @@ def update_setting(session: Session, user: User, *, key: str, value: Any, expect
     return new.version
 
 
-def save_team_member(session: Session, user: User, *, email: str, name: str, role: str, active: bool = True) -> TeamMember:
+def save_team_member(
+    session: Session, user: User, *, email: str, name: str, role: str, active: bool = True
+) -> TeamMember:
     """Add a team member or change their name, role or active flag (admins only)."""
     require_admin(user, "manage the team")
     email = (email or "").strip().lower()
@@ -159,49 +171,128 @@ def save_team_member(session: Session, user: User, *, email: str, name: str, rol
     if problems:
         raise ValidationFailed(problems)
     m = session.exec(select(TeamMember).where(TeamMember.email == email)).first()
+    if m is not None and m.role == "admin" and m.active and (role != "admin" or not active):
+        admins = session.exec(select(TeamMember).where(TeamMember.role == "admin", TeamMember.active)).all()
+        if len(admins) <= 1:
+            raise ValidationFailed(
+                [CellProblem(email, "role", role, "this is the last active admin; make someone else admin first")]
+            )
     now = utcnow()
     if m is None:
         m = TeamMember(email=email, name=name.strip(), role=role, active=active)
         session.add(m)
         session.flush()
-        session.add(ChangeLog(at=now, actor=user.email, entity="team_member", entity_id=email, field="member", old=None, new=f"{name.strip()} ({role})", context="settings"))
+        session.add(
+            ChangeLog(
+                at=now,
+                actor=user.email,
+                entity="team_member",
+                entity_id=email,
+                field="member",
+                old=None,
+                new=f"{name.strip()} ({role})",
+                context="settings",
+            )
+        )
     else:
         for f, new in (("name", name.strip()), ("role", role), ("active", active)):
             old = getattr(m, f)
             if old != new:
                 setattr(m, f, new)
-                session.add(ChangeLog(at=now, actor=user.email, entity="team_member", entity_id=email, field=f, old=str(old), new=str(new), context="settings"))
+                session.add(
+                    ChangeLog(
+                        at=now,
+                        actor=user.email,
+                        entity="team_member",
+                        entity_id=email,
+                        field=f,
+                        old=str(old),
+                        new=str(new),
+                        context="settings",
+                    )
+                )
     bump_data_version(session)
     session.commit()
     return m
 
 
-def save_milestone(session: Session, user: User, *, key: str, name: str, phase: int, order: int, target_days: dict[str, int], is_value: bool) -> None:
-    """Change a milestone definition's name, phase, order, value flag or target days."""
-    require_admin(user, "change milestone definitions")
-    m = session.exec(select(MilestoneDefinition).where(MilestoneDefinition.key == key)).first()
+def _milestone_problems(m: MilestoneDefinition | None, row: dict) -> list[CellProblem]:
+    key = row.get("key")
     problems = []
     if m is None:
         problems.append(CellProblem(key, "key", key, "unknown milestone"))
+    name, phase, order = row.get("name"), row.get("phase"), row.get("order")
     if not (name or "").strip():
         problems.append(CellProblem(key, "name", name, "a name is required"))
-    if not isinstance(phase, int) or not 1 <= phase <= 5:
+    if not isinstance(phase, int) or isinstance(phase, bool) or not 1 <= phase <= 5:
         problems.append(CellProblem(key, "phase", phase, "a phase from 1 to 5"))
     if not isinstance(order, int) or isinstance(order, bool) or order < 1:
         problems.append(CellProblem(key, "order", order, "a whole number from 1"))
     for seg in SEGMENTS:
-        d = target_days.get(seg)
+        d = (row.get("target_days") or {}).get(seg)
         if not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= 730:
             problems.append(CellProblem(key, f"target {seg}", d, "whole days from 0 to 730"))
+    return problems
+
+
+def save_milestones(session: Session, user: User, *, rows: list[dict]) -> int:
+    """Change several milestone definitions at once: all are validated first, then all are
+    written in one transaction (nothing is saved if any row is invalid). Returns rows changed."""
+    require_admin(user, "change milestone definitions")
+    current = {m.key: m for m in session.exec(select(MilestoneDefinition)).all()}
+    problems = [p for row in rows for p in _milestone_problems(current.get(row.get("key")), row)]
     if problems:
         raise ValidationFailed(problems)
-    assert m is not None
     now = utcnow()
-    new_targets = json.dumps({s: int(target_days[s]) for s in SEGMENTS})
-    for f, new in (("name", name.strip()), ("phase", phase), ("order", order), ("is_value", is_value), ("target_days", new_targets)):
-        old = getattr(m, f)
-        if old != new:
+    changed = 0
+    for row in rows:
+        m = current[row["key"]]
+        new_targets = json.dumps({s: int(row["target_days"][s]) for s in SEGMENTS})
+        fields = (
+            ("name", row["name"].strip()),
+            ("phase", row["phase"]),
+            ("order", row["order"]),
+            ("is_value", bool(row["is_value"])),
+            ("target_days", new_targets),
+        )
+        diffs = [(f, getattr(m, f), new) for f, new in fields if getattr(m, f) != new]
+        for f, old, new in diffs:
             setattr(m, f, new)
-            session.add(ChangeLog(at=now, actor=user.email, entity="milestone_definition", entity_id=key, field=f, old=str(old), new=str(new), context="settings"))
-    bump_data_version(session)
+            session.add(
+                ChangeLog(
+                    at=now,
+                    actor=user.email,
+                    entity="milestone_definition",
+                    entity_id=m.key,
+                    field=f,
+                    old=str(old),
+                    new=str(new),
+                    context="settings",
+                )
+            )
+        changed += bool(diffs)
+    if changed:
+        bump_data_version(session)
     session.commit()
+    return changed
+
+
+def save_milestone(
+    session: Session,
+    user: User,
+    *,
+    key: str,
+    name: str,
+    phase: int,
+    order: int,
+    target_days: dict[str, int],
+    is_value: bool,
+) -> None:
+    """Change one milestone definition's name, phase, order, value flag or target days."""
+    save_milestones(
+        session,
+        user,
+        rows=[
+            {"key": key, "name": name, "phase": phase, "order": order, "target_days": target_days, "is_value": is_value}
+        ],
+    )

@@ -1,0 +1,114 @@
+"""Data: a bad upload is validated with the full problem table (file, row, column, reason)
+and writes nothing; a good upload imported by an admin changes the data-quality counts;
+other roles may validate but not import."""
+
+from __future__ import annotations
+
+from db.importer import import_files
+from db.models import Account, ImportRun
+from tests.conftest import AS_OF
+from tests.pages import button, metrics, open_page, table_with, texts
+from tests.services import count
+
+QUERY = {"as_of": AS_OF.isoformat()}
+
+BAD_ACCOUNTS = (
+    b"account_id,name,segment,contract_start,csm_email\n"
+    b"ACC-T-1,Good Co,SMB,2026-05-01,alex.csm@example.com\n"
+    b"ACC-T-2,,SMB,2026-05-01,alex.csm@example.com\n"
+    b"ACC-T-3,Third Co,Tiny,2026-05-01,alex.csm@example.com\n"
+    b"ACC-T-4,Fourth Co,SMB,2026-13-01,alex.csm@example.com\n"
+)
+GOOD_ACCOUNTS = (
+    b"account_id,name,segment,contract_start,industry,licensed_seats,csm_email\n"
+    b"ACC-T-1,Good Co,SMB,2026-05-01,Retail,10,alex.csm@example.com\n"
+    b"ACC-T-2,Better Co,Enterprise,2026-04-15,Healthcare,40,priya.csm@example.com\n"
+)
+GOOD_EVENTS = (
+    b"account_id,event,timestamp,user_id\n"
+    b"ACC-T-1,workspace_created,2026-05-02T10:00:00Z,u1\n"
+    b"ACC-T-1,login,2026-05-03T10:00:00Z,u1\n"
+    b"ACC-T-2,workspace_created,2026-04-16T09:30:00Z,u7\n"
+)
+
+
+def _upload_and_click(at, files, label: str) -> None:
+    at.file_uploader[0].set_value(files)
+    at.run()
+    assert not button(at, label).disabled
+    button(at, label).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_bad_file_shows_every_problem_and_writes_nothing(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("data", query=QUERY)
+    assert metrics(at)["Accounts"] == "30"
+    _upload_and_click(at, ("accounts.csv", BAD_ACCOUNTS, "text/csv"), "Validate (dry run)")
+
+    expected = import_files({"accounts.csv": BAD_ACCOUNTS}, url=small_db, dry_run=True).problems_frame()
+    assert len(expected) == 3
+    assert [e for e in texts(at.error) if f"{len(expected):,} problem(s) found" in e and "nothing was written" in e]
+    problems = table_with(at, "file", "row", "column", "value", "reason")
+    assert problems.to_dict("records") == expected.to_dict("records")
+    where = {(r.row, r.column): r.reason for r in problems.itertuples()}
+    assert set(where) == {(3, "name"), (4, "segment"), (5, "contract_start")}
+    assert where[(3, "name")] == "required value is empty"
+    assert where[(4, "segment")].startswith("unknown segment")
+    assert set(problems["file"]) == {"accounts.csv"}
+    assert metrics(at)["Accounts"] == "30"
+    assert count(small_db, Account) == 30
+
+    # Importing it anyway is refused as a whole and counted as a rejected import.
+    button(at, "Import").click().run()
+    assert not at.exception
+    assert count(small_db, Account) == 30
+    assert metrics(at)["Rejected imports"] == "1"
+    assert metrics(at)["Last import"] == "never"
+
+
+def test_a_good_import_changes_the_data_quality_counts(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("data", query=QUERY)
+    before = metrics(at)
+    assert before["Accounts"] == "30" and before["Last import"] == "never"
+    events_before = int(before["Events"].replace(",", ""))
+
+    _upload_and_click(
+        at, [("accounts.csv", GOOD_ACCOUNTS, "text/csv"), ("events.csv", GOOD_EVENTS, "text/csv")], "Import"
+    )
+
+    assert any(s.startswith("Imported in") and "0 duplicate event(s) skipped" in s for s in texts(at.success))
+    after = metrics(at)
+    assert after["Accounts"] == "32"
+    assert after["Events"] == f"{events_before + 3:,}"
+    assert after["Last import"] != "never"
+    assert "by demo-admin@localhost" in texts(at.caption)
+    assert count(small_db, Account) == 32
+    summary = table_with(at, "file", "rows", "inserted")
+    assert {(r.file, r.rows, r.inserted) for r in summary.itertuples()} == {
+        ("accounts.csv", 2, 2),
+        ("events.csv", 3, 3),
+    }
+    history = table_with(at, "by", "status", "source")
+    assert history["status"].tolist() == ["imported"]
+    assert history["by"].tolist() == ["demo-admin@localhost"]
+
+    # Importing the same events again skips them as duplicates and changes no count.
+    at.file_uploader[0].set_value(("events.csv", GOOD_EVENTS, "text/csv"))
+    at.run()
+    button(at, "Import").click().run()
+    assert any("3 duplicate event(s) skipped" in s for s in texts(at.success))
+    assert metrics(at)["Events"] == f"{events_before + 3:,}"
+    assert metrics(at)["Duplicate events skipped"] == "3"
+
+
+def test_revops_can_validate_but_not_import(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("data", query=QUERY, as_user="riley.revops@example.com")
+    assert [c for c in texts(at.caption) if "only admins can import" in c and "revops" in c]
+    _upload_and_click(at, ("accounts.csv", GOOD_ACCOUNTS, "text/csv"), "Validate (dry run)")
+    assert [s for s in texts(at.success) if "Dry run" in s and "nothing was written" in s]
+    assert button(at, "Import").disabled
+    assert count(small_db, Account) == 30
+    assert count(small_db, ImportRun) == 0

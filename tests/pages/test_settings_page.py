@@ -1,0 +1,160 @@
+"""Settings: shows the team, milestones and the health model's version; an admin's change
+through the form is saved as a new version (and only what was changed changes); invalid
+values are refused; other roles read only."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from db.defaults import DEFAULT_HEALTH_MODEL, DEFAULT_MILESTONES
+from db.demo import TEAM
+from db.models import SEGMENTS
+from db.session import session_scope
+from db.settings_store import get_setting
+from tests.conftest import AS_OF
+from tests.pages import button, open_page, table_with, texts
+from tests.services import log_rows, member
+
+QUERY = {"as_of": AS_OF.isoformat()}
+
+
+def _number(at, label: str):
+    return next(n for n in at.number_input if n.label == label)
+
+
+def _health(url: str):
+    with session_scope(url) as s:
+        return get_setting(s, "health_model")
+
+
+def test_shows_team_milestones_and_versions(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    assert texts(at.title) == ["Settings"]
+    assert not [i for i in at.main.info if "Read-only" in i.value], "the admin is not read-only"
+    team = table_with(at, "email", "name", "role", "active")
+    assert sorted(zip(team["email"], team["name"], team["role"], strict=True)) == sorted(TEAM)
+    ms = table_with(at, "key", "name", "phase", "order", *SEGMENTS)
+    assert ms["key"].tolist() == [m["key"] for m in DEFAULT_MILESTONES]
+    for seg in SEGMENTS:
+        assert ms[seg].tolist() == [m["target_days"][seg] for m in DEFAULT_MILESTONES]
+    captions = texts(at.caption)
+    assert any(c.startswith("Version 1.") and "health snapshot" in c for c in captions)
+    assert any(c.startswith("Version 1.") and "Rules" in c for c in captions)
+    w = DEFAULT_HEALTH_MODEL["weights"]
+    assert [_number(at, f"{k.capitalize()} weight").value for k in w] == list(w.values())
+    assert "Weights add up to 100 (must be 100)." in captions
+
+
+def test_admin_changes_the_weights_through_the_form(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    _number(at, "Milestone weight").set_value(40)
+    _number(at, "Adoption weight").set_value(20)
+    _number(at, "Engagement weight").set_value(20)
+    button(at, "Save health model").click().run()
+    assert not at.exception
+    assert not at.error, texts(at.error)
+
+    cur = _health(small_db)
+    assert cur.version == 2
+    expected = copy.deepcopy(DEFAULT_HEALTH_MODEL)
+    expected["weights"] = {"milestone": 40, "adoption": 20, "engagement": 20, "value": 20}
+    # Only what the admin changed: every other parameter keeps its stored value.
+    assert cur.value == json.loads(json.dumps(expected))
+    assert {r.field for r in log_rows(small_db, entity="setting")} == {
+        "health_model.weights.milestone",
+        "health_model.weights.adoption",
+        "health_model.weights.engagement",
+    }
+    assert any(c.startswith("Version 2.") for c in texts(at.caption))
+    log = table_with(at, "at", "who", "what", "field", "old", "new")
+    assert {(r.who, r.field, r.old, r.new) for r in log.itertuples()} >= {
+        ("demo-admin@localhost", "health_model.weights.milestone", "30", "40")
+    }
+
+
+def test_weights_not_adding_up_are_refused(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    _number(at, "Milestone weight").set_value(50)
+    button(at, "Save health model").click().run()
+    assert not at.exception
+    errors = texts(at.error)
+    assert len(errors) == 1 and errors[0].startswith("Not saved") and "the four weights must add up to 100" in errors[0]
+    assert _health(small_db).version == 1
+
+
+def test_admin_adds_a_team_member(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    form = next(f for f in at.form if f.proto.form.form_id.endswith("member"))
+    form.text_input[0].set_value("nia.new@example.com")
+    form.text_input[1].set_value("Nia New")
+    form.selectbox[0].set_value("revops")
+    button(at, "Save member").click().run()
+    assert not at.exception
+    assert member(small_db, "nia.new@example.com").role == "revops"
+    team = table_with(at, "email", "role")
+    assert ("nia.new@example.com", "revops") in set(zip(team["email"], team["role"], strict=True))
+
+
+def test_other_roles_read_only(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY, as_user="dana.leader@example.com")
+    assert [i for i in texts(at.main.info) if "Read-only" in i and "leader" in i]
+    assert button(at, "Save health model").disabled
+    assert "Save member" not in [b.label for b in at.form_submit_button]
+    assert all(n.disabled for n in at.number_input)
+    # Still shows everything.
+    assert len(table_with(at, "email", "role")) == len(TEAM)
+
+
+def _milestone(url: str, key: str) -> tuple[str, dict]:
+    from sqlalchemy import select
+
+    from db.models import MilestoneDefinition
+
+    with session_scope(url) as s:
+        m = s.execute(select(MilestoneDefinition).where(MilestoneDefinition.key == key)).scalar_one()
+        return m.name, json.loads(m.target_days)
+
+
+def test_admin_changes_milestone_target_days(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    at.session_state["ms_editor"] = {
+        "edited_rows": {1: {"SMB": 9, "name": "Technical setup complete"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    button(at, "Save milestones").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    name, targets = _milestone(small_db, "technical_setup_done")
+    assert (name, targets["SMB"], targets["Enterprise"]) == ("Technical setup complete", 9, 30)
+    assert {(r.entity_id, r.field) for r in log_rows(small_db, entity="milestone_definition")} == {
+        ("technical_setup_done", "name"),
+        ("technical_setup_done", "target_days"),
+    }
+    assert table_with(at, "key", "name", "SMB")["SMB"].tolist()[1] == 9
+
+
+def test_milestone_edits_are_saved_together_or_not_at_all(small_db: str, use_db) -> None:
+    """One valid and one invalid row (a cleared target day): the page says "Not saved", so
+    nothing may be saved, not the rows that happened to come before the invalid one."""
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    at.session_state["ms_editor"] = {
+        "edited_rows": {0: {"name": "Kickoff held"}, 1: {"SMB": None}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    button(at, "Save milestones").click().run()
+    assert not at.exception
+    errors = texts(at.error)
+    assert len(errors) == 1 and errors[0].startswith("Not saved") and "target SMB" in errors[0]
+    assert _milestone(small_db, "kickoff_complete")[0] == "Kickoff complete"
+    assert log_rows(small_db, entity="milestone_definition") == []
