@@ -27,7 +27,9 @@ FILTERED = {"Portfolio", "Funnel", "Cohorts", "Accounts", "Health model"}
 def database_error(exc: BaseException) -> None:
     """A clear page instead of a stack trace; retry brings the app back when the database is."""
     st.title("The database is unavailable")
-    st.error(describe_db_error(exc) if not isinstance(exc, DatabaseUnavailable) else str(exc), icon=":material/database:")
+    st.error(
+        describe_db_error(exc) if not isinstance(exc, DatabaseUnavailable) else str(exc), icon=":material/database:"
+    )
     st.write(
         "Nothing you entered was saved if the save did not say so. Check that the database server is running "
         "and that DATABASE_URL points at it, then retry."
@@ -50,14 +52,20 @@ st.session_state["_user"] = user
 
 pages = {
     "Analytics": [
-        st.Page("app_pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", url_path="portfolio", default=True),
+        st.Page(
+            "app_pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", url_path="portfolio", default=True
+        ),
         st.Page("app_pages/funnel.py", title="Funnel", icon=":material/filter_alt:", url_path="funnel"),
         st.Page("app_pages/cohorts.py", title="Cohorts", icon=":material/stacked_line_chart:", url_path="cohorts"),
-        st.Page("app_pages/health_model.py", title="Health model", icon=":material/monitor_heart:", url_path="health-model"),
+        st.Page(
+            "app_pages/health_model.py", title="Health model", icon=":material/monitor_heart:", url_path="health-model"
+        ),
     ],
     "Customer success": [
         st.Page("app_pages/accounts.py", title="Accounts", icon=":material/apartment:", url_path="accounts"),
-        st.Page("app_pages/success_plans.py", title="Success plans", icon=":material/checklist:", url_path="success-plans"),
+        st.Page(
+            "app_pages/success_plans.py", title="Success plans", icon=":material/checklist:", url_path="success-plans"
+        ),
     ],
     "Admin": [
         st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data"),
@@ -83,4 +91,3 @@ try:
     page.run()
 except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
     database_error(exc)
-

@@ -449,7 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weights", help="backtest what-if: milestone=30,adoption=25,engagement=25,value=20")
     s.set_defaults(func=cmd_report)
 
-    sub.add_parser("bench", help="run the benchmark on the 20,000-account demo database (manage.py bench --help; see BENCHMARKS.md)")
+    sub.add_parser(
+        "bench",
+        help="run the benchmark on the 20,000-account demo database (manage.py bench --help; see BENCHMARKS.md)",
+    )
 
     s = sub.add_parser("snapshot-health", help="store every account's health score as of a date (idempotent per date)")
     s.add_argument("--as-of", type=_date, help="date of the snapshot (default today)")

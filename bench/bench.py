@@ -61,7 +61,9 @@ BUDGETS = [
 ]
 
 
-def median_of(fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None) -> tuple[float, list[float]]:
+def median_of(
+    fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None
+) -> tuple[float, list[float]]:
     times = []
     for _ in range(runs):
         if before:
@@ -156,7 +158,10 @@ def bench_pages(url: str, runs: int) -> dict:
             assert not at.exception, at.exception
         out[f"page_cold_{name}"] = statistics.median(cold)
         out[f"page_filter_{name}"] = statistics.median(filt)
-        print(f"  {name:13s} cold {statistics.median(cold):.3f} s   after filter {statistics.median(filt):.3f} s", flush=True)
+        print(
+            f"  {name:13s} cold {statistics.median(cold):.3f} s   after filter {statistics.median(filt):.3f} s",
+            flush=True,
+        )
     return out
 
 
@@ -184,7 +189,9 @@ def bench_save(url: str, runs: int) -> dict:
     for i in range(max(runs, 10)):
         with session_scope(url) as s:
             t0 = time.perf_counter()
-            res = save_checklist(s, user, account_id=account_id, changes=[ItemChange(item_id, version, {"actual": f"bench {i}"})])
+            res = save_checklist(
+                s, user, account_id=account_id, changes=[ItemChange(item_id, version, {"actual": f"bench {i}"})]
+            )
             times.append(time.perf_counter() - t0)
         version = res.versions[item_id]
     print(f"  checklist save median {statistics.median(times) * 1000:.0f} ms", flush=True)
@@ -204,7 +211,12 @@ def bench_import(url: str) -> dict:
         print("  exporting the benchmark database to CSV ...", flush=True)
         export_dir(work / "csv", url=url)
         target = f"sqlite:///{work / 'target.db'}"
-        subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate"], env={**os.environ, "DATABASE_URL": target}, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), "migrate"],
+            env={**os.environ, "DATABASE_URL": target},
+            check=True,
+            capture_output=True,
+        )
         print("  importing through the CLI ...", flush=True)
         proc = subprocess.run(
             ["/usr/bin/time", "-v", sys.executable, str(ROOT / "manage.py"), "import", str(work / "csv"), "--quiet"],
@@ -242,7 +254,15 @@ def machine() -> dict:
     pg = ""
     with contextlib.suppress(OSError):
         pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "python": platform.python_version(), "sqlite": sqlite3.sqlite_version, "postgres_client": pg, "os": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "postgres_client": pg,
+        "os": platform.platform(),
+    }
 
 
 def write_markdown(results: dict) -> Path:
@@ -261,7 +281,12 @@ def write_markdown(results: dict) -> Path:
         r = results.get(backend)
         if not r:
             continue
-        lines += [f"## {'SQLite' if backend == 'sqlite' else 'PostgreSQL'}", "", "| issue | what | budget | measured | within budget |", "|---|---|---|---|---|"]
+        lines += [
+            f"## {'SQLite' if backend == 'sqlite' else 'PostgreSQL'}",
+            "",
+            "| issue | what | budget | measured | within budget |",
+            "|---|---|---|---|---|",
+        ]
         for key, what, budget, issue in BUDGETS:
             if key not in r:
                 continue
@@ -286,11 +311,17 @@ def write_markdown(results: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="manage.py bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="manage.py bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--db-url", default=None, help="benchmark database (default: data/bench.db, built if missing)")
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--only", default="analytics,pages,save,import", help="comma list of: analytics, pages, save, import")
-    p.add_argument("--no-write", action="store_true", help="print only; do not update bench/results.json and BENCHMARKS.md")
+    p.add_argument(
+        "--only", default="analytics,pages,save,import", help="comma list of: analytics, pages, save, import"
+    )
+    p.add_argument(
+        "--no-write", action="store_true", help="print only; do not update bench/results.json and BENCHMARKS.md"
+    )
     args = p.parse_args(argv)
     url = args.db_url or BENCH_DB
     backend = "postgresql" if url.startswith("postgres") else "sqlite"

@@ -34,7 +34,15 @@ if str(ROOT) not in sys.path:
 
 from bench.bench import AS_OF, BENCH_DB, RESULTS, ensure_db, machine, write_markdown  # noqa: E402
 
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 Q = f"as_of={AS_OF.isoformat()}"
 
 
@@ -57,7 +65,19 @@ def start_server(db_url: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     log = open(ROOT / "bench" / "load-server.log", "w")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+        ],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": db_url, "AUTH_HEADER": "X-Forwarded-Email"},
         stdout=log,
@@ -101,9 +121,17 @@ async def timed(stats: Stats, label: str, page, action) -> None:
 
 
 async def leader(browser, base: str, email: str, stats: Stats, until: float, rng: random.Random) -> None:
-    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000}, extra_http_headers={"X-Forwarded-Email": email})
+    ctx = await browser.new_context(
+        viewport={"width": 1400, "height": 1000}, extra_http_headers={"X-Forwarded-Email": email}
+    )
     page = await ctx.new_page()
-    targets = [f"/?{Q}", f"/cohorts?{Q}", f"/cohorts?view=Time+to+value&{Q}", f"/?{Q}&segment=Enterprise", f"/cohorts?{Q}&segment=SMB"]
+    targets = [
+        f"/?{Q}",
+        f"/cohorts?{Q}",
+        f"/cohorts?view=Time+to+value&{Q}",
+        f"/?{Q}&segment=Enterprise",
+        f"/cohorts?{Q}&segment=SMB",
+    ]
     while time.time() < until:
         url = base + rng.choice(targets)
         await timed(stats, "leader page", page, lambda url=url: page.goto(url))
@@ -112,17 +140,26 @@ async def leader(browser, base: str, email: str, stats: Stats, until: float, rng
 
 
 async def revops(browser, base: str, email: str, stats: Stats, until: float, rng: random.Random) -> None:
-    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000}, extra_http_headers={"X-Forwarded-Email": email})
+    ctx = await browser.new_context(
+        viewport={"width": 1400, "height": 1000}, extra_http_headers={"X-Forwarded-Email": email}
+    )
     page = await ctx.new_page()
     await timed(stats, "funnel open", page, lambda: page.goto(f"{base}/funnel?{Q}"))
     while time.time() < until:
         choice = rng.random()
         if choice < 0.4:
             mode = rng.choice(["ordered", "strict", "unordered"])
-            await timed(stats, "funnel mode", page, lambda mode=mode: page.get_by_role("radio", name=mode, exact=True).click())
+            await timed(
+                stats, "funnel mode", page, lambda mode=mode: page.get_by_role("radio", name=mode, exact=True).click()
+            )
         elif choice < 0.7:
             seg = rng.choice(["SMB", "Mid-Market", "Enterprise", "Strategic"])
-            await timed(stats, "funnel filter", page, lambda seg=seg: page.goto(f"{base}/funnel?{Q}&segment={seg.replace(' ', '+')}"))
+            await timed(
+                stats,
+                "funnel filter",
+                page,
+                lambda seg=seg: page.goto(f"{base}/funnel?{Q}&segment={seg.replace(' ', '+')}"),
+            )
         else:
             by = rng.choice(["segment", "plan", "region"])
             await timed(stats, "funnel breakdown", page, lambda by=by: page.goto(f"{base}/funnel?{Q}&by={by}"))
@@ -152,8 +189,12 @@ async def edit_first_actual(page, value: str) -> bool:
         return False
 
 
-async def csm(browser, base: str, email: str, account: str, tag: str, stats: Stats, until: float, rng: random.Random) -> None:
-    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000}, extra_http_headers={"X-Forwarded-Email": email})
+async def csm(
+    browser, base: str, email: str, account: str, tag: str, stats: Stats, until: float, rng: random.Random
+) -> None:
+    ctx = await browser.new_context(
+        viewport={"width": 1400, "height": 1000}, extra_http_headers={"X-Forwarded-Email": email}
+    )
     page = await ctx.new_page()
     await timed(stats, "plan open", page, lambda: page.goto(f"{base}/success-plans?account={account}&{Q}"))
     n = 0
@@ -187,7 +228,12 @@ async def csm(browser, base: str, email: str, account: str, tag: str, stats: Sta
                 stats.saves.append(elapsed)
                 stats.refused.append((email, account, value))
                 # Take the colleague's version and carry on, as a user would.
-                await timed(stats, "plan reload", page, lambda: page.get_by_role("button", name="Reload (discard my unsaved edits)").click())
+                await timed(
+                    stats,
+                    "plan reload",
+                    page,
+                    lambda: page.get_by_role("button", name="Reload (discard my unsaved edits)").click(),
+                )
             else:
                 stats.errors.append(f"{tag}: save neither acknowledged nor refused")
         except Exception as exc:  # noqa: BLE001
@@ -209,14 +255,21 @@ def plan_sessions(db_url: str, sessions: int) -> list[tuple]:
         revopss = [e for e, r in team if r == "revops"] or leaders
         owned = {
             e: c.execute(
-                text("SELECT a.external_id FROM accounts a JOIN team_members t ON t.id = a.csm_id WHERE t.email = :e ORDER BY a.external_id LIMIT 3"), {"e": e}
-            ).scalars().all()
+                text(
+                    "SELECT a.external_id FROM accounts a JOIN team_members t ON t.id = a.csm_id WHERE t.email = :e ORDER BY a.external_id LIMIT 3"
+                ),
+                {"e": e},
+            )
+            .scalars()
+            .all()
             for e in csms
         }
     n_csm = max(2, round(sessions * 0.4))
     n_rev = max(1, round(sessions * 0.3))
     n_lead = max(1, sessions - n_csm - n_rev)
-    plan = [("leader", leaders[i % len(leaders)]) for i in range(n_lead)] + [("revops", revopss[i % len(revopss)]) for i in range(n_rev)]
+    plan = [("leader", leaders[i % len(leaders)]) for i in range(n_lead)] + [
+        ("revops", revopss[i % len(revopss)]) for i in range(n_rev)
+    ]
     for i in range(n_csm):
         # With more CSM sessions than CSMs, a CSM has two sessions on the same item, so
         # conflicting saves happen (the second save on a stale version must be refused).
@@ -313,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         "load_save_p50": pct(saves, 0.5),
         "load_save_p95": pct(saves, 0.95),
         "load_errors": len(stats.errors),
-        "load_lost_saves": len(check["lost"]) + len(check["duplicated"]) + len(check["refused_but_written"]) + len(check["wrong_final"]),
+        "load_lost_saves": len(check["lost"])
+        + len(check["duplicated"])
+        + len(check["refused_but_written"])
+        + len(check["wrong_final"]),
     }
     print(json.dumps(out, indent=2))
     if stats.errors:

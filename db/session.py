@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -36,10 +37,9 @@ def database_url(url: str | None = None) -> str:
         if not path.is_absolute():
             # Relative SQLite paths are relative to the project, not the working directory.
             path = ROOT / path
-        try:
+        # If the folder cannot be made, connecting fails with "unable to open database file".
+        with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            pass  # connecting will fail with a clear "unable to open database file"
         url = parsed.set(database=str(path)).render_as_string(hide_password=False)
     return url
 
@@ -161,7 +161,9 @@ def data_version(session: Session) -> int:
 def versions(session: Session) -> dict[str, int]:
     """All change counters: data_version (any write), core_version (imports, settings,
     snapshots, team) and plans_version (checklists, plans, interventions)."""
-    rows = session.execute(text("SELECT key, value FROM meta WHERE key IN ('data_version', 'core_version', 'plans_version')")).all()
+    rows = session.execute(
+        text("SELECT key, value FROM meta WHERE key IN ('data_version', 'core_version', 'plans_version')")
+    ).all()
     out = {"data_version": 0, "core_version": 0, "plans_version": 0}
     out.update({k: int(v) for k, v in rows})
     return out

@@ -135,7 +135,11 @@ def reading(table: pd.DataFrame, outcome: str, top: int = 3) -> list[str]:
     out = []
     for _, r in sig.iterrows():
         b = r["behaviour"]
-        who = f"that reached {b.split(':', 1)[1].replace('_', ' ')}" if b.startswith("milestone:") else f"with {b.replace('_', ' ')}"
+        who = (
+            f"that reached {b.split(':', 1)[1].replace('_', ' ')}"
+            if b.startswith("milestone:")
+            else f"with {b.replace('_', ' ')}"
+        )
         direction = "more" if r["difference"] > 0 else "less"
         where = "" if r["segment"] == "All" else f" ({r['segment']})"
         out.append(

@@ -3,6 +3,10 @@
 Rules (thresholds from settings): milestone overdue by more than N days; no activity for
 N days; adoption under X % at day D while onboarding; health fell P+ points in D days;
 no champion by day D; first value not reached by the segment's target.
+
+Each fired trigger also says about how many days its condition has held (`firing_days`),
+so "fired this week" needs no second evaluation; a health drop counts as new (it is
+measured over the last D days).
 """
 
 from __future__ import annotations
@@ -69,9 +73,11 @@ def evaluate(
         reason: pd.Series,
         action_key: pd.Series | str,
         days_overdue: pd.Series | None = None,
+        firing_days: pd.Series | float = 0.0,
     ) -> None:
         if frame.empty:
             return
+        firing = firing_days.to_numpy(float) if isinstance(firing_days, pd.Series) else np.full(len(frame), firing_days)
         keys = action_key if isinstance(action_key, pd.Series) else pd.Series(action_key, index=frame.index)
         out.append(
             pd.DataFrame(
@@ -85,6 +91,8 @@ def evaluate(
                     "days_overdue": (
                         days_overdue.to_numpy() if days_overdue is not None else np.full(len(frame), np.nan)
                     ),
+                    # How long the condition has held (about): "new this week" = under 7.
+                    "firing_days": np.maximum(firing, 0.0),
                 }
             )
         )
@@ -122,6 +130,7 @@ def evaluate(
                 reason,
                 late["milestone_key"].map(MILESTONE_ACTION).fillna("enhanced support"),
                 late["days"],
+                late["days"] - n,
             )
 
     r = rules.get("no_activity", {})
@@ -138,7 +147,7 @@ def evaluate(
             ),
             index=hit.index,
         )
-        emit(hit, "no_activity", reason, RULE_ACTION["no_activity"])
+        emit(hit, "no_activity", reason, RULE_ACTION["no_activity"], firing_days=(days - n).fillna(float("inf")))
 
     r = rules.get("low_adoption", {})
     if r.get("enabled", True):
@@ -149,7 +158,7 @@ def evaluate(
             + (hit["adoption_share"].fillna(0) * 100).round().astype(int).astype(str)
             + f" % of seats after day {day} (threshold {thr:.0%})"
         )
-        emit(hit, "low_adoption", reason, RULE_ACTION["low_adoption"])
+        emit(hit, "low_adoption", reason, RULE_ACTION["low_adoption"], firing_days=hit["age_days"] - day)
 
     r = rules.get("health_drop", {})
     if r.get("enabled", True) and "total_before" in live:
@@ -177,7 +186,7 @@ def evaluate(
             + hit["age_days"].astype(int).astype(str)
             + ")"
         )
-        emit(hit, "no_champion", reason, RULE_ACTION["no_champion"])
+        emit(hit, "no_champion", reason, RULE_ACTION["no_champion"], firing_days=hit["age_days"] - day)
 
     r = rules.get("ttfv_overdue", {})
     if r.get("enabled", True):
@@ -194,9 +203,9 @@ def evaluate(
             + hit["ttfv_target_days"].astype(int).astype(str)
             + ")"
         )
-        emit(hit, "ttfv_overdue", reason, RULE_ACTION["ttfv_overdue"], late_by)
+        emit(hit, "ttfv_overdue", reason, RULE_ACTION["ttfv_overdue"], late_by, late_by - grace)
 
-    cols = ["account_id", "rule", "trigger", "reason", "intervention", "action", "days_overdue"]
+    cols = ["account_id", "rule", "trigger", "reason", "intervention", "action", "days_overdue", "firing_days"]
     if not out:
         return pd.DataFrame(columns=cols)
     return pd.concat(out, ignore_index=True)[cols]

@@ -49,7 +49,9 @@ class Databases:
                 with self.admin.connect() as c:
                     c.execute(text("SELECT 1"))
             except Exception as exc:  # noqa: BLE001
-                pytest.exit(f"DATABASE_URL={BASE_URL} is set but the PostgreSQL server cannot be reached: {exc}", returncode=3)
+                pytest.exit(
+                    f"DATABASE_URL={BASE_URL} is set but the PostgreSQL server cannot be reached: {exc}", returncode=3
+                )
 
     def new(self) -> str:
         """A new, empty database; returns its URL."""
@@ -152,7 +154,12 @@ def run_cli(url: str, *args: str, timeout: int = 300) -> subprocess.CompletedPro
     """Run manage.py in a subprocess against a test database."""
     env = {**os.environ, "DATABASE_URL": url, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT)
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=str(ROOT),
     )
 
 

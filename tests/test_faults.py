@@ -24,7 +24,17 @@ from db.session import alembic_config, get_engine, migrate
 from tests.conftest import AS_OF, ROOT
 
 APP = str(ROOT / "app.py")
-TABLES = ["team_members", "accounts", "events", "account_milestones", "outcomes", "checklist_items", "success_plans", "change_log", "health_snapshots"]
+TABLES = [
+    "team_members",
+    "accounts",
+    "events",
+    "account_milestones",
+    "outcomes",
+    "checklist_items",
+    "success_plans",
+    "change_log",
+    "health_snapshots",
+]
 
 
 def counts(url: str) -> dict[str, int]:
@@ -49,15 +59,26 @@ def test_upgrading_the_previous_release_keeps_all_data(unmigrated_db: str) -> No
         command.upgrade(cfg, "0001")
     assert "done_at" not in {c["name"] for c in inspect(engine).get_columns("checklist_items")}
     with engine.begin() as c:
-        c.execute(text("INSERT INTO team_members (email, name, role, active) VALUES ('ann@x.example', 'Ann', 'csm', :t)"), {"t": True})
+        c.execute(
+            text("INSERT INTO team_members (email, name, role, active) VALUES ('ann@x.example', 'Ann', 'csm', :t)"),
+            {"t": True},
+        )
         c.execute(
             text(
                 "INSERT INTO accounts (external_id, name, segment, contract_start, arr, licensed_seats, csm_id, created_at) "
                 "VALUES ('A-1', 'Acme <b>Corp</b>', 'SMB', '2025-01-10', 12000.5, 10, 1, '2025-01-10 00:00:00')"
             )
         )
-        c.execute(text("INSERT INTO events (account_id, event, ts, user_id, properties) VALUES (1, 'login', '2025-01-11 09:00:00', 'u1', '{\"a\": 1}')"))
-        c.execute(text("INSERT INTO events (account_id, event, ts, user_id, properties) VALUES (1, 'login', '2025-01-12 09:00:00', '', NULL)"))
+        c.execute(
+            text(
+                "INSERT INTO events (account_id, event, ts, user_id, properties) VALUES (1, 'login', '2025-01-11 09:00:00', 'u1', '{\"a\": 1}')"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO events (account_id, event, ts, user_id, properties) VALUES (1, 'login', '2025-01-12 09:00:00', '', NULL)"
+            )
+        )
         c.execute(
             text(
                 "INSERT INTO milestone_definitions (key, name, phase, sort_order, target_days, is_value) "
@@ -65,8 +86,14 @@ def test_upgrading_the_previous_release_keeps_all_data(unmigrated_db: str) -> No
             ),
             {"f": False},
         )
-        c.execute(text("INSERT INTO account_milestones (account_id, milestone_key, due_date, completed_at) VALUES (1, 'kickoff_complete', '2025-01-13', '2025-01-12 10:00:00')"))
-        c.execute(text("INSERT INTO outcomes (account_id, date, type, arr_change) VALUES (1, '2026-01-10', 'renewed', 0)"))
+        c.execute(
+            text(
+                "INSERT INTO account_milestones (account_id, milestone_key, due_date, completed_at) VALUES (1, 'kickoff_complete', '2025-01-13', '2025-01-12 10:00:00')"
+            )
+        )
+        c.execute(
+            text("INSERT INTO outcomes (account_id, date, type, arr_change) VALUES (1, '2026-01-10', 'renewed', 0)")
+        )
         for i, status in enumerate(["done", "in progress"]):
             c.execute(
                 text(
@@ -75,8 +102,16 @@ def test_upgrading_the_previous_release_keeps_all_data(unmigrated_db: str) -> No
                 ),
                 {"c": f"criterion {i}", "s": status, "p": i},
             )
-        c.execute(text("INSERT INTO change_log (at, actor, entity, entity_id, account_id, field, old, new, context) VALUES ('2025-02-01 00:00:00', 'ann@x.example', 'checklist_item', '1', 1, 'status', 'in progress', 'done', 'edit')"))
-        c.execute(text("INSERT INTO health_snapshots (account_id, date, total, milestone, adoption, engagement, value, band, model_version) VALUES (1, '2025-02-01', 71.5, 30, 10, 11.5, 20, 'On Track', 1)"))
+        c.execute(
+            text(
+                "INSERT INTO change_log (at, actor, entity, entity_id, account_id, field, old, new, context) VALUES ('2025-02-01 00:00:00', 'ann@x.example', 'checklist_item', '1', 1, 'status', 'in progress', 'done', 'edit')"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO health_snapshots (account_id, date, total, milestone, adoption, engagement, value, band, model_version) VALUES (1, '2025-02-01', 71.5, 30, 10, 11.5, 20, 'On Track', 1)"
+            )
+        )
     before = counts(url)
 
     assert migrate(url) == "0002"
@@ -105,7 +140,10 @@ def _accounts_csv(n: int) -> bytes:
 
 def _events_csv(n: int, accounts: int) -> bytes:
     rows = ["account_id,event,timestamp,user_id"]
-    rows += [f"X-{i % accounts},login,2025-02-01T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z,u{i % 97}" for i in range(n)]
+    rows += [
+        f"X-{i % accounts},login,2025-02-01T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z,u{i % 97}"
+        for i in range(n)
+    ]
     return ("\n".join(rows) + "\n").encode()
 
 
@@ -127,7 +165,13 @@ def test_a_killed_cli_import_writes_nothing(small_db: str, tmp_path: Path) -> No
     (tmp_path / "events.csv").write_bytes(_events_csv(400_000, 50))
     before = counts(small_db)
     env = {**os.environ, "DATABASE_URL": small_db}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "import", str(tmp_path)], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "import", str(tmp_path)],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     seen = ""
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -151,7 +195,9 @@ UNREACHABLE = {
 
 
 @pytest.mark.parametrize("kind", list(UNREACHABLE))
-def test_database_down_at_start_gives_a_clear_page_and_recovers(kind: str, demo_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_down_at_start_gives_a_clear_page_and_recovers(
+    kind: str, demo_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = UNREACHABLE[kind]
     if bad is None:
         junk = tmp_path / "broken.db"
@@ -184,6 +230,6 @@ def test_database_lost_mid_session_gives_a_clear_page(demo_db: str, monkeypatch:
     assert not at.exception
     assert at.title[0].value == "The database is unavailable"
     monkeypatch.setenv("DATABASE_URL", demo_db)
-    [b for b in at.button if b.label == "Retry"][0].click().run()
+    next(b for b in at.button if b.label == "Retry").click().run()
     assert not at.exception
     assert at.title[0].value == "Funnel"

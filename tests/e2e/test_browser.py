@@ -52,7 +52,19 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(ROOT / "artifacts" / f"streamlit-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port), "--server.headless", "true", "--server.address", "127.0.0.1"],
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(self.port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+            ],
             cwd=ROOT,
             env={**os.environ, "DATABASE_URL": url, **(env or {})},
             stdout=self.log,
@@ -79,7 +91,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def browser():  # noqa: ANN201
+def browser():
     exe = chromium_path()
     if exe is None:
         pytest.fail("Debian's Chromium is not installed: apt-get update && apt-get install -y chromium")
@@ -101,11 +113,15 @@ def demo_server(demo_db: str) -> Iterator[Server]:
     s.stop()
 
 
-def settle(page, title: str | None = None, timeout: float = 60) -> None:  # noqa: ANN001
+def settle(page, title: str | None = None, timeout: float = 60) -> None:
     """Wait until the page has its title and Streamlit has stopped running the script."""
     page.wait_for_selector("h1", timeout=timeout * 1000)
     if title:
-        page.wait_for_function("t => [...document.querySelectorAll('h1')].some(h => h.innerText.trim() === t)", arg=title, timeout=timeout * 1000)
+        page.wait_for_function(
+            "t => [...document.querySelectorAll('h1')].some(h => h.innerText.trim() === t)",
+            arg=title,
+            timeout=timeout * 1000,
+        )
     quiet = 0
     end = time.time() + timeout
     while time.time() < end and quiet < 6:
@@ -114,12 +130,12 @@ def settle(page, title: str | None = None, timeout: float = 60) -> None:  # noqa
     time.sleep(0.3)
 
 
-def no_exception(page) -> None:  # noqa: ANN001
+def no_exception(page) -> None:
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def shot(page, name: str) -> Path:  # noqa: ANN001
+def shot(page, name: str) -> Path:
     """The first screen at 1400x1000, and the whole page (Streamlit scrolls inside its
     main container, so the viewport is stretched to the content for that one)."""
     path = SHOTS / f"{name}.png"
@@ -137,7 +153,7 @@ def shot(page, name: str) -> Path:  # noqa: ANN001
     return path
 
 
-def metric_value(page, label: str) -> str:  # noqa: ANN001
+def metric_value(page, label: str) -> str:
     m = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
     return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
@@ -159,7 +175,9 @@ PAGES = [
 
 
 @pytest.mark.parametrize(("name", "path", "title", "expect"), PAGES, ids=[p[0] for p in PAGES])
-def test_every_page_renders_with_its_content(browser, demo_server: Server, name: str, path: str, title: str, expect: str) -> None:  # noqa: ANN001
+def test_every_page_renders_with_its_content(
+    browser, demo_server: Server, name: str, path: str, title: str, expect: str
+) -> None:
     page = browser.new_page(viewport=VIEWPORT)
     sep = "&" if "?" in path else "?"
     page.goto(f"{demo_server.base}/{path}{sep}{Q}")
@@ -170,20 +188,27 @@ def test_every_page_renders_with_its_content(browser, demo_server: Server, name:
     page.close()
 
 
-def test_one_account_page(browser, demo_server: Server, demo_db: str) -> None:  # noqa: ANN001
+def test_one_account_page(browser, demo_server: Server, demo_db: str) -> None:
     with get_engine(demo_db).connect() as c:
         ext, name = c.execute(text("SELECT external_id, name FROM accounts ORDER BY external_id LIMIT 1")).one()
     page = browser.new_page(viewport=VIEWPORT)
     page.goto(f"{demo_server.base}/accounts?account={ext}&{Q}")
     settle(page, name)
     no_exception(page)
-    for text_ in ("Health breakdown", "Milestones: planned against actual", "Interventions", "Success plan", "Recent activity", "Next action"):
+    for text_ in (
+        "Health breakdown",
+        "Milestones: planned against actual",
+        "Interventions",
+        "Success plan",
+        "Recent activity",
+        "Next action",
+    ):
         assert page.get_by_text(text_, exact=False).count() > 0, text_
     shot(page, "account")
     page.close()
 
 
-def test_sidebar_filter_changes_the_numbers_and_the_url(browser, demo_server: Server) -> None:  # noqa: ANN001
+def test_sidebar_filter_changes_the_numbers_and_the_url(browser, demo_server: Server) -> None:
     page = browser.new_page(viewport=VIEWPORT)
     page.goto(f"{demo_server.base}/?{Q}")
     settle(page, "Portfolio")
@@ -207,7 +232,7 @@ def test_sidebar_filter_changes_the_numbers_and_the_url(browser, demo_server: Se
     page.close()
 
 
-def test_funnel_drilldown_opens_the_account(browser, demo_server: Server, demo_db: str) -> None:  # noqa: ANN001
+def test_funnel_drilldown_opens_the_account(browser, demo_server: Server, demo_db: str) -> None:
     page = browser.new_page(viewport=VIEWPORT)
     page.goto(f"{demo_server.base}/funnel?{Q}")
     settle(page, "Funnel")
@@ -245,14 +270,16 @@ def _accounts_of(url: str) -> tuple[str, str, str]:
     """(a CSM's email, one of their accounts, an account of another CSM)."""
     with get_engine(url).connect() as c:
         rows = c.execute(
-            text("SELECT t.email, a.external_id FROM accounts a JOIN team_members t ON t.id = a.csm_id WHERE t.role = 'csm' ORDER BY a.external_id")
+            text(
+                "SELECT t.email, a.external_id FROM accounts a JOIN team_members t ON t.id = a.csm_id WHERE t.role = 'csm' ORDER BY a.external_id"
+            )
         ).all()
     email, own = rows[0]
     other = next(ext for e, ext in rows if e != email)
     return email, own, other
 
 
-def _edit_first_actual(page, value: str) -> None:  # noqa: ANN001
+def _edit_first_actual(page, value: str) -> None:
     """Type into the 'Actual (manual)' cell of the first checklist row (the grid is a
     canvas: click a cell, move with the keyboard, type). Retried until the page shows the
     unsaved change, since a busy machine can swallow a keystroke."""
@@ -279,13 +306,13 @@ def _edit_first_actual(page, value: str) -> None:  # noqa: ANN001
     raise AssertionError("could not edit the checklist cell")
 
 
-def _cells(page, nth: int = 0) -> list[str]:  # noqa: ANN001
+def _cells(page, nth: int = 0) -> list[str]:
     grid = page.locator('[data-testid="stDataFrame"]').nth(nth)
     cells = grid.locator('[role="gridcell"]')
     return [cells.nth(i).inner_text() for i in range(cells.count())]
 
 
-def test_csm_edits_their_checklist_and_sees_history_but_not_others(browser, header_server) -> None:  # noqa: ANN001
+def test_csm_edits_their_checklist_and_sees_history_but_not_others(browser, header_server) -> None:
     server, url = header_server
     email, own, other = _accounts_of(url)
     ctx = browser.new_context(viewport=VIEWPORT, extra_http_headers={"X-Forwarded-Email": email})
@@ -303,7 +330,9 @@ def test_csm_edits_their_checklist_and_sees_history_but_not_others(browser, head
     settle(page, "Success plans")
     with get_engine(url).connect() as c:
         stored = c.execute(
-            text("SELECT c.actual FROM checklist_items c JOIN accounts a ON a.id = c.account_id WHERE a.external_id = :e ORDER BY c.position, c.id LIMIT 1"),
+            text(
+                "SELECT c.actual FROM checklist_items c JOIN accounts a ON a.id = c.account_id WHERE a.external_id = :e ORDER BY c.position, c.id LIMIT 1"
+            ),
             {"e": own},
         ).scalar_one()
     assert stored == "42 of 50 sources"
@@ -323,7 +352,7 @@ def test_csm_edits_their_checklist_and_sees_history_but_not_others(browser, head
     ctx.close()
 
 
-def test_someone_not_in_the_team_gets_a_no_access_page(browser, header_server) -> None:  # noqa: ANN001
+def test_someone_not_in_the_team_gets_a_no_access_page(browser, header_server) -> None:
     server, _ = header_server
     ctx = browser.new_context(viewport=VIEWPORT, extra_http_headers={"X-Forwarded-Email": "stranger@elsewhere.example"})
     page = ctx.new_page()
@@ -339,7 +368,7 @@ def test_someone_not_in_the_team_gets_a_no_access_page(browser, header_server) -
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-def test_html_in_an_account_name_is_shown_as_text_everywhere(browser, small_db: str) -> None:  # noqa: ANN001
+def test_html_in_an_account_name_is_shown_as_text_everywhere(browser, small_db: str) -> None:
     from db.importer import import_files
 
     with get_engine(small_db).connect() as c:
@@ -348,10 +377,10 @@ def test_html_in_an_account_name_is_shown_as_text_everywhere(browser, small_db: 
         {
             "accounts.csv": f'account_id,name,segment,contract_start,csm_email,licensed_seats\nX-HTML,"{HOSTILE}",SMB,2026-06-01,{csm},10\n'.encode(),
             "events.csv": (
-                "account_id,event,timestamp,user_id\n"
-                "X-HTML,workspace_created,2026-06-02T10:00:00Z,u1\n"
-                "X-HTML,login,2026-06-03T10:00:00Z,u1\n"
-            ).encode(),
+                b"account_id,event,timestamp,user_id\n"
+                b"X-HTML,workspace_created,2026-06-02T10:00:00Z,u1\n"
+                b"X-HTML,login,2026-06-03T10:00:00Z,u1\n"
+            ),
         },
         url=small_db,
     )
