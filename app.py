@@ -87,7 +87,7 @@ if status.get("demo"):
 try:
     if page.title in FILTERED:
         src = cache.facts()
-        st.session_state["_filters"] = sidebar_filters(src.accounts())
+        st.session_state["_filters"] = sidebar_filters(src.filter_options())
     page.run()
 except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
     database_error(exc)

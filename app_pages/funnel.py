@@ -284,11 +284,12 @@ if len(sel):
         download_df=sel.drop(columns=["account_id"]),
     )
     o1, o2 = st.columns([3, 1])
+    names = dict(zip(sel["external_id"], sel["name"], strict=True))
     with o1:
         target = st.selectbox(
             "Open an account",
             sel["external_id"].tolist()[:500],
-            format_func=lambda e: f"{e} · {sel.set_index('external_id').at[e, 'name']}",
+            format_func=lambda e: f"{e} · {names[e]}",
             key="drill_open",
         )
     with o2:

@@ -10,6 +10,8 @@ from components import cache, charts, context
 from components.ui import account_link, empty, kpi_tile, reading, table
 from services.analytics import portfolio
 
+ATTENTION_ROWS = 300
+
 src = cache.facts()
 flt = context.filters()
 as_of = context.as_of()
@@ -64,7 +66,10 @@ st.caption("At Risk or Critical health, or a risk trigger firing; lowest health 
 if p.at_risk.empty:
     st.success("No account is at risk and no risk trigger fired.", icon=":material/check_circle:")
 else:
-    view = p.at_risk.assign(link=p.at_risk["external_id"].map(account_link))
+    shown = p.at_risk.head(ATTENTION_ROWS)
+    if len(p.at_risk) > ATTENTION_ROWS:
+        st.caption(f"Showing the {ATTENTION_ROWS} with the lowest health; the download has all {len(p.at_risk):,}.")
+    view = shown.assign(link=shown["external_id"].map(account_link))
     view = view[["link", "name", "segment", "owner", "health", "band", "reason", "days_overdue", "triggers", "action"]]
     table(
         view,

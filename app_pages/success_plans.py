@@ -56,7 +56,7 @@ ext = st.selectbox(
 if ext != current:
     st.query_params["account"] = ext
 account_id = find_account(ext)
-v = account_view(src, user, account_id=account_id, as_of=as_of)
+v = account_view(src, user, account_id=account_id, as_of=as_of, full=False)
 a = v.account
 st.caption(
     f"{md(a.segment)} · CSM {md(v.csm.name if v.csm else 'unassigned')} · started {a.contract_start:%d %b %Y} · {v.status}"

@@ -31,8 +31,8 @@ def as_of() -> date:
     return v if isinstance(v, date) else today()
 
 
-def sidebar_filters(accounts: pd.DataFrame) -> Filters:
-    """Render the filters in the sidebar and return them."""
+def sidebar_filters(opts: dict) -> Filters:
+    """Render the filters in the sidebar and return them (`opts`: Facts.filter_options())."""
     sb = st.sidebar
     sb.subheader("Filters")
     sb.date_input(
@@ -43,15 +43,9 @@ def sidebar_filters(accounts: pd.DataFrame) -> Filters:
         help="Everything is computed from the data up to this date (point in time).",
         format="YYYY-MM-DD",
     )
-    options = {
-        "segment": [s for s in SEGMENTS if s in set(accounts["segment"])],
-        "industry": sorted(accounts["industry"].dropna().unique().tolist()),
-        "plan": sorted(accounts["plan"].dropna().unique().tolist()),
-        "channel": sorted(accounts["channel"].dropna().unique().tolist()),
-        "csm": sorted(accounts["csm_email"].dropna().unique().tolist()),
-        "region": sorted(accounts["region"].dropna().unique().tolist()),
-    }
-    csm_names = dict(zip(accounts["csm_email"], accounts["csm_name"], strict=False))
+    options = {key: opts[key] for key, _ in MULTI}
+    options["segment"] = [s for s in SEGMENTS if s in set(opts["segment"])]
+    csm_names = opts["csm_names"]
     values: dict[str, tuple[str, ...]] = {}
     for key, label in MULTI:
         sel = sb.multiselect(
@@ -63,7 +57,7 @@ def sidebar_filters(accounts: pd.DataFrame) -> Filters:
             format_func=(lambda e: csm_names.get(e) or e) if key == "csm" else str,
         )
         values[key] = tuple(sel)
-    lo, hi = accounts["contract_start"].min(), accounts["contract_start"].max()
+    lo, hi = opts["start_range"]
     rng = sb.date_input(
         "Contract start between",
         value=(),

@@ -79,9 +79,11 @@ def table(
     event = st.dataframe(
         df, key=key, column_config=column_config, hide_index=hide_index, height=height, width="stretch", **kwargs
     )
+    source = download_df if download_df is not None else df
     st.download_button(
         "Download CSV",
-        csv_bytes(download_df if download_df is not None else df),
+        # Made when clicked, not on every run (tables can hold 20,000 accounts).
+        lambda: csv_bytes(source),
         file_name=f"{filename}.csv",
         mime="text/csv",
         key=f"{key}_csv",

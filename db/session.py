@@ -170,9 +170,10 @@ def versions(session: Session) -> dict[str, int]:
 
 
 def bump_data_version(session: Session, scope: str = "core") -> None:
-    """Mark the data as changed (within the caller's transaction). `scope` is "core" or
-    "plans": a checklist save must not throw away every cached analysis, only what
-    depends on plans."""
+    """Mark the data as changed (within the caller's transaction). `scope` is "core"
+    (imports, settings, snapshots), "plans" (checklist and plan changes that analyses read)
+    or "notes" (text nothing aggregates): a checklist save must not throw away every
+    cached analysis."""
     for key in ("data_version", f"{scope}_version"):
         updated = session.execute(
             text("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(200)) WHERE key = :k"), {"k": key}

@@ -114,8 +114,12 @@ def metric_values(conn, *, account_id: int, seats: int | None, as_of: date) -> d
     return out
 
 
-def account_view(src: Facts, user: User, *, account_id: int, as_of: date) -> AccountView:
+def account_view(src: Facts, user: User, *, account_id: int, as_of: date, full: bool = True) -> AccountView:
+    """Everything about one account; with full=False only what the Success plans page needs
+    (the account, its plan, checklist and measured values), which keeps saves fast."""
     url = src.url
+    if not full:
+        return _plan_view(src, user, account_id=account_id, as_of=as_of)
     with session_scope(url) as s:
         acc = s.get(Account, account_id)
         if acc is None:
@@ -197,14 +201,8 @@ def account_view(src: Facts, user: User, *, account_id: int, as_of: date) -> Acc
     trig = trigger_table(src, as_of=as_of)
     trig = trig[trig["account_id"] == account_id].copy()
     trig["open_since"] = trig["rule"].map(opened)
-    churn = src.churn_dates().get(account_id)
-    done = src.completed("onboarding_concluded").get(account_id)
+    status = _status(src, account_id, as_of)
     end = day_end(as_of)
-    status = (
-        "churned"
-        if churn is not None and churn < end
-        else ("active" if done is not None and done < end else "onboarding")
-    )
     daily = daily[daily["day"] < end]
     return AccountView(
         acc,
@@ -222,6 +220,46 @@ def account_view(src: Facts, user: User, *, account_id: int, as_of: date) -> Acc
         recent[recent["ts"] < end],
         daily,
         changes,
+    )
+
+
+def _status(src: Facts, account_id: int, as_of: date) -> str:
+    churn = src.churn_dates().get(account_id)
+    done = src.completed("onboarding_concluded").get(account_id)
+    end = day_end(as_of)
+    if churn is not None and churn < end:
+        return "churned"
+    return "active" if done is not None and done < end else "onboarding"
+
+
+def _plan_view(src: Facts, user: User, *, account_id: int, as_of: date) -> AccountView:
+    with session_scope(src.url) as s:
+        acc = s.get(Account, account_id)
+        if acc is None:
+            raise KeyError(account_id)
+        csm = s.get(TeamMember, acc.csm_id) if acc.csm_id else None
+        plan = s.execute(select(SuccessPlan).where(SuccessPlan.account_id == account_id)).scalar_one_or_none()
+        cl = checklist_frame(s, account_id)
+        can_edit = can_edit_account(user, acc)
+    with get_engine(src.url).connect() as conn:
+        mv = metric_values(conn, account_id=account_id, seats=acc.licensed_seats, as_of=as_of)
+    empty = pd.DataFrame()
+    return AccountView(
+        acc,
+        csm,
+        can_edit,
+        _status(src, account_id, as_of),
+        plan,
+        cl,
+        mv,
+        empty,
+        {},
+        empty,
+        empty,
+        empty,
+        empty,
+        empty,
+        empty,
     )
 
 

@@ -8,6 +8,7 @@ and call the pure metrics in metrics/.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -42,6 +43,31 @@ def today() -> date:
 def day_end(d: date) -> pd.Timestamp:
     """Exclusive end of a day (naive UTC)."""
     return pd.Timestamp(d) + pd.Timedelta(days=1)
+
+
+def _freeze(v: Any) -> Any:
+    """A hashable stand-in for an argument (lists and dicts become tuples)."""
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list | tuple | set):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+def memoized(*, plans: bool = False) -> Callable:
+    """Keep an analysis' result in the loader's memo, keyed by its arguments (and by the
+    plans version when it reads checklists or plans): the same view asked for by many
+    sessions, or again after a page change, is computed once."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(src: Facts, **kwargs: Any) -> Any:
+            key = (fn.__name__, _freeze(kwargs), src.plans_version if plans else None)
+            return src.cached(key, lambda: fn(src, **kwargs), result=True)
+
+        return inner
+
+    return wrap
 
 
 # ----------------------------------------------------------------------------- filters
@@ -153,6 +179,24 @@ class Facts:
     def _q(self, func, **kwargs):
         with self.engine.connect() as conn:
             return func(conn, **kwargs)
+
+    def filter_options(self) -> dict[str, list]:
+        """The values the sidebar filters offer."""
+
+        def load() -> dict[str, list]:
+            a = self.accounts()
+            return {
+                "segment": a["segment"].dropna().unique().tolist(),
+                "industry": sorted(a["industry"].dropna().unique().tolist()),
+                "plan": sorted(a["plan"].dropna().unique().tolist()),
+                "channel": sorted(a["channel"].dropna().unique().tolist()),
+                "csm": sorted(a["csm_email"].dropna().unique().tolist()),
+                "region": sorted(a["region"].dropna().unique().tolist()),
+                "csm_names": dict(zip(a["csm_email"], a["csm_name"], strict=False)),
+                "start_range": (a["contract_start"].min(), a["contract_start"].max()),
+            }
+
+        return self.cached(("filter_options",), load)
 
     def accounts(self) -> pd.DataFrame:
         def load() -> pd.DataFrame:
@@ -283,13 +327,17 @@ def health_model(src: Facts) -> hl.HealthModel:
 
 
 def _accounts(src: Facts, filters: Filters | None, as_of: date | None = None) -> pd.DataFrame:
-    """The filtered accounts (a copy: callers may add columns)."""
-    a = src.accounts()
-    if filters:
-        a = filters.apply(a)
-    if as_of is not None:
-        a = a[a["contract_start"] < day_end(as_of)]
-    return a.copy()
+    """The filtered accounts (shared: callers must not modify it; the metrics copy)."""
+
+    def load() -> pd.DataFrame:
+        a = src.accounts()
+        if filters:
+            a = filters.apply(a)
+        if as_of is not None:
+            a = a[a["contract_start"] < day_end(as_of)]
+        return a
+
+    return src.cached(("accounts_filtered", filters, as_of), load)
 
 
 def _targets(src: Facts, key: str) -> dict[str, int]:
@@ -386,6 +434,13 @@ def trigger_table(
     src: Facts, *, as_of: date, filters: Filters | None = None, health: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Fired risk triggers as of a date, with account, owner, reason and intervention."""
+    if health is None:
+        key = ("triggers", as_of, filters, src.plans_version)
+        return src.cached(key, lambda: _trigger_table(src, as_of=as_of, filters=filters, health=None), result=True)
+    return _trigger_table(src, as_of=as_of, filters=filters, health=health)
+
+
+def _trigger_table(src: Facts, *, as_of: date, filters: Filters | None, health: pd.DataFrame | None) -> pd.DataFrame:
     rules, _ = src.setting("risk_rules")
     model = health_model(src)
     h = health if health is not None else health_table(src, as_of=as_of, filters=filters, model=model)
@@ -464,6 +519,7 @@ def trigger_table(
 # ----------------------------------------------------------------------------- funnel
 
 
+@memoized(plans=False)
 def funnel_report(
     src: Facts,
     *,
@@ -510,6 +566,7 @@ def funnel_report(
 # ----------------------------------------------------------------------------- time to value
 
 
+@memoized(plans=False)
 def ttv_report(
     src: Facts,
     *,
@@ -545,6 +602,7 @@ def ttv_report(
 # ----------------------------------------------------------------------------- cohorts
 
 
+@memoized(plans=True)
 def cohort_report(
     src: Facts,
     *,
@@ -578,6 +636,7 @@ def cohort_report(
     )
 
 
+@memoized(plans=False)
 def cohort_week_report(
     src: Facts,
     *,
@@ -603,6 +662,7 @@ def cohort_week_report(
 # ----------------------------------------------------------------------------- retention
 
 
+@memoized(plans=False)
 def retention_report(
     src: Facts,
     *,
@@ -641,6 +701,7 @@ def retention_report(
 # ----------------------------------------------------------------------------- early signals
 
 
+@memoized(plans=False)
 def signals_report(
     src: Facts,
     *,
@@ -668,6 +729,7 @@ def signals_report(
     return out
 
 
+@memoized(plans=False)
 def transitions_report(src: Facts, *, filters: Filters | None = None, as_of: date | None = None) -> pd.DataFrame:
     as_of = as_of or today()
     a = _accounts(src, filters, as_of)
@@ -679,6 +741,7 @@ def transitions_report(src: Facts, *, filters: Filters | None = None, as_of: dat
 # ----------------------------------------------------------------------------- backtest
 
 
+@memoized(plans=False)
 def backtest_report(
     src: Facts,
     *,
@@ -860,6 +923,7 @@ def kpis(
     ]
 
 
+@memoized(plans=True)
 def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period_days: int = 7) -> Portfolio:
     """Everything on the Portfolio page."""
     h = health_table(src, as_of=as_of, filters=filters)

@@ -29,6 +29,8 @@ from db.session import bump_data_version, session_scope
 from services.access import User, require_account_edit
 
 EDITABLE = ("category", "criterion", "target", "actual", "status", "owner", "due_date", "note")
+# Checklist fields that analyses read (see save_checklist's cache note).
+ANALYTIC_FIELDS = {"status", "category", "due_date", "item"}
 PLAN_FIELDS = ("goals", "success_30", "success_60", "success_90", "champion", "admin_contact", "executive_sponsor")
 MAX_TEXT = {"criterion": 300, "target": 100, "actual": 100, "note": 5000}
 
@@ -357,7 +359,11 @@ def save_checklist(
         session.add(entry)
     result.log_entries = len(logs)
     if logs:
-        bump_data_version(session, scope="plans")
+        # Only status, category, due date, adding and removing change what the analyses read
+        # (health's value criteria, the done/blocked/overdue counts); notes, targets and
+        # actuals do not, so saving them keeps every cached analysis.
+        analytic = result.added or result.removed or any(e.field in ANALYTIC_FIELDS for e in logs)
+        bump_data_version(session, scope="plans" if analytic else "notes")
     session.commit()
     return result
 
@@ -509,7 +515,10 @@ def save_plan(session: Session, user: User, *, account_id: int, version: int, va
                 context="plan edit",
             )
         )
-    bump_data_version(session, scope="plans")
+    # Stakeholders feed the no-champion rule; goals and definitions feed no analysis.
+    bump_data_version(
+        session, scope="plans" if set(diffs) & {"champion", "admin_contact", "executive_sponsor"} else "notes"
+    )
     session.commit()
     return version + 1
 
@@ -561,7 +570,7 @@ def add_intervention(
             context="intervention",
         )
     )
-    bump_data_version(session, scope="plans")
+    bump_data_version(session, scope="notes")
     session.commit()
     return iv
 
