@@ -74,6 +74,8 @@ if not v.can_edit:
 
 # ----------------------------------------------------------------------------- plan
 st.subheader("Goals and definition of success")
+if msg := st.session_state.pop(f"plan_saved_{account_id}", None):
+    st.success(msg, icon=":material/check_circle:")
 plan = v.plan
 plan_key = f"plan_{account_id}"
 if plan is not None:
@@ -104,7 +106,7 @@ if plan is not None:
                         "executive_sponsor": sponsor,
                     },
                 )
-                st.toast("Plan saved", icon=":material/check:")
+                st.session_state[f"plan_saved_{account_id}"] = "Plan saved."
                 st.rerun()
             except StaleVersion as exc:
                 st.error(
@@ -121,6 +123,8 @@ if plan is not None:
 
 # ----------------------------------------------------------------------------- checklist
 st.subheader("Success criteria checklist")
+if msg := st.session_state.pop(f"cl_saved_{account_id}", None):
+    st.success(msg, icon=":material/check_circle:")
 base_key = f"cl_base_{account_id}"
 gen_key = f"cl_gen_{account_id}"
 st.session_state.setdefault(gen_key, 0)
@@ -227,7 +231,10 @@ else:
                 removed_base=removed_base,
             )
             reload_checklist()
-            st.toast(f"Saved: {res.changed} changed, {res.added} added, {res.removed} removed", icon=":material/check:")
+            # Shown after the page is drawn again (a toast can be lost in the rerun).
+            st.session_state[f"cl_saved_{account_id}"] = (
+                f"Saved: {res.changed} changed, {res.added} added, {res.removed} removed."
+            )
             st.rerun()
         except ValidationFailed as exc:
             st.error("Not saved: fix these cells and save again (nothing was written).", icon=":material/error:")

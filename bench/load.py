@@ -245,7 +245,7 @@ async def csm(base: str, email: str, account: str, tag: str, stats: Stats, until
             elapsed = time.perf_counter() - t0
             toasts = [e.toast.body for e in sess.messages if e.WhichOneof("type") == "toast"]
             alerts = [e.alert.body for e in sess.messages if e.WhichOneof("type") == "alert"]
-            if ok and any(t.startswith("Saved: 1 changed") for t in toasts):
+            if ok and any(t.startswith("Saved: 1 changed") for t in toasts + alerts):
                 stats.saves.append(elapsed)
                 stats.acknowledged.append((email, account, value))
             elif ok and any("someone else saved this checklist" in a for a in alerts):
