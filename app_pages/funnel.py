@@ -206,6 +206,9 @@ table(
     key="steps_table",
     filename="funnel-steps",
     column_config={
+        "group": "Group",
+        "step": "Step",
+        "name": "Name",
         "accounts": "Accounts",
         "dropped": st.column_config.NumberColumn(
             "Dropped off", help="Reached the previous step, not this one, and their window has closed"
@@ -276,6 +279,8 @@ if len(sel):
             "name": "Name",
             "owner": "Owner",
             "furthest": st.column_config.NumberColumn("Furthest step", format="%d"),
+            "status": "Status",
+            "group": "Group",
             **{
                 f"t{k}": st.column_config.DatetimeColumn(f"Step {k + 1} at", format="YYYY-MM-DD HH:mm")
                 for k in range(len(steps))

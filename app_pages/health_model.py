@@ -135,9 +135,9 @@ st.plotly_chart(
     ),
     key="whatif_chart",
 )
-verdict = "better" if delta > 0.005 else ("worse" if delta < -0.005 else "about the same")
+verdict = "better than" if delta > 0.005 else ("worse than" if delta < -0.005 else "about as well as")
 reading(
-    f"With weights {weights['milestone']:g}/{weights['adoption']:g}/{weights['engagement']:g}/{weights['value']:g} the score separates churners {verdict} than today (AUC {what_if.auc:.2f} vs {base.auc:.2f})."
+    f"With weights {weights['milestone']:g}/{weights['adoption']:g}/{weights['engagement']:g}/{weights['value']:g} the score separates churners {verdict} today (AUC {what_if.auc:.2f} vs {base.auc:.2f})."
 )
 view = compare.copy()
 for c in ("churn_rate_current", "churn_rate_what_if", "churn_rate_low", "churn_rate_high"):

@@ -79,6 +79,8 @@ else:
         column_config={
             "link": st.column_config.LinkColumn("Account", display_text=r"account=(.*)$", help="Open the account"),
             "name": st.column_config.TextColumn("Name"),
+            "segment": "Segment",
+            "band": "Band",
             "owner": st.column_config.TextColumn("Owner (CSM)"),
             "health": st.column_config.ProgressColumn("Health", min_value=0, max_value=100, format="%.0f"),
             "reason": st.column_config.TextColumn("Why", width="large"),

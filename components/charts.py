@@ -17,8 +17,9 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left"},
         height=height,
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+        # Below the plot: a long legend above it would run into the title.
+        legend={"orientation": "h", "yanchor": "top", "y": -0.24, "xanchor": "left", "x": 0},
         hovermode="closest",
     )
     fig.update_xaxes(title_text=x, automargin=True)
@@ -217,7 +218,7 @@ def trend_chart(trend: pd.DataFrame) -> go.Figure:
         y=trend["avg_health"],
         name="Average score",
         yaxis="y2",
-        line={"color": "#222", "width": 2},
+        line={"color": "#3b7be8", "width": 3},  # visible on light and dark backgrounds
         hovertemplate="%{x|%d %b}: %{y:.1f}<extra>average</extra>",
     )
     fig = _layout(fig, "Health by week: band mix and average score", "Week", "Share of live accounts (%)", 380)
@@ -231,8 +232,8 @@ def trend_chart(trend: pd.DataFrame) -> go.Figure:
             "title": {"text": "Average score (0-100)"},
             "showgrid": False,
         },
-        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0},
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
     )
     return fig
 
