@@ -23,6 +23,21 @@ from db.models import ChangeLog, Event, utcnow
 
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 
+# Account fields written from accounts.csv (and by the demo loader), besides the key.
+ACCOUNT_COLUMNS = (
+    "name",
+    "segment",
+    "contract_start",
+    "industry",
+    "employees",
+    "plan",
+    "channel",
+    "region",
+    "arr",
+    "licensed_seats",
+    "csm_id",
+)
+
 
 @dataclass
 class UpsertResult:

@@ -778,7 +778,7 @@ def load(session, data: DemoData, *, progress=None) -> None:
     """Write a generated portfolio through the importer's bulk writers (no commit)."""
     from sqlalchemy import select
 
-    from db.bulk import insert_events, upsert
+    from db.bulk import ACCOUNT_COLUMNS, insert_events, upsert
     from db.models import Account, AccountMilestone, ChecklistItem, Meta, Outcome, SuccessPlan, TeamMember
     from db.session import bump_data_version
     from db.settings_store import ensure_defaults
@@ -794,20 +794,7 @@ def load(session, data: DemoData, *, progress=None) -> None:
     team = dict(session.execute(select(TeamMember.email, TeamMember.id)).all())
     acc = data.accounts.rename(columns={"account_id": "external_id"}).copy()
     acc["csm_id"] = acc.pop("csm_email").map(team)
-    cols = [
-        "name",
-        "segment",
-        "contract_start",
-        "industry",
-        "employees",
-        "plan",
-        "channel",
-        "region",
-        "arr",
-        "licensed_seats",
-        "csm_id",
-    ]
-    upsert(session, Account.__table__, acc, key=["external_id"], columns=cols, actor=actor)
+    upsert(session, Account.__table__, acc, key=["external_id"], columns=ACCOUNT_COLUMNS, actor=actor)
     ids = dict(session.execute(select(Account.external_id, Account.id)).all())
 
     say(0.05, "milestones, outcomes, checklists, plans")

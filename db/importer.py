@@ -28,7 +28,7 @@ import pandas as pd
 from sqlalchemy import select, text
 from sqlmodel import Session
 
-from db.bulk import insert_events, upsert
+from db.bulk import ACCOUNT_COLUMNS, insert_events, upsert
 from db.defaults import DEFAULT_CHECKLIST
 from db.models import (
     CHECKLIST_CATEGORIES,
@@ -51,6 +51,7 @@ from db.templates import apply_new_account_defaults
 ProgressFn = Callable[[float, str], None]
 
 MAX_PROBLEMS = 5000
+UNKNOWN_ACCOUNT = "unknown account: not in accounts.csv or the database"
 EVENT_BATCH = 50_000
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -702,23 +703,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
         t = typed[ok].rename(columns={"account_id": "external_id"})
         if "csm_email" in t:
             t["csm_id"] = t.pop("csm_email").map(ctx.team)
-        cols = [
-            c
-            for c in [
-                "name",
-                "segment",
-                "contract_start",
-                "industry",
-                "employees",
-                "plan",
-                "channel",
-                "region",
-                "arr",
-                "licensed_seats",
-                "csm_id",
-            ]
-            if c in t
-        ]
+        cols = [c for c in ACCOUNT_COLUMNS if c in t]
         res = upsert(
             ctx.session,
             Account.__table__,
@@ -749,7 +734,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
         typed["account_id"],
         ctx.accounts,
         rows,
-        "unknown account: not in accounts.csv or the database",
+        UNKNOWN_ACCOUNT,
     )
     if name == "milestones.csv":
         ok &= _ref_check(
@@ -895,7 +880,7 @@ def _import_events(ctx: _Context, source: Path | bytes, on_bytes: Callable[[int]
             typed["account_id"],
             ctx.accounts,
             rows,
-            "unknown account: not in accounts.csv or the database",
+            UNKNOWN_ACCOUNT,
         )
         ctx.stop_writing_if_problems()
         if not ctx.writing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import date
 
@@ -117,16 +118,10 @@ def metric_values(conn, *, account_id: int, seats: int | None, as_of: date) -> d
 def account_view(src: Facts, user: User, *, account_id: int, as_of: date, full: bool = True) -> AccountView:
     """Everything about one account; with full=False only what the Success plans page needs
     (the account, its plan, checklist and measured values), which keeps saves fast."""
-    url = src.url
+    base = _plan_view(src, user, account_id=account_id, as_of=as_of)
     if not full:
-        return _plan_view(src, user, account_id=account_id, as_of=as_of)
-    with session_scope(url) as s:
-        acc = s.get(Account, account_id)
-        if acc is None:
-            raise KeyError(account_id)
-        csm = s.get(TeamMember, acc.csm_id) if acc.csm_id else None
-        plan = s.execute(select(SuccessPlan).where(SuccessPlan.account_id == account_id)).scalar_one_or_none()
-        cl = checklist_frame(s, account_id)
+        return base
+    with session_scope(src.url) as s:
         ivs = pd.DataFrame(
             [
                 {
@@ -183,10 +178,8 @@ def account_view(src: Facts, user: User, *, account_id: int, as_of: date, full: 
             ],
             columns=["at", "who", "what", "field", "old", "new"],
         )
-        can_edit = can_edit_account(user, acc)
-    engine = get_engine(url)
-    with engine.connect() as conn:
-        mv = metric_values(conn, account_id=account_id, seats=acc.licensed_seats, as_of=as_of)
+    end = day_end(as_of)
+    with get_engine(src.url).connect() as conn:
         recent = q.recent_events(conn, account_id=account_id, limit=30)
         daily = q.daily_activity(
             conn, account_id=account_id, since=(pd.Timestamp(as_of) - pd.Timedelta(days=89)).to_pydatetime()
@@ -197,29 +190,20 @@ def account_view(src: Facts, user: User, *, account_id: int, as_of: date, full: 
     ms["name"] = ms["milestone_key"].map(lambda k: names.get(k, (k, 99))[0])
     ms["order"] = ms["milestone_key"].map(lambda k: names.get(k, (k, 99))[1])
     ms = ms.sort_values("order")
-    health = explain_account(src, account_id=account_id, as_of=as_of) if acc.contract_start <= as_of else {}
+    health = explain_account(src, account_id=account_id, as_of=as_of) if base.account.contract_start <= as_of else {}
     trig = trigger_table(src, as_of=as_of)
     trig = trig[trig["account_id"] == account_id].copy()
     trig["open_since"] = trig["rule"].map(opened)
-    status = _status(src, account_id, as_of)
-    end = day_end(as_of)
-    daily = daily[daily["day"] < end]
-    return AccountView(
-        acc,
-        csm,
-        can_edit,
-        status,
-        plan,
-        cl,
-        mv,
-        ms,
-        health,
-        hist,
-        trig,
-        ivs,
-        recent[recent["ts"] < end],
-        daily,
-        changes,
+    return dataclasses.replace(
+        base,
+        milestones=ms,
+        health=health,
+        history=hist,
+        triggers=trig,
+        interventions=ivs,
+        recent=recent[recent["ts"] < end],
+        daily=daily[daily["day"] < end],
+        changes=changes,
     )
 
 
