@@ -1,4 +1,4 @@
-"""PostHog's own funnel test cases (shared/reference/posthog_funnel_cases.json), each person
+"""PostHog's own funnel test cases (tests/reference/, from shared/reference/posthog_funnel_cases.json), each person
 one account, through the pure engine (metrics.funnel) and through `manage.py report funnel`
 against a database loaded with the importer.
 
@@ -23,7 +23,8 @@ from db.importer import import_dir
 from db.settings_store import init_db
 from metrics.funnel import FunnelSpec, funnel, journeys_to_occurrences
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "posthog_funnel_cases.json"
+# Copied from shared/reference/ into the repository, so a clean clone has them.
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "posthog_funnel_cases.json"
 AS_OF = "2026-06-30"
 CSM = ("csm@example.com", "Casey Example", "csm")
 

@@ -1,4 +1,4 @@
-"""PostHog's own retention test cases (shared/reference/posthog_retention_cases.json), each
+"""PostHog's own retention test cases (tests/reference/, from shared/reference/posthog_retention_cases.json), each
 person one account, through metrics.retention and through `manage.py report retention`.
 
 PostHog pads its triangle to a square with zeros; our matrix leaves the cells that are not
@@ -21,7 +21,8 @@ from db.settings_store import init_db
 from metrics.retention import RetentionSpec, retention
 from tests.metrics.test_funnel_reference import earliest_day, import_people
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "posthog_retention_cases.json"
+# Copied from shared/reference/ into the repository, so a clean clone has them.
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "posthog_retention_cases.json"
 CASES = json.loads(REFERENCE.read_text(encoding="utf-8"))["cases"]
 BY_NAME = [pytest.param(c, id=c["name"]) for c in CASES]
 
