@@ -39,15 +39,6 @@ if str(ROOT) not in sys.path:
 
 from bench.bench import AS_OF, BENCH_DB, RESULTS, ensure_db, machine, write_markdown  # noqa: E402
 
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 Q = f"as_of={AS_OF.isoformat()}"
 # Saved values carry the run's id, so a run is checked on its own saves only.
 RUN_ID = f"{int(time.time()):x}"
