@@ -13,7 +13,14 @@ import streamlit as st  # noqa: E402
 from sqlalchemy.exc import DBAPIError, OperationalError  # noqa: E402
 
 from components import cache  # noqa: E402
-from components.auth import auth_mode, current_user, demo_view_as, user_badge  # noqa: E402
+from components.auth import (  # noqa: E402
+    auth_config,
+    current_user,
+    demo_view_as,
+    misconfigured_page,
+    no_data_page,
+    user_badge,
+)
 from components.filters import sidebar_filters  # noqa: E402
 from db.session import DatabaseUnavailable, check_connection, describe_db_error  # noqa: E402
 from services.admin_read import team_members  # noqa: E402
@@ -40,15 +47,25 @@ def database_error(exc: BaseException) -> None:
     st.stop()
 
 
+# Sign-in first: a broken set-up closes the app for everyone (never the open demo).
+auth = auth_config()
+if auth.mode == "error":
+    misconfigured_page(auth)
+
 try:
     check_connection()
-    with st.spinner("Preparing the database (first start: migrating and creating the demo portfolio)…"):
-        status = cache.ready()
+    spinner = "first start: migrating and creating the demo portfolio" if auth.demo else "migrating"
+    with st.spinner(f"Preparing the database ({spinner})…"):
+        # The demo portfolio is seeded in demo mode only; otherwise nothing but the schema and defaults.
+        status = cache.ready(demo_mode=auth.demo)
+    has_data = cache.has_data()
 except (DatabaseUnavailable, OperationalError, DBAPIError) as exc:
     database_error(exc)
 
-user = current_user()
+user = current_user(auth)
 st.session_state["_user"] = user
+if not has_data and not user.is_admin:
+    no_data_page(user)
 
 pages = {
     "Analytics": [
@@ -68,15 +85,20 @@ pages = {
         ),
     ],
     "Admin": [
-        st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data"),
+        st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data", default=not has_data),
         st.Page("app_pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
     ],
 }
+if not has_data:
+    # Before the first import there is nothing to analyse: an admin gets the pages that load data.
+    pages = {"Admin": pages["Admin"]}
 page = st.navigation(pages)
 
 user_badge(user)
-if auth_mode() == "demo":
+if auth.demo:
     demo_view_as(team_members())
+if not has_data:
+    st.info("No data yet: import it on the Data page (or with `python manage.py import`).", icon=":material/info:")
 if status.get("demo"):
     demo = status["demo"]
     st.sidebar.caption(

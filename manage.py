@@ -133,6 +133,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from services.setup import create_admin
+
+    try:
+        done = create_admin(args.email, name=args.name, actor=args.actor)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    email = args.email.strip().lower()
+    print(
+        {
+            "created": f"{email} added to the team as admin",
+            "promoted": f"{email} is now an active admin",
+            "unchanged": f"{email} is already an active admin; nothing changed",
+        }[done]
+    )
+    return 0
+
+
 # ----------------------------------------------------------------------------- reports
 
 
@@ -378,6 +397,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write every table as contract CSV files into DIR")
     s.add_argument("dir", help="output directory (created if missing)")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser(
+        "create-admin",
+        help="make EMAIL an admin (adds them to the team, or promotes and reactivates them): how the first admin is made",
+    )
+    s.add_argument("email", help="the admin's sign-in email (as OIDC or the sign-in proxy reports it)")
+    s.add_argument("--name", help="display name for a new team member (default: the part before @)")
+    s.add_argument("--actor", default="cli", help="who is doing this (recorded in the change log)")
+    s.set_defaults(func=cmd_create_admin)
 
     s = sub.add_parser("report", help="compute an analysis and print it (CSV or JSON) on stdout")
     s.add_argument(

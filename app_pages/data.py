@@ -112,19 +112,22 @@ st.subheader("Export")
 st.caption(
     "Every table in the same CSV format, in one zip: import it elsewhere, or keep it as a backup. Cells a spreadsheet would run as formulas are prefixed with '."
 )
-if st.button("Prepare export", icon=":material/archive:"):
-    bar = st.progress(0.0, text="Exporting…")
-    st.session_state["export_zip"] = export_all(user, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-    st.session_state["export_at"] = datetime.now().strftime("%Y%m%d-%H%M")
-if st.session_state.get("export_zip"):
+if user.is_admin:
+    # Made when clicked, for this admin's session only: the zip is never put in Streamlit's
+    # media store (served under /media/ to anyone with the link) on an ordinary page run.
     st.download_button(
         "Download export (zip)",
-        st.session_state["export_zip"],
-        file_name=f"onboarding-export-{st.session_state['export_at']}.zip",
+        lambda: export_all(user),
+        file_name=f"onboarding-export-{datetime.now().strftime('%Y%m%d-%H%M')}.zip",
         mime="application/zip",
+        key="export_zip",
+        on_click="ignore",
         icon=":material/download:",
         type="primary",
+        help="The zip is made when you click; large databases take a while.",
     )
+else:
+    st.caption(f"Only admins can export the data (you are signed in as {user.role}).")
 
 st.subheader("Data quality")
 dq = data_quality()

@@ -127,6 +127,7 @@ def bench_pages(url: str, runs: int) -> dict:
     from streamlit.testing.v1 import AppTest
 
     os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DEMO_MODE", "1")  # the benchmark database is a demo: open it as the local demo
     pages = {
         "portfolio": None,
         "funnel": "app_pages/funnel.py",

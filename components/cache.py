@@ -13,17 +13,23 @@ import streamlit as st
 
 from db.session import database_url, session_scope, versions
 from services.analytics import Facts
-from services.setup import ensure_ready
+from services.setup import ensure_ready, has_accounts
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _ready(url: str) -> dict:
-    """Migrate, defaults, and the demo portfolio into an empty database: once per process."""
-    return ensure_ready(url)
+def _ready(url: str, demo_mode: bool) -> dict:
+    """Migrate and defaults, plus the demo portfolio into an empty database in demo mode
+    only: once per process."""
+    return ensure_ready(url, demo_mode=demo_mode)
 
 
-def ready() -> dict:
-    return _ready(database_url())
+def ready(*, demo_mode: bool) -> dict:
+    return _ready(database_url(), demo_mode)
+
+
+def has_data() -> bool:
+    """Whether any account exists; not cached, so the first import shows at once."""
+    return has_accounts(database_url())
 
 
 def forget_ready() -> None:

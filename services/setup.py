@@ -1,4 +1,4 @@
-"""First start and demo data: migrate, defaults, seed the demo portfolio if empty."""
+"""First start: migrate, defaults, the demo portfolio (in demo mode only), the first admin."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from db import demo
-from db.models import Account, Meta
-from db.session import session_scope
+from db.models import Account, ChangeLog, Meta, TeamMember
+from db.session import DEFAULT_URL, bump_data_version, database_url, session_scope
 from db.settings_store import init_db
 
 # Child tables first, so foreign keys hold while deleting.
@@ -75,11 +76,88 @@ def seed_demo(
     return data.meta
 
 
-def ensure_ready(url: str | None = None) -> dict[str, Any]:
-    """Migrate, make sure defaults exist, and seed the demo portfolio into an empty database."""
+def is_demo_database(url: str | None = None) -> bool:
+    """True for the default SQLite file (data/onboarding.db), the database the local demo
+    creates; any other DATABASE_URL holds someone's data until DEMO_MODE=1 says otherwise."""
+    return database_url(url) == database_url(DEFAULT_URL)
+
+
+def has_accounts(url: str | None = None) -> bool:
+    with session_scope(url) as s:
+        return s.execute(select(Account.id).limit(1)).first() is not None
+
+
+def ensure_ready(url: str | None = None, *, demo_mode: bool = False) -> dict[str, Any]:
+    """Migrate and make sure defaults exist; in demo mode only, seed the demo portfolio into
+    an empty database. Outside demo mode nothing else is written: no accounts, no team."""
     init_db(url)
     seeded = False
-    if account_count(url) == 0:
+    if demo_mode and not has_accounts(url):
         seed_demo(url=url)
         seeded = True
     return {"seeded_now": seeded, "demo": demo_info(url)}
+
+
+def _email_problem(email: str) -> str | None:
+    if not email or len(email) > 254 or email.count("@") != 1 or any(c.isspace() or c in ",;<>\"'" for c in email):
+        return f"{email!r} is not an email address"
+    local, _, domain = email.partition("@")
+    if not local or not domain:
+        return f"{email!r} is not an email address"
+    return None
+
+
+def active_admins(url: str | None = None) -> int:
+    with session_scope(url) as s:
+        return int(
+            s.execute(
+                select(func.count()).select_from(TeamMember).where(TeamMember.role == "admin", TeamMember.active)
+            ).scalar_one()
+        )
+
+
+def create_admin(email: str, *, name: str | None = None, actor: str, url: str | None = None) -> str:
+    """Make EMAIL an active admin: add them to the team or promote them; returns what was
+    done ("created", "promoted" or "unchanged"). The change log records who did it.
+    ValueError if the address is not an email."""
+    email = (email or "").strip().lower()
+    problem = _email_problem(email)
+    if problem:
+        raise ValueError(problem)
+    name = (name or "").strip() or email.split("@")[0]
+    if len(name) > 200:
+        raise ValueError("the name is longer than 200 characters")
+    init_db(url)
+    with session_scope(url) as s:
+        m = s.execute(select(TeamMember).where(TeamMember.email == email)).scalar_one_or_none()
+        log = dict(actor=actor, entity="team_member", entity_id=email, context="create-admin")
+        if m is None:
+            s.add(TeamMember(email=email, name=name, role="admin", active=True))
+            s.add(ChangeLog(field="member", old=None, new=f"{name} (admin)", **log))
+            done = "created"
+        elif m.role == "admin" and m.active:
+            return "unchanged"
+        else:
+            for field, new in (("role", "admin"), ("active", True)):
+                old = getattr(m, field)
+                if old != new:
+                    setattr(m, field, new)
+                    s.add(ChangeLog(field=field, old=str(old), new=str(new), **log))
+            done = "promoted"
+        bump_data_version(s)
+    return done
+
+
+def bootstrap_admin(email: str, *, named: str, url: str | None = None) -> bool:
+    """The first sign-in of the person BOOTSTRAP_ADMIN names makes them admin, as long as the
+    team has no active admin yet (later sign-ins change nothing, so a demoted bootstrap
+    admin stays demoted). True if they were made admin now."""
+    email = (email or "").strip().lower()
+    if not named or email != named.strip().lower() or active_admins(url) > 0:
+        return False
+    try:
+        create_admin(email, actor=f"bootstrap (BOOTSTRAP_ADMIN={named.strip().lower()})", url=url)
+    except IntegrityError:
+        # Two first sign-ins at once: the other one created the row.
+        return False
+    return True

@@ -85,6 +85,14 @@ class Databases:
             self.admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def demo_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app runs as the local demo on the test databases (which are not the default
+    file, so without DEMO_MODE=1 it would rightly refuse to open). Tests of sign-in set
+    OIDC or AUTH_HEADER (sign-in wins) or delete DEMO_MODE themselves."""
+    monkeypatch.setenv("DEMO_MODE", "1")
+
+
 @pytest.fixture(scope="session")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
     dbs = Databases(tmp_path_factory.mktemp("dbs"))

@@ -66,7 +66,8 @@ class Server:
                 "127.0.0.1",
             ],
             cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url, **(env or {})},
+            # The local demo on a test database needs DEMO_MODE=1; AUTH_HEADER (header_server) wins over it.
+            env={**os.environ, "DATABASE_URL": url, "DEMO_MODE": "1", **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )

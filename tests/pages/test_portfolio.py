@@ -118,6 +118,8 @@ def test_header_mode_without_the_header_shows_not_signed_in(demo_db: str, use_db
     is resolved by services.access.user_for_email (tests/services/test_access.py)."""
     use_db(demo_db)
     monkeypatch.setenv("AUTH_HEADER", "X-Forwarded-Email")
+    # AppTest listens on no address in particular: header sign-in then needs the proxy's secret.
+    monkeypatch.setenv("AUTH_HEADER_SECRET", "proxy-secret")
     at = open_page("portfolio", query=QUERY)
     assert texts(at.title) == ["Not signed in"]
     assert "X-Forwarded-Email" in at.error[0].value
