@@ -85,12 +85,15 @@ class Databases:
             self.admin.dispose()
 
 
-@pytest.fixture(autouse=True)
-def demo_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def demo_mode() -> Iterator[None]:
     """The app runs as the local demo on the test databases (which are not the default
     file, so without DEMO_MODE=1 it would rightly refuse to open). Tests of sign-in set
-    OIDC or AUTH_HEADER (sign-in wins) or delete DEMO_MODE themselves."""
-    monkeypatch.setenv("DEMO_MODE", "1")
+    OIDC or AUTH_HEADER (sign-in wins) or delete DEMO_MODE with their own monkeypatch.
+    Session-wide, so module-scoped fixtures that open the app have it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEMO_MODE", "1")
+        yield
 
 
 @pytest.fixture(scope="session")
