@@ -150,7 +150,7 @@ def resolve(
             f"server.address={server_address!r}",
         )
     if bootstrap and (bootstrap.count("@") != 1 or any(c.isspace() or c == "," for c in bootstrap)):
-        return error(f"BOOTSTRAP_ADMIN must be one email address, not {bootstrap[:60]!r}.")
+        return error("BOOTSTRAP_ADMIN must be one email address.", f"BOOTSTRAP_ADMIN={bootstrap[:200]!r}")
 
     if oidc or header:
         if demo_flag:
