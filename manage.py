@@ -76,7 +76,7 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from db.importer import files_from_dir, import_files
+    from db.importer import ImportFailed, files_from_dir, import_files
     from db.settings_store import init_db
 
     path = Path(args.dir)
@@ -92,13 +92,17 @@ def cmd_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    report = import_files(
-        files,
-        dry_run=args.dry_run,
-        actor=args.actor,
-        progress=None if args.quiet else _progress_printer("import"),
-        source=str(path),
-    )
+    try:
+        report = import_files(
+            files,
+            dry_run=args.dry_run,
+            actor=args.actor,
+            progress=None if args.quiet else _progress_printer("import"),
+            source=str(path),
+        )
+    except ImportFailed as exc:  # another import is running, the database is full, ...
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
     if args.problems_csv and report.problems:
         report.problems_frame().to_csv(args.problems_csv, index=False)
     if args.format == "json":

@@ -7,6 +7,12 @@ upserted by natural key, events appended with their natural key deduplicated, so
 importing the same files again changes nothing. Events stream in batches.
 
 Row numbers are line numbers in the file: the header is row 1.
+
+Uploads are bounded (PRODUCT.md §7, issue 10): a file's size, a zip's entries and their
+declared and actual uncompressed sizes, and the length of one line are limited, and zip
+members are streamed, never read whole. A dry run only reads. A real import holds the
+import lock (an advisory lock on PostgreSQL, the write lock on SQLite) so imports run one
+at a time, and the second is told who started the first.
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import os
 import re
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,9 +36,11 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 from sqlalchemy import select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
-from db.bulk import ACCOUNT_COLUMNS, insert_events, upsert
+from db.bulk import ACCOUNT_COLUMNS, SQLITE_TS, insert_events, upsert
 from db.defaults import DEFAULT_CHECKLIST
 from db.models import (
     CHECKLIST_CATEGORIES,
@@ -44,11 +56,30 @@ from db.models import (
     TeamMember,
     utcnow,
 )
-from db.session import bump_data_version, get_engine
+from db.session import BUSY_TIMEOUT_MS, bump_data_version, get_engine, is_sqlite
 from db.settings_store import milestone_definitions
 from db.templates import apply_new_account_defaults
 
 ProgressFn = Callable[[float, str], None]
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+# Limits of what the importer reads (module settings, so tests can scale them down).
+# One uploaded file, uncompressed (a loose CSV or a zip member); .streamlit/config.toml's
+# server.maxUploadSize is the same figure, in MB.
+MAX_FILE_BYTES = int(os.environ.get("IMPORT_MAX_FILE_MB", "1024")) * MB
+# All the files of one upload together, uncompressed.
+MAX_TOTAL_BYTES = int(os.environ.get("IMPORT_MAX_TOTAL_MB", "2048")) * MB
+MAX_ZIP_ENTRIES = int(os.environ.get("IMPORT_MAX_ZIP_ENTRIES", "100"))
+# One row of a file (a line, or the lines of one quoted multi-line record), in characters.
+MAX_ROW_CHARS = int(os.environ.get("IMPORT_MAX_ROW_CHARS", str(MB)))
+MAX_FIELD_CHARS = 131_072  # one cell: the csv module's default, set explicitly
+# How long an import waits for a lock (SQLite's write lock, a PostgreSQL row lock) and
+# how long one of its statements may run on PostgreSQL.
+LOCK_WAIT_MS = int(os.environ.get("IMPORT_LOCK_WAIT_MS", "5000"))
+STATEMENT_TIMEOUT_MS = int(os.environ.get("IMPORT_STATEMENT_TIMEOUT_MS", "600000"))
+# The PostgreSQL advisory lock class for imports (the second key is the schema's hash).
+ADVISORY_CLASS = 0x1D0C
 
 MAX_PROBLEMS = 5000
 UNKNOWN_ACCOUNT = "unknown account: not in accounts.csv or the database"
@@ -128,6 +159,13 @@ KEYS = {
     "checklist.csv": ["account_id", "category", "criterion"],
 }
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# ISO 8601 (extended format, as RFC 3339 also allows a space for the T): a date, optionally
+# a time to the minute, second or fraction, optionally an offset. Nothing else: pandas also
+# reads "now", "today" or "Jan 5", which would make a re-import differ from the first.
+_TS_RE = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?$"
+)
 INT_MAX = 2_147_483_647  # INTEGER columns (PostgreSQL int4)
 
 
@@ -213,6 +251,44 @@ class ImportError_(Exception):
     """Raised internally to abort reading a file after an unrecoverable problem."""
 
 
+class ImportFailed(Exception):
+    """The import could not run or the database refused it; nothing was written.
+
+    The message is for the user (no SQL, no parameters, no server paths); the detail is logged."""
+
+
+class ImportBusy(ImportFailed):
+    """Another import holds the import lock."""
+
+
+class _TooLong(Exception):
+    """A row of a file is longer than MAX_ROW_CHARS."""
+
+
+class _TooLarge(Exception):
+    """A zip member decompresses to more than MAX_FILE_BYTES."""
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    """A CSV file inside an uploaded zip, streamed when read (never decompressed whole)."""
+
+    archive: bytes
+    member: str
+    size: int  # the declared uncompressed size
+    label: str  # for messages: "a/team.csv in data.zip"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An upload entry refused before reading (too large, a duplicate name, a bad zip)."""
+
+    reason: str
+
+
+Source = Path | bytes | ZipMember | Refused
+
+
 # ----------------------------------------------------------------------------- sources
 
 
@@ -224,32 +300,111 @@ def files_from_dir(path: str | Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
 
 
-def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, bytes]:
-    """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it."""
-    out: dict[str, bytes] = {}
+def _mb(n: int) -> str:
+    return f"{n / MB:,.0f} MB" if n >= 10 * MB else f"{n / MB:,.1f} MB"
+
+
+def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, Source]:
+    """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it.
+
+    Nothing is decompressed here: zip members are checked against the limits by their
+    declared sizes and streamed when read. A name given twice (in two folders of a zip, or
+    a loose file and a zip member) is refused with both names."""
+    out: dict[str, Source] = {}
+    labels: dict[str, list[str]] = {}
+    total = 0
+
+    def put(base: str, label: str, src: Source, size: int) -> None:
+        nonlocal total
+        key = base.lower() if base.lower() in SPECS else base
+        labels.setdefault(key, []).append(label)
+        if len(labels[key]) > 1:
+            out[key] = Refused(
+                f"{base} appears {len(labels[key])} times in the upload ({' and '.join(labels[key])}); "
+                "upload only one of them"
+            )
+            return
+        total += size
+        if isinstance(src, Refused) or total <= MAX_TOTAL_BYTES:
+            out[key] = src
+        else:
+            out[key] = Refused(f"the upload adds up to more than {_mb(MAX_TOTAL_BYTES)} uncompressed; split it")
+
     for name, data in uploads:
         base = Path(name).name
         if base.lower().endswith(".zip"):
             try:
-                with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                    for info in zf.infolist():
-                        inner = Path(info.filename).name
-                        if info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
-                            continue
-                        out[inner] = zf.read(info)
-            except zipfile.BadZipFile:
-                out[base] = b"\x00BADZIP"
+                members = _zip_members(data, base)
+            except _ZipRefused as exc:
+                out[base] = Refused(str(exc))
+                continue
+            for inner, label, src, size in members:
+                put(inner, label, src, size)
+        elif len(data) > MAX_FILE_BYTES:
+            put(base, base, Refused(f"the file is {_mb(len(data))}; at most {_mb(MAX_FILE_BYTES)} per file"), 0)
         else:
-            out[base] = data
+            put(base, base, data, len(data))
+    return out
+
+
+class _ZipRefused(Exception):
+    pass
+
+
+def _zip_entry_count(data: bytes) -> int | None:
+    """The number of entries the zip's end record declares, read before the directory itself."""
+    end = getattr(zipfile, "_EndRecData", None)
+    if end is None:  # pragma: no cover - a Python without the helper: the upload size bounds it
+        return 0
+    rec = end(io.BytesIO(data))
+    return None if rec is None else int(rec[4])  # _ECD_ENTRIES_TOTAL (zip64-aware)
+
+
+def _zip_members(data: bytes, zipname: str) -> list[tuple[str, str, Source, int]]:
+    """(file name, label, source, declared size) of the CSV files in a zip, within the limits."""
+    try:
+        entries = _zip_entry_count(data)
+        if entries is None:
+            raise _ZipRefused("not a readable zip file")
+        if entries > MAX_ZIP_ENTRIES:
+            raise _ZipRefused(f"the zip has {entries:,} entries; at most {MAX_ZIP_ENTRIES:,} are accepted")
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        if isinstance(exc, _ZipRefused):
+            raise
+        raise _ZipRefused("not a readable zip file") from exc
+    out: list[tuple[str, str, Source, int]] = []
+    declared = 0
+    for info in infos:
+        inner = Path(info.filename).name
+        if info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
+            continue
+        if "__MACOSX" in Path(info.filename).parts:
+            continue  # macOS Finder's resource forks
+        label = f"{info.filename} in {zipname}"
+        if info.file_size > MAX_FILE_BYTES:
+            src: Source = Refused(
+                f"{label} is {_mb(info.file_size)} uncompressed; at most {_mb(MAX_FILE_BYTES)} per file"
+            )
+        elif info.flag_bits & 0x1:
+            src = Refused(f"{label} is encrypted; zip it without a password")
+        else:
+            src = ZipMember(data, info.filename, info.file_size, label)
+        declared += info.file_size
+        if declared > MAX_TOTAL_BYTES:
+            raise _ZipRefused(f"the files in the zip add up to more than {_mb(MAX_TOTAL_BYTES)} uncompressed; split it")
+        out.append((inner, label, src, 0 if isinstance(src, Refused) else info.file_size))
     return out
 
 
 class _Counting(io.RawIOBase):
-    """Counts bytes read, for progress."""
+    """Counts bytes read, for progress; refuses to read past `limit` bytes (a zip bomb)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, limit: int | None = None) -> None:
         self.raw = raw
         self.count = 0
+        self.limit = limit
 
     def readable(self) -> bool:
         return True
@@ -259,13 +414,57 @@ class _Counting(io.RawIOBase):
         n = len(data)
         b[:n] = data
         self.count += n
+        if self.limit is not None and self.count > self.limit:
+            raise _TooLarge
         return n
 
 
-def _open(source: Path | bytes) -> tuple[BinaryIO, int]:
+def _open(source: Path | bytes | ZipMember) -> tuple[BinaryIO, int, int | None]:
+    """A binary stream of the source, its size, and the most bytes it may yield."""
+    if isinstance(source, ZipMember):
+        zf = zipfile.ZipFile(io.BytesIO(source.archive))
+        try:
+            member = zf.open(source.member)
+        except BaseException:
+            zf.close()
+            raise
+        return member, source.size, MAX_FILE_BYTES
     if isinstance(source, bytes | bytearray):
-        return io.BytesIO(source), len(source)
-    return open(source, "rb"), Path(source).stat().st_size
+        return io.BytesIO(source), len(source), None
+    return open(source, "rb"), Path(source).stat().st_size, None
+
+
+def _size(source: Source) -> int:
+    if isinstance(source, ZipMember):
+        return source.size
+    if isinstance(source, Refused):
+        return 0
+    if isinstance(source, bytes | bytearray):
+        return len(source)
+    return Path(source).stat().st_size
+
+
+class _Lines:
+    """Lines of a text stream, each read with a bound: a file of one 2 GiB line costs at most
+    MAX_ROW_CHARS of memory. `record` counts the characters of the current CSV record, which
+    the reader resets after each record (a quoted field may span lines)."""
+
+    def __init__(self, stream: io.TextIOBase, limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.record = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.stream.readline(self.limit + 2)
+        if not line:
+            raise StopIteration
+        self.record += len(line)
+        if len(line.rstrip("\r\n")) > self.limit or self.record > self.limit + 2:
+            raise _TooLong
+        return line
 
 
 # ----------------------------------------------------------------------------- reading
@@ -281,17 +480,24 @@ def _read_chunks(
 ) -> Iterator[tuple[list[str], pd.DataFrame, np.ndarray]]:
     """Yield (header, frame of str, row numbers) chunks; report malformed rows."""
     spec = SPECS[name]
-    raw, _size = _open(source)
-    counting = _Counting(raw)
-    stream = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="", errors="strict")
-    reader = csv.reader(stream)
     line = 1
+    try:
+        raw, _bytes, limit = _open(source)
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, ValueError) as exc:
+        report.add(Problem(name, 0, "", "", f"the file cannot be read from the zip: {exc}"))
+        return
+    counting = _Counting(raw, limit)
+    stream = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="", errors="strict")
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    lines = _Lines(stream, MAX_ROW_CHARS)
+    reader = csv.reader(lines)
     try:
         try:
             header = next(reader)
         except StopIteration:
             report.add(Problem(name, 1, "", "", "the file is empty: a header row is required"))
             return
+        lines.record = 0
         header = [h.strip().lower() for h in header]
         seen: set[str] = set()
         for h in header:
@@ -312,6 +518,7 @@ def _read_chunks(
         numbers: list[int] = []
         prev_end = reader.line_num
         for rec in reader:
+            lines.record = 0
             start_line = prev_end + 1
             prev_end = reader.line_num
             if not rec or all(not f.strip() for f in rec):
@@ -353,6 +560,39 @@ def _read_chunks(
         report.add(
             Problem(name, reader.line_num or line, "", "", f"unreadable CSV: {exc}; reading of this file stopped here")
         )
+    except _TooLong:
+        report.add(
+            Problem(
+                name,
+                reader.line_num + 1,
+                "",
+                "",
+                f"row too long: more than {MAX_ROW_CHARS:,} characters (is this a CSV file?); "
+                "reading of this file stopped here",
+            )
+        )
+    except _TooLarge:
+        report.add(
+            Problem(
+                name,
+                reader.line_num + 1,
+                "",
+                "",
+                f"the file decompresses to more than {_mb(MAX_FILE_BYTES)}, the most accepted per file; "
+                "reading of this file stopped here",
+            )
+        )
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+        # A damaged or lying zip member (a bad CRC, a truncated stream, an unsupported method).
+        report.add(
+            Problem(
+                name,
+                reader.line_num + 1,
+                "",
+                "",
+                f"the zip entry is damaged ({exc}); reading of this file stopped here",
+            )
+        )
     finally:
         raw.close()
 
@@ -361,15 +601,16 @@ def _read_chunks(
 
 
 def _parse_ts(s: pd.Series) -> pd.Series:
-    """ISO 8601 timestamps to UTC (NaT if unreadable); a value without an offset is UTC.
+    """ISO 8601 timestamps to UTC (NaT if unreadable or not ISO 8601); no offset is UTC.
 
     Values with and without an offset are parsed apart: in one call pandas reads a value
     without an offset in the offset of an earlier value (2026-01-06T09:00:00 after a
     +02:00 value became 07:00 UTC).
     """
+    iso = s.str.match(_TS_RE, na=False).to_numpy()
     has_offset = s.str.contains(r"[T ].*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$", na=False).to_numpy()
     out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
-    for part in (has_offset, ~has_offset):
+    for part in (iso & has_offset, iso & ~has_offset):
         if part.any():
             out[part] = pd.to_datetime(s[part], format="ISO8601", utc=True, errors="coerce")
     return out
@@ -494,7 +735,9 @@ class _Context:
     session: Session
     report: ImportReport
     actor: str
-    writing: bool = True
+    dry_run: bool = False
+    writing: bool = True  # a real import without problems so far
+    counting: bool = False  # a dry run without problems so far: read-only counts
     accounts: dict[str, int | None] = field(default_factory=dict)  # external id -> pk (None: declared, not written)
     account_info: dict[int, tuple[str, Any]] = field(default_factory=dict)  # pk -> (segment, contract_start)
     team: dict[str, int | None] = field(default_factory=dict)
@@ -502,14 +745,27 @@ class _Context:
     new_accounts: set[int] = field(default_factory=set)
     had_milestones: set[int] = field(default_factory=set)
     had_checklist: set[int] = field(default_factory=set)
+    new_event_keys: list[np.ndarray] = field(default_factory=list)  # dry run: hashes of events not in the database
+
+    @property
+    def active(self) -> bool:
+        """Still writing (a real import) or counting (a dry run)."""
+        return self.writing or self.counting
 
     def stop_writing_if_problems(self) -> None:
         if self.report.problem_count:
             self.writing = False
+            self.counting = False
+
+    def release(self) -> None:
+        """A dry run ends its read transaction between steps: it holds no snapshot and no lock.
+        (Never a real import: its transaction must stay whole.)"""
+        if self.dry_run:
+            self.session.commit()
 
 
 def import_files(
-    files: dict[str, Path | bytes],
+    files: dict[str, Source],
     *,
     url: str | None = None,
     dry_run: bool = False,
@@ -517,91 +773,299 @@ def import_files(
     progress: ProgressFn | None = None,
     source: str = "",
 ) -> ImportReport:
-    """Validate and import the given contract files atomically; see the module docstring."""
+    """Validate and import the given contract files atomically; see the module docstring.
+
+    A dry run only reads (no write lock, no row lock). A real import takes the import lock
+    first; raises ImportBusy if another import holds it and ImportFailed (a message for the
+    user, the detail logged) if the database refuses the import. Nothing is written then."""
     t0 = time.perf_counter()
     report = ImportReport(dry_run=dry_run)
-    # File names are matched case-insensitively (Accounts.csv is accounts.csv).
-    files = {(n.lower() if n.lower() in SPECS else n): v for n, v in files.items()}
+    files = _by_contract_name(files)
     unknown = [n for n in files if n not in SPECS]
     for n in unknown:
+        if isinstance(files[n], Refused):
+            continue
         reason = (
             "not a readable zip file"  # readable zips were expanded by files_from_uploads
             if n.lower().endswith(".zip")
             else f"unknown file name; expected one of {', '.join(FILE_ORDER)}"
         )
         report.add(Problem(n, 0, "", "", reason))
-    present = [n for n in FILE_ORDER if n in files]
-    for n in present:
+    for n, v in files.items():
+        if isinstance(v, Refused):
+            report.add(Problem(n, 0, "", "", v.reason))
+    present = [n for n in FILE_ORDER if n in files and not isinstance(files[n], Refused)]
+    for n in [n for n in FILE_ORDER if n in files]:
         report.files[n] = FileReport(n)
-    if not present and not unknown:
+    if not files:
         report.add(Problem("", 0, "", "", "no files to import"))
-    sizes = {
-        n: (len(files[n]) if isinstance(files[n], bytes | bytearray) else Path(files[n]).stat().st_size)
-        for n in present
-    }
+    sizes = {n: _size(files[n]) for n in present}
     total = max(sum(sizes.values()), 1)
-    done_before = 0
 
     engine = get_engine(url)
-    with Session(engine, expire_on_commit=False) as session:
-        ctx = _Context(session=session, report=report, actor=actor)
-        ctx.writing = report.problem_count == 0
-        _load_reference(ctx)
-        try:
-            for name in present:
-
-                def on_bytes(b: int, name: str = name, before: int = done_before) -> None:
-                    if progress:
-                        progress(
-                            min((before + b) / total, 0.99), f"{name}: {b / 1e6:.1f} of {sizes[name] / 1e6:.1f} MB"
-                        )
-
-                if progress:
-                    progress(done_before / total, f"reading {name}")
-                if name == "events.csv":
-                    _import_events(ctx, files[name], on_bytes)
+    run_id = None
+    status = "failed"
+    try:
+        if not dry_run and present:
+            run_id = _start_run(engine, actor=actor, source=source)
+        with _import_connection(engine, dry_run=dry_run) as conn, Session(bind=conn, expire_on_commit=False) as session:
+            ctx = _Context(session=session, report=report, actor=actor, dry_run=dry_run)
+            ctx.writing = not dry_run and report.problem_count == 0
+            ctx.counting = dry_run and report.problem_count == 0
+            try:
+                if run_id is not None:
+                    _take_import_lock(session, run_id)
+                _load_reference(ctx)
+                ctx.release()
+                _read_all(ctx, files, present, sizes, total, progress)
+                if ctx.writing:
+                    _complete_new_accounts(ctx)
+                report.written = report.ok and not dry_run
+                if report.written:
+                    bump_data_version(session)
+                    _finish_run(session, run_id, report, "imported")
+                    session.commit()
+                    status = "imported"
                 else:
-                    _import_entity(ctx, name, files[name])
-                ctx.stop_writing_if_problems()
-                done_before += sizes[name]
-            if ctx.writing:
-                _complete_new_accounts(ctx)
-            report.written = report.ok and not dry_run
-            if report.written:
-                bump_data_version(session)
-                session.add(_run_record(report, actor, source, "imported", t0))
-                session.commit()
-            else:
+                    session.rollback()
+                    status = "rejected"
+            except BaseException:
                 session.rollback()
-        except BaseException:
-            session.rollback()
-            raise
-    if not report.written and not dry_run and present:
-        # Keep an audit trail of rejected imports, outside the rolled-back transaction.
-        with Session(engine) as s2:
-            s2.add(_run_record(report, actor, source, "rejected", t0))
-            s2.commit()
+                raise
+    except ImportBusy:
+        status = "refused"
+        raise
+    except ImportFailed:
+        raise
+    except SQLAlchemyError as exc:
+        log.exception("import by %s (%s) failed in the database", actor, source or "files")
+        raise ImportFailed(_db_error_message(exc, dry_run=dry_run)) from exc
+    finally:
+        if run_id is not None and status != "imported":
+            _end_run(engine, run_id, report, status)
     report.seconds = time.perf_counter() - t0
     if progress:
         progress(1.0, "done")
     return report
 
 
+def _by_contract_name(files: dict[str, Source]) -> dict[str, Source]:
+    """File names matched case-insensitively (Accounts.csv is accounts.csv); two files that
+    are the same contract file are refused, naming both."""
+    out: dict[str, Source] = {}
+    seen: dict[str, list[str]] = {}
+    for n, v in files.items():
+        key = n.lower() if n.lower() in SPECS else n
+        seen.setdefault(key, []).append(n)
+        if len(seen[key]) > 1:
+            v = Refused(f"{key} is given {len(seen[key])} times ({' and '.join(seen[key])}); give only one")
+        out[key] = v
+    return out
+
+
+def _read_all(
+    ctx: _Context,
+    files: dict[str, Source],
+    present: list[str],
+    sizes: dict[str, int],
+    total: int,
+    progress: ProgressFn | None,
+) -> None:
+    done_before = 0
+    for name in present:
+
+        def on_bytes(b: int, name: str = name, before: int = done_before) -> None:
+            if progress:
+                progress(min((before + b) / total, 0.99), f"{name}: {b / 1e6:.1f} of {sizes[name] / 1e6:.1f} MB")
+
+        if progress:
+            progress(done_before / total, f"reading {name}")
+        if name == "events.csv":
+            _import_events(ctx, files[name], on_bytes)
+        else:
+            _import_entity(ctx, name, files[name])
+        ctx.stop_writing_if_problems()
+        ctx.release()
+        done_before += sizes[name]
+
+
+# ----------------------------------------------------------------------------- locks and timeouts
+
+
+@contextmanager
+def _import_connection(engine: Engine, *, dry_run: bool) -> Iterator[Connection]:
+    """One connection for the whole import, with the import's lock waits and timeouts (and,
+    for a dry run, read-only): a user's save never waits minutes behind an import, and an
+    import never waits long behind a user. The settings are undone before the connection
+    goes back to the pool."""
+    conn = engine.connect()
+    sqlite = is_sqlite(engine)
+    try:
+        if sqlite:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOCK_WAIT_MS)}")
+            if dry_run:
+                conn.exec_driver_sql("PRAGMA query_only = ON")  # a dry run cannot write, even by mistake
+        else:
+            conn.exec_driver_sql(f"SET lock_timeout = {int(LOCK_WAIT_MS)}")
+            conn.exec_driver_sql(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
+            if dry_run:
+                conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        conn.commit()
+        yield conn
+    finally:
+        try:
+            conn.rollback()
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA query_only = OFF")
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
+            else:
+                conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+                conn.exec_driver_sql("RESET lock_timeout")
+                conn.exec_driver_sql("RESET statement_timeout")
+            conn.commit()
+        except Exception:  # noqa: BLE001 - a broken connection must not go back to the pool
+            conn.invalidate()
+        conn.close()
+
+
+def _start_run(engine: Engine, *, actor: str, source: str) -> int:
+    """Record the import as running (committed, so a second import can name who runs)."""
+    try:
+        with engine.connect() as conn:
+            if is_sqlite(engine):
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOCK_WAIT_MS)}")
+            try:
+                run_id = conn.execute(
+                    ImportRun.__table__.insert().values(
+                        actor=actor[:254], source=source[:300], status="running", started_at=utcnow(), summary="{}"
+                    )
+                ).inserted_primary_key[0]
+                conn.commit()
+            finally:
+                if is_sqlite(engine):
+                    conn.rollback()
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
+        return int(run_id)
+    except OperationalError as exc:
+        if is_sqlite(engine) and "locked" in str(exc.orig):
+            # Another import (or a long write) holds SQLite's write lock.
+            raise ImportBusy(_busy_message(engine, None)) from exc
+        raise
+
+
+def _take_import_lock(session: Session, run_id: int) -> None:
+    """The import lock, held until the import's transaction ends: BEGIN IMMEDIATE (SQLite's
+    write lock) or a transaction-scoped advisory lock per schema (PostgreSQL)."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig):
+                raise
+            raise ImportBusy(_busy_message(conn.engine, run_id)) from exc
+        return
+    got = conn.execute(
+        text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(current_schema()))"), {"cls": ADVISORY_CLASS}
+    ).scalar_one()
+    if not got:
+        raise ImportBusy(_busy_message(conn.engine, run_id))
+
+
+def _busy_message(engine: Engine, run_id: int | None) -> str:
+    """Who holds the import lock, from the newest other import marked running."""
+    q = select(ImportRun.actor, ImportRun.started_at).where(ImportRun.status == "running")
+    if run_id is not None:
+        q = q.where(ImportRun.id != run_id)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(q.order_by(ImportRun.started_at.desc(), ImportRun.id.desc()).limit(1)).first()
+    except SQLAlchemyError:
+        log.exception("could not read the running import")
+        row = None
+    if row is None:
+        return (
+            "Another import or a long write is running, so this import did not start; nothing was written. "
+            "Try again in a minute."
+        )
+    at = row.started_at.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"Another import is running, started by {row.actor} at {at} UTC, so this import did not start; "
+        "nothing was written. Try again when it has finished."
+    )
+
+
+def _finish_run(session: Session, run_id: int | None, report: ImportReport, status: str) -> None:
+    """Mark the import's run record finished (in the caller's transaction); any other import
+    still marked running started before this one and no longer holds the lock."""
+    if run_id is None:
+        return
+    table = ImportRun.__table__
+    session.execute(
+        table.update()
+        .where(table.c.id == run_id)
+        .values(
+            status=status,
+            finished_at=utcnow(),
+            summary=json.dumps({k: vars(v) for k, v in report.files.items()}),
+            duplicates_skipped=report.duplicates_skipped,
+            problems=report.problem_count,
+        )
+    )
+    session.execute(
+        table.update()
+        .where(table.c.status == "running", table.c.id < run_id)
+        .values(status="interrupted", finished_at=utcnow())
+    )
+
+
+def _end_run(engine: Engine, run_id: int, report: ImportReport, status: str) -> None:
+    """Record a rejected, failed or refused import (a refused one leaves no trace)."""
+    try:
+        with Session(engine) as s:
+            if status == "refused":
+                s.execute(ImportRun.__table__.delete().where(ImportRun.__table__.c.id == run_id))
+            else:
+                _finish_run(s, run_id, report, status)
+            s.commit()
+    except SQLAlchemyError:
+        # The database is failing (full, gone): the run stays marked running; the next import marks it interrupted.
+        log.exception("could not record the end of import run %s", run_id)
+
+
+def _db_error_message(exc: SQLAlchemyError, *, dry_run: bool) -> str:
+    """What a user is told when the database refuses an import (never SQL, parameters or paths)."""
+    orig = getattr(exc, "orig", None)
+    detail = str(orig or exc).strip().splitlines()[0] if str(orig or exc).strip() else type(exc).__name__
+    code = getattr(orig, "sqlstate", None) or ""
+    low = detail.lower()
+    what = "The validation" if dry_run else "The import"
+    tail = "nothing was written." if not dry_run else "nothing was written (a validation never writes)."
+    if "disk is full" in low or "no space left" in low or code.startswith("53"):
+        return (
+            f"{what} stopped because the database is out of space (the disk or its size limit is full); {tail} "
+            "Free some space, or ask whoever runs the database, then try again."
+        )
+    if "locked" in low or code in ("55P03", "40P01"):
+        return (
+            f"{what} stopped because the database was busy (a lock was held for more than "
+            f"{LOCK_WAIT_MS / 1000:g} s); {tail} Try again in a minute."
+        )
+    if code == "57014":
+        return (
+            f"{what} stopped because one step took longer than {STATEMENT_TIMEOUT_MS / 1000:g} s; {tail} "
+            "Split the files and try again, or ask an admin to raise IMPORT_STATEMENT_TIMEOUT_MS."
+        )
+    if (isinstance(exc, DBAPIError) and exc.connection_invalidated) or "connection" in low:
+        return f"{what} stopped because the connection to the database was lost; {tail} Try again."
+    # Keep the database's own reason (it names no SQL and no parameters), but no file paths.
+    reason = re.sub(r"(/[^\s'\"]+)+", "…", detail)[:200]
+    return f"{what} was refused by the database ({reason}); {tail} The details are in the server log."
+
+
 def import_dir(path: str | Path, **kwargs: Any) -> ImportReport:
     """Import every contract CSV file found in a directory."""
     return import_files(files_from_dir(path), source=str(path), **kwargs)
-
-
-def _run_record(report: ImportReport, actor: str, source: str, status: str, t0: float) -> ImportRun:
-    return ImportRun(
-        actor=actor,
-        source=source[:300],
-        status=status,
-        finished_at=utcnow(),
-        summary=json.dumps({k: vars(v) for k, v in report.files.items()}),
-        duplicates_skipped=report.duplicates_skipped,
-        problems=report.problem_count,
-    )
 
 
 def _load_reference(ctx: _Context) -> None:
@@ -668,7 +1132,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
     if name == "team.csv":
         for e in typed["email"].dropna():
             ctx.team.setdefault(e, None)
-        if not ctx.writing or report.problem_count:
+        if not ctx.active or report.problem_count:
             return
         res = upsert(
             ctx.session,
@@ -680,6 +1144,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             log_entity="team_member",
             log_key="email",
             return_ids=True,
+            write=ctx.writing,
         )
         _tally(report.files[name], res)
         ctx.team.update({k[0]: v for k, v in (res.new_ids or {}).items()})
@@ -698,7 +1163,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             )
         for a in typed["account_id"].dropna():
             ctx.accounts.setdefault(a, None)
-        if not ctx.writing or report.problem_count:
+        if not ctx.active or report.problem_count:
             return
         t = typed[ok].rename(columns={"account_id": "external_id"})
         if "csm_email" in t:
@@ -714,6 +1179,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             log_entity="account",
             log_key="external_id",
             return_ids=True,
+            write=ctx.writing,
         )
         _tally(report.files[name], res)
         for (ext,), pk in (res.new_ids or {}).items():
@@ -750,10 +1216,16 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
         ok &= _ref_check(
             ctx, name, "owner_email", typed["owner_email"], ctx.team, rows, "unknown owner email: not in the team"
         )
-    if not ctx.writing or report.problem_count:
+    if not ctx.active or report.problem_count:
         return
     t = typed[ok].copy()
-    t["account_id"] = t["account_id"].map(ctx.accounts).astype(int)
+    pk = t["account_id"].map(ctx.accounts)
+    if not ctx.writing:
+        # A dry run: rows of accounts the import would create are new; the rest are compared.
+        new = pk.isna().to_numpy()
+        report.files[name].inserted += int(new.sum())
+        t, pk = t[~new], pk[~new]
+    t["account_id"] = pk.astype(int)
 
     if name == "milestones.csv":
         t = t.rename(columns={"milestone": "milestone_key"})
@@ -777,6 +1249,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             actor=ctx.actor,
             log_entity="account_milestone",
             account_col="account_id",
+            write=ctx.writing,
         )
         ctx.had_milestones.update(t["account_id"].unique().tolist())
     elif name == "outcomes.csv":
@@ -789,6 +1262,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             actor=ctx.actor,
             log_entity="outcome",
             account_col="account_id",
+            write=ctx.writing,
         )
     else:  # checklist.csv
         if "owner_email" in t:
@@ -813,12 +1287,14 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             account_col="account_id",
             on_update={"version": lambda old: int(old["version"]) + 1},
             return_ids=True,
+            write=ctx.writing,
         )
         # New rows get metric binding and position; existing rows keep theirs.
         ctx.had_checklist.update(t["account_id"].unique().tolist())
-        _sync_done_at(ctx.session, list(t["account_id"].unique()))
-        if res.new_ids:
-            _set_insert_extras(ctx.session, t, res.new_ids)
+        if ctx.writing:
+            _sync_done_at(ctx.session, list(t["account_id"].unique()))
+            if res.new_ids:
+                _set_insert_extras(ctx.session, t, res.new_ids)
     _tally(report.files[name], res)
 
 
@@ -883,9 +1359,13 @@ def _import_events(ctx: _Context, source: Path | bytes, on_bytes: Callable[[int]
             UNKNOWN_ACCOUNT,
         )
         ctx.stop_writing_if_problems()
-        if not ctx.writing:
+        if not ctx.active:
             continue
         t = typed[ok]
+        if not ctx.writing:
+            _count_events(ctx, t)
+            ctx.release()
+            continue
         batch = pd.DataFrame(
             {
                 "account_id": t["account_id"].map(ctx.accounts).astype(int),
@@ -898,6 +1378,79 @@ def _import_events(ctx: _Context, source: Path | bytes, on_bytes: Callable[[int]
         inserted = insert_events(ctx.session, batch)
         fr.inserted += inserted
         fr.duplicates_skipped += len(batch) - inserted
+    if ctx.counting and ctx.new_event_keys:
+        # New events, counted once however often they repeat in the file.
+        candidates = np.concatenate(ctx.new_event_keys)
+        fr.inserted = int(np.unique(candidates).size)
+        fr.duplicates_skipped += len(candidates) - fr.inserted
+        ctx.new_event_keys.clear()
+
+
+def _count_events(ctx: _Context, t: pd.DataFrame) -> None:
+    """A dry run's count of one batch: events already in the database (read-only key
+    lookups) are duplicates; the keys of the others are kept as hashes (8 bytes a row) to
+    find repeats across batches."""
+    user = t["user_id"].fillna("") if "user_id" in t else pd.Series("", index=t.index)
+    pk = t["account_id"].map(ctx.accounts)
+    present = np.zeros(len(t), dtype=bool)
+    known = pk.notna().to_numpy()
+    if known.any():
+        present[np.flatnonzero(known)] = _events_present(
+            ctx.session, pk[known].astype(int), t["event"][known], t["timestamp"][known], user[known]
+        )
+    keys = pd.DataFrame({"a": t["account_id"], "e": t["event"], "t": t["timestamp"], "u": user})
+    hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+    ctx.new_event_keys.append(hashes[~present])
+    ctx.report.files["events.csv"].duplicates_skipped += int(present.sum())
+
+
+def _events_present(session: Session, pk: pd.Series, event: pd.Series, ts: pd.Series, user: pd.Series) -> np.ndarray:
+    """Which of these events are already stored (by the natural key's unique index)."""
+    found = np.zeros(len(pk), dtype=bool)
+    conn = session.connection()
+    for start in range(0, len(pk), 10_000):
+        sl = slice(start, start + 10_000)
+        if conn.dialect.name == "sqlite":
+            ts_text = ts.iloc[sl].dt.tz_localize(None).dt.strftime(SQLITE_TS)
+            keys = json.dumps(
+                [
+                    list(k)
+                    for k in zip(
+                        pk.iloc[sl].tolist(),
+                        event.iloc[sl].tolist(),
+                        ts_text.tolist(),
+                        user.iloc[sl].tolist(),
+                        strict=True,
+                    )
+                ]
+            )
+            rows = conn.execute(
+                text(
+                    "SELECT CAST(j.key AS INTEGER) FROM json_each(:keys) AS j CROSS JOIN events AS e "
+                    "ON e.account_id = json_extract(j.value, '$[0]') AND e.event = json_extract(j.value, '$[1]') "
+                    "AND e.ts = json_extract(j.value, '$[2]') AND e.user_id = json_extract(j.value, '$[3]')"
+                ),
+                {"keys": keys},
+            )
+            idx = [r[0] for r in rows]
+        else:
+            rows = conn.execute(
+                text(
+                    "SELECT k.i - 1 FROM unnest(CAST(:a AS integer[]), CAST(:e AS text[]), "
+                    "CAST(:t AS timestamptz[]), CAST(:u AS text[])) WITH ORDINALITY AS k(a, e, t, u, i) "
+                    "JOIN events AS ev ON ev.account_id = k.a AND ev.event = k.e AND ev.ts = k.t AND ev.user_id = k.u"
+                ),
+                {
+                    "a": pk.iloc[sl].tolist(),
+                    "e": event.iloc[sl].tolist(),
+                    "t": ts.iloc[sl].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00").tolist(),
+                    "u": user.iloc[sl].tolist(),
+                },
+            )
+            idx = [int(r[0]) for r in rows]
+        if idx:
+            found[start + np.asarray(idx, dtype=int)] = True
+    return found
 
 
 def _complete_new_accounts(ctx: _Context) -> None:
