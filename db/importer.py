@@ -301,7 +301,12 @@ def files_from_dir(path: str | Path) -> dict[str, Path]:
 
 
 def _mb(n: int) -> str:
-    return f"{n / MB:,.0f} MB" if n >= 10 * MB else f"{n / MB:,.1f} MB"
+    """A size for a message: 2.0 GB, 120 MB, 5.0 MB, 98 KB, 150 bytes."""
+    if n >= 1024 * MB:
+        return f"{n / (1024 * MB):,.1f} GB"
+    if n >= MB:
+        return f"{n / MB:,.0f} MB" if n >= 10 * MB else f"{n / MB:,.1f} MB"
+    return f"{n / 1024:,.0f} KB" if n >= 1024 else f"{n} bytes"
 
 
 def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, Source]:
@@ -320,7 +325,7 @@ def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, Source]:
         labels.setdefault(key, []).append(label)
         if len(labels[key]) > 1:
             out[key] = Refused(
-                f"{base} appears {len(labels[key])} times in the upload ({' and '.join(labels[key])}); "
+                f"{key} appears {len(labels[key])} times in the upload ({' and '.join(labels[key])}); "
                 "upload only one of them"
             )
             return
