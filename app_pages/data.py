@@ -58,8 +58,8 @@ do_import = c2.button(
 )
 if not user.is_admin:
     st.caption(
-        "You can validate files: validating reads them and the database and writes nothing. "
-        f"Only admins can import them (you are signed in as {user.role})."
+        "You can validate files (validating only reads them and the database, and writes nothing); "
+        f"only admins can import them (you are signed in as {user.role})."
     )
 
 if (validate or do_import) and uploads:
