@@ -21,27 +21,26 @@ import csv
 import io
 import json
 import logging
-import os
 import re
 import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import select, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from db import import_lock, uploads
 from db.bulk import ACCOUNT_COLUMNS, SQLITE_TS, insert_events, upsert
 from db.defaults import DEFAULT_CHECKLIST
+from db.import_lock import ImportBusy, ImportFailed
 from db.models import (
     CHECKLIST_CATEGORIES,
     CHECKLIST_STATUSES,
@@ -51,35 +50,17 @@ from db.models import (
     Account,
     AccountMilestone,
     ChecklistItem,
-    ImportRun,
     Outcome,
     TeamMember,
     utcnow,
 )
-from db.session import BUSY_TIMEOUT_MS, bump_data_version, get_engine, is_sqlite
+from db.session import bump_data_version, get_engine
 from db.settings_store import milestone_definitions
 from db.templates import apply_new_account_defaults
+from db.uploads import Refused, Source
 
 ProgressFn = Callable[[float, str], None]
 log = logging.getLogger(__name__)
-
-MB = 1024 * 1024
-# Limits of what the importer reads (module settings, so tests can scale them down).
-# One uploaded file, uncompressed (a loose CSV or a zip member); .streamlit/config.toml's
-# server.maxUploadSize is the same figure, in MB.
-MAX_FILE_BYTES = int(os.environ.get("IMPORT_MAX_FILE_MB", "1024")) * MB
-# All the files of one upload together, uncompressed.
-MAX_TOTAL_BYTES = int(os.environ.get("IMPORT_MAX_TOTAL_MB", "2048")) * MB
-MAX_ZIP_ENTRIES = int(os.environ.get("IMPORT_MAX_ZIP_ENTRIES", "100"))
-# One row of a file (a line, or the lines of one quoted multi-line record), in characters.
-MAX_ROW_CHARS = int(os.environ.get("IMPORT_MAX_ROW_CHARS", str(MB)))
-MAX_FIELD_CHARS = 131_072  # one cell: the csv module's default, set explicitly
-# How long an import waits for a lock (SQLite's write lock, a PostgreSQL row lock) and
-# how long one of its statements may run on PostgreSQL.
-LOCK_WAIT_MS = int(os.environ.get("IMPORT_LOCK_WAIT_MS", "5000"))
-STATEMENT_TIMEOUT_MS = int(os.environ.get("IMPORT_STATEMENT_TIMEOUT_MS", "600000"))
-# The PostgreSQL advisory lock class for imports (the second key is the schema's hash).
-ADVISORY_CLASS = 0x1D0C
 
 MAX_PROBLEMS = 5000
 UNKNOWN_ACCOUNT = "unknown account: not in accounts.csv or the database"
@@ -251,45 +232,13 @@ class ImportError_(Exception):
     """Raised internally to abort reading a file after an unrecoverable problem."""
 
 
-class ImportFailed(Exception):
-    """The import could not run or the database refused it; nothing was written.
-
-    The message is for the user (no SQL, no parameters, no server paths); the detail is logged."""
-
-
-class ImportBusy(ImportFailed):
-    """Another import holds the import lock."""
-
-
-class _TooLong(Exception):
-    """A row of a file is longer than MAX_ROW_CHARS."""
-
-
-class _TooLarge(Exception):
-    """A zip member decompresses to more than MAX_FILE_BYTES."""
-
-
-@dataclass(frozen=True)
-class ZipMember:
-    """A CSV file inside an uploaded zip, streamed when read (never decompressed whole)."""
-
-    archive: bytes
-    member: str
-    size: int  # the declared uncompressed size
-    label: str  # for messages: "a/team.csv in data.zip"
-
-
-@dataclass(frozen=True)
-class Refused:
-    """An upload entry refused before reading (too large, a duplicate name, a bad zip)."""
-
-    reason: str
-
-
-Source = Path | bytes | ZipMember | Refused
-
-
 # ----------------------------------------------------------------------------- sources
+
+
+def files_from_uploads(files: list[tuple[str, bytes]]) -> dict[str, Source]:
+    """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it (streamed
+    when read, within the limits of db/uploads.py)."""
+    return uploads.expand(files, known=SPECS)
 
 
 def files_from_dir(path: str | Path) -> dict[str, Path]:
@@ -298,178 +247,6 @@ def files_from_dir(path: str | Path) -> dict[str, Path]:
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory")
     return {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
-
-
-def _mb(n: int) -> str:
-    """A size for a message: 2.0 GB, 120 MB, 5.0 MB, 98 KB, 150 bytes."""
-    if n >= 1024 * MB:
-        return f"{n / (1024 * MB):,.1f} GB"
-    if n >= MB:
-        return f"{n / MB:,.0f} MB" if n >= 10 * MB else f"{n / MB:,.1f} MB"
-    return f"{n / 1024:,.0f} KB" if n >= 1024 else f"{n} bytes"
-
-
-def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, Source]:
-    """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it.
-
-    Nothing is decompressed here: zip members are checked against the limits by their
-    declared sizes and streamed when read. A name given twice (in two folders of a zip, or
-    a loose file and a zip member) is refused with both names."""
-    out: dict[str, Source] = {}
-    labels: dict[str, list[str]] = {}
-    total = 0
-
-    def put(base: str, label: str, src: Source, size: int) -> None:
-        nonlocal total
-        key = base.lower() if base.lower() in SPECS else base
-        labels.setdefault(key, []).append(label)
-        if len(labels[key]) > 1:
-            out[key] = Refused(
-                f"{key} appears {len(labels[key])} times in the upload ({' and '.join(labels[key])}); "
-                "upload only one of them"
-            )
-            return
-        total += size
-        if isinstance(src, Refused) or total <= MAX_TOTAL_BYTES:
-            out[key] = src
-        else:
-            out[key] = Refused(f"the upload adds up to more than {_mb(MAX_TOTAL_BYTES)} uncompressed; split it")
-
-    for name, data in uploads:
-        base = Path(name).name
-        if base.lower().endswith(".zip"):
-            try:
-                members = _zip_members(data, base)
-            except _ZipRefused as exc:
-                out[base] = Refused(str(exc))
-                continue
-            for inner, label, src, size in members:
-                put(inner, label, src, size)
-        elif len(data) > MAX_FILE_BYTES:
-            put(base, base, Refused(f"the file is {_mb(len(data))}; at most {_mb(MAX_FILE_BYTES)} per file"), 0)
-        else:
-            put(base, base, data, len(data))
-    return out
-
-
-class _ZipRefused(Exception):
-    pass
-
-
-def _zip_entry_count(data: bytes) -> int | None:
-    """The number of entries the zip's end record declares, read before the directory itself."""
-    end = getattr(zipfile, "_EndRecData", None)
-    if end is None:  # pragma: no cover - a Python without the helper: the upload size bounds it
-        return 0
-    rec = end(io.BytesIO(data))
-    return None if rec is None else int(rec[4])  # _ECD_ENTRIES_TOTAL (zip64-aware)
-
-
-def _zip_members(data: bytes, zipname: str) -> list[tuple[str, str, Source, int]]:
-    """(file name, label, source, declared size) of the CSV files in a zip, within the limits."""
-    try:
-        entries = _zip_entry_count(data)
-        if entries is None:
-            raise _ZipRefused("not a readable zip file")
-        if entries > MAX_ZIP_ENTRIES:
-            raise _ZipRefused(f"the zip has {entries:,} entries; at most {MAX_ZIP_ENTRIES:,} are accepted")
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        if isinstance(exc, _ZipRefused):
-            raise
-        raise _ZipRefused("not a readable zip file") from exc
-    out: list[tuple[str, str, Source, int]] = []
-    declared = 0
-    for info in infos:
-        inner = Path(info.filename).name
-        if info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
-            continue
-        if "__MACOSX" in Path(info.filename).parts:
-            continue  # macOS Finder's resource forks
-        label = f"{info.filename} in {zipname}"
-        if info.file_size > MAX_FILE_BYTES:
-            src: Source = Refused(
-                f"{label} is {_mb(info.file_size)} uncompressed; at most {_mb(MAX_FILE_BYTES)} per file"
-            )
-        elif info.flag_bits & 0x1:
-            src = Refused(f"{label} is encrypted; zip it without a password")
-        else:
-            src = ZipMember(data, info.filename, info.file_size, label)
-        declared += info.file_size
-        if declared > MAX_TOTAL_BYTES:
-            raise _ZipRefused(f"the files in the zip add up to more than {_mb(MAX_TOTAL_BYTES)} uncompressed; split it")
-        out.append((inner, label, src, 0 if isinstance(src, Refused) else info.file_size))
-    return out
-
-
-class _Counting(io.RawIOBase):
-    """Counts bytes read, for progress; refuses to read past `limit` bytes (a zip bomb)."""
-
-    def __init__(self, raw: BinaryIO, limit: int | None = None) -> None:
-        self.raw = raw
-        self.count = 0
-        self.limit = limit
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.raw.read(len(b))
-        n = len(data)
-        b[:n] = data
-        self.count += n
-        if self.limit is not None and self.count > self.limit:
-            raise _TooLarge
-        return n
-
-
-def _open(source: Path | bytes | ZipMember) -> tuple[BinaryIO, int, int | None]:
-    """A binary stream of the source, its size, and the most bytes it may yield."""
-    if isinstance(source, ZipMember):
-        zf = zipfile.ZipFile(io.BytesIO(source.archive))
-        try:
-            member = zf.open(source.member)
-        except BaseException:
-            zf.close()
-            raise
-        return member, source.size, MAX_FILE_BYTES
-    if isinstance(source, bytes | bytearray):
-        return io.BytesIO(source), len(source), None
-    return open(source, "rb"), Path(source).stat().st_size, None
-
-
-def _size(source: Source) -> int:
-    if isinstance(source, ZipMember):
-        return source.size
-    if isinstance(source, Refused):
-        return 0
-    if isinstance(source, bytes | bytearray):
-        return len(source)
-    return Path(source).stat().st_size
-
-
-class _Lines:
-    """Lines of a text stream, each read with a bound: a file of one 2 GiB line costs at most
-    MAX_ROW_CHARS of memory. `record` counts the characters of the current CSV record, which
-    the reader resets after each record (a quoted field may span lines)."""
-
-    def __init__(self, stream: io.TextIOBase, limit: int) -> None:
-        self.stream = stream
-        self.limit = limit
-        self.record = 0
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = self.stream.readline(self.limit + 2)
-        if not line:
-            raise StopIteration
-        self.record += len(line)
-        if len(line.rstrip("\r\n")) > self.limit or self.record > self.limit + 2:
-            raise _TooLong
-        return line
 
 
 # ----------------------------------------------------------------------------- reading
@@ -487,14 +264,14 @@ def _read_chunks(
     spec = SPECS[name]
     line = 1
     try:
-        raw, _bytes, limit = _open(source)
+        raw, _bytes, limit = uploads.open_source(source)
     except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, ValueError) as exc:
         report.add(Problem(name, 0, "", "", f"the file cannot be read from the zip: {exc}"))
         return
-    counting = _Counting(raw, limit)
+    counting = uploads.Counting(raw, limit)
     stream = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="", errors="strict")
-    csv.field_size_limit(MAX_FIELD_CHARS)
-    lines = _Lines(stream, MAX_ROW_CHARS)
+    csv.field_size_limit(uploads.MAX_FIELD_CHARS)
+    lines = uploads.BoundedLines(stream, uploads.MAX_ROW_CHARS)
     reader = csv.reader(lines)
     try:
         try:
@@ -565,25 +342,25 @@ def _read_chunks(
         report.add(
             Problem(name, reader.line_num or line, "", "", f"unreadable CSV: {exc}; reading of this file stopped here")
         )
-    except _TooLong:
+    except uploads.RowTooLong:
         report.add(
             Problem(
                 name,
                 reader.line_num + 1,
                 "",
                 "",
-                f"row too long: more than {MAX_ROW_CHARS:,} characters (is this a CSV file?); "
+                f"row too long: more than {uploads.MAX_ROW_CHARS:,} characters (is this a CSV file?); "
                 "reading of this file stopped here",
             )
         )
-    except _TooLarge:
+    except uploads.TooLarge:
         report.add(
             Problem(
                 name,
                 reader.line_num + 1,
                 "",
                 "",
-                f"the file decompresses to more than {_mb(MAX_FILE_BYTES)}, the most accepted per file; "
+                f"the file decompresses to more than {uploads.human_size(uploads.MAX_FILE_BYTES)}, the most accepted per file; "
                 "reading of this file stopped here",
             )
         )
@@ -804,7 +581,7 @@ def import_files(
         report.files[n] = FileReport(n)
     if not files:
         report.add(Problem("", 0, "", "", "no files to import"))
-    sizes = {n: _size(files[n]) for n in present}
+    sizes = {n: uploads.source_size(files[n]) for n in present}
     total = max(sum(sizes.values()), 1)
 
     engine = get_engine(url)
@@ -812,14 +589,17 @@ def import_files(
     status = "failed"
     try:
         if not dry_run and present:
-            run_id = _start_run(engine, actor=actor, source=source)
-        with _import_connection(engine, dry_run=dry_run) as conn, Session(bind=conn, expire_on_commit=False) as session:
+            run_id = import_lock.start_run(engine, actor=actor, source=source)
+        with (
+            import_lock.import_connection(engine, dry_run=dry_run) as conn,
+            Session(bind=conn, expire_on_commit=False) as session,
+        ):
             ctx = _Context(session=session, report=report, actor=actor, dry_run=dry_run)
             ctx.writing = not dry_run and report.problem_count == 0
             ctx.counting = dry_run and report.problem_count == 0
             try:
                 if run_id is not None:
-                    _take_import_lock(session, run_id)
+                    import_lock.take_import_lock(session, run_id)
                 _load_reference(ctx)
                 ctx.release()
                 _read_all(ctx, files, present, sizes, total, progress)
@@ -828,7 +608,7 @@ def import_files(
                 report.written = report.ok and not dry_run
                 if report.written:
                     bump_data_version(session)
-                    _finish_run(session, run_id, report, "imported")
+                    import_lock.finish_run(session, run_id, report, "imported")
                     session.commit()
                     status = "imported"
                 else:
@@ -844,10 +624,10 @@ def import_files(
         raise
     except SQLAlchemyError as exc:
         log.exception("import by %s (%s) failed in the database", actor, source or "files")
-        raise ImportFailed(_db_error_message(exc, dry_run=dry_run)) from exc
+        raise ImportFailed(import_lock.db_error_message(exc, dry_run=dry_run)) from exc
     finally:
         if run_id is not None and status != "imported":
-            _end_run(engine, run_id, report, status)
+            import_lock.end_run(engine, run_id, report, status)
     report.seconds = time.perf_counter() - t0
     if progress:
         progress(1.0, "done")
@@ -892,180 +672,6 @@ def _read_all(
         ctx.stop_writing_if_problems()
         ctx.release()
         done_before += sizes[name]
-
-
-# ----------------------------------------------------------------------------- locks and timeouts
-
-
-@contextmanager
-def _import_connection(engine: Engine, *, dry_run: bool) -> Iterator[Connection]:
-    """One connection for the whole import, with the import's lock waits and timeouts (and,
-    for a dry run, read-only): a user's save never waits minutes behind an import, and an
-    import never waits long behind a user. The settings are undone before the connection
-    goes back to the pool."""
-    conn = engine.connect()
-    sqlite = is_sqlite(engine)
-    try:
-        if sqlite:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOCK_WAIT_MS)}")
-            if dry_run:
-                conn.exec_driver_sql("PRAGMA query_only = ON")  # a dry run cannot write, even by mistake
-        else:
-            conn.exec_driver_sql(f"SET lock_timeout = {int(LOCK_WAIT_MS)}")
-            conn.exec_driver_sql(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
-            if dry_run:
-                conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        conn.commit()
-        yield conn
-    finally:
-        try:
-            conn.rollback()
-            if sqlite:
-                conn.exec_driver_sql("PRAGMA query_only = OFF")
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
-            else:
-                conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
-                conn.exec_driver_sql("RESET lock_timeout")
-                conn.exec_driver_sql("RESET statement_timeout")
-            conn.commit()
-        except Exception:  # noqa: BLE001 - a broken connection must not go back to the pool
-            conn.invalidate()
-        conn.close()
-
-
-def _start_run(engine: Engine, *, actor: str, source: str) -> int:
-    """Record the import as running (committed, so a second import can name who runs)."""
-    try:
-        with engine.connect() as conn:
-            if is_sqlite(engine):
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(LOCK_WAIT_MS)}")
-            try:
-                run_id = conn.execute(
-                    ImportRun.__table__.insert().values(
-                        actor=actor[:254], source=source[:300], status="running", started_at=utcnow(), summary="{}"
-                    )
-                ).inserted_primary_key[0]
-                conn.commit()
-            finally:
-                if is_sqlite(engine):
-                    conn.rollback()
-                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
-        return int(run_id)
-    except OperationalError as exc:
-        if is_sqlite(engine) and "locked" in str(exc.orig):
-            # Another import (or a long write) holds SQLite's write lock.
-            raise ImportBusy(_busy_message(engine, None)) from exc
-        raise
-
-
-def _take_import_lock(session: Session, run_id: int) -> None:
-    """The import lock, held until the import's transaction ends: BEGIN IMMEDIATE (SQLite's
-    write lock) or a transaction-scoped advisory lock per schema (PostgreSQL)."""
-    conn = session.connection()
-    if conn.dialect.name == "sqlite":
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except OperationalError as exc:
-            if "locked" not in str(exc.orig):
-                raise
-            raise ImportBusy(_busy_message(conn.engine, run_id)) from exc
-        return
-    got = conn.execute(
-        text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(current_schema()))"), {"cls": ADVISORY_CLASS}
-    ).scalar_one()
-    if not got:
-        raise ImportBusy(_busy_message(conn.engine, run_id))
-
-
-def _busy_message(engine: Engine, run_id: int | None) -> str:
-    """Who holds the import lock, from the newest other import marked running."""
-    q = select(ImportRun.actor, ImportRun.started_at).where(ImportRun.status == "running")
-    if run_id is not None:
-        q = q.where(ImportRun.id != run_id)
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(q.order_by(ImportRun.started_at.desc(), ImportRun.id.desc()).limit(1)).first()
-    except SQLAlchemyError:
-        log.exception("could not read the running import")
-        row = None
-    if row is None:
-        return (
-            "Another import or a long write is running, so this import did not start; nothing was written. "
-            "Try again in a minute."
-        )
-    at = row.started_at.strftime("%Y-%m-%d %H:%M:%S")
-    return (
-        f"Another import is running, started by {row.actor} at {at} UTC, so this import did not start; "
-        "nothing was written. Try again when it has finished."
-    )
-
-
-def _finish_run(session: Session, run_id: int | None, report: ImportReport, status: str) -> None:
-    """Mark the import's run record finished (in the caller's transaction); any other import
-    still marked running started before this one and no longer holds the lock."""
-    if run_id is None:
-        return
-    table = ImportRun.__table__
-    session.execute(
-        table.update()
-        .where(table.c.id == run_id)
-        .values(
-            status=status,
-            finished_at=utcnow(),
-            summary=json.dumps({k: vars(v) for k, v in report.files.items()}),
-            duplicates_skipped=report.duplicates_skipped,
-            problems=report.problem_count,
-        )
-    )
-    session.execute(
-        table.update()
-        .where(table.c.status == "running", table.c.id < run_id)
-        .values(status="interrupted", finished_at=utcnow())
-    )
-
-
-def _end_run(engine: Engine, run_id: int, report: ImportReport, status: str) -> None:
-    """Record a rejected, failed or refused import (a refused one leaves no trace)."""
-    try:
-        with Session(engine) as s:
-            if status == "refused":
-                s.execute(ImportRun.__table__.delete().where(ImportRun.__table__.c.id == run_id))
-            else:
-                _finish_run(s, run_id, report, status)
-            s.commit()
-    except SQLAlchemyError:
-        # The database is failing (full, gone): the run stays marked running; the next import marks it interrupted.
-        log.exception("could not record the end of import run %s", run_id)
-
-
-def _db_error_message(exc: SQLAlchemyError, *, dry_run: bool) -> str:
-    """What a user is told when the database refuses an import (never SQL, parameters or paths)."""
-    orig = getattr(exc, "orig", None)
-    detail = str(orig or exc).strip().splitlines()[0] if str(orig or exc).strip() else type(exc).__name__
-    code = getattr(orig, "sqlstate", None) or ""
-    low = detail.lower()
-    what = "The validation" if dry_run else "The import"
-    tail = "nothing was written." if not dry_run else "nothing was written (a validation never writes)."
-    if "disk is full" in low or "no space left" in low or code.startswith("53"):
-        return (
-            f"{what} stopped because the database is out of space (the disk or its size limit is full); {tail} "
-            "Free some space, or ask whoever runs the database, then try again."
-        )
-    if "locked" in low or code in ("55P03", "40P01"):
-        return (
-            f"{what} stopped because the database was busy (a lock was held for more than "
-            f"{LOCK_WAIT_MS / 1000:g} s); {tail} Try again in a minute."
-        )
-    if code == "57014":
-        return (
-            f"{what} stopped because one step took longer than {STATEMENT_TIMEOUT_MS / 1000:g} s; {tail} "
-            "Split the files and try again, or ask an admin to raise IMPORT_STATEMENT_TIMEOUT_MS."
-        )
-    if (isinstance(exc, DBAPIError) and exc.connection_invalidated) or "connection" in low:
-        return f"{what} stopped because the connection to the database was lost; {tail} Try again."
-    # Keep the database's own reason (it names no SQL and no parameters), but no file paths.
-    reason = re.sub(r"(/[^\s'\"]+)+", "…", detail)[:200]
-    return f"{what} was refused by the database ({reason}); {tail} The details are in the server log."
 
 
 def import_dir(path: str | Path, **kwargs: Any) -> ImportReport:

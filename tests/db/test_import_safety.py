@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select, text
 
-from db import importer
-from db.importer import ImportBusy, ImportFailed, Refused, ZipMember, files_from_uploads, import_files
+from db import import_lock, uploads
+from db.importer import ImportBusy, ImportFailed, files_from_uploads, import_files
 from db.models import Account, ChecklistItem, Event, ImportRun
 from db.session import get_engine, is_sqlite, session_scope
+from db.uploads import Refused, ZipMember
 from services.plans import ItemChange, in_session, save_checklist
 from tests.conftest import ON_POSTGRES, ROOT, run_cli
 from tests.services import ADMIN, base_of, count, external_id, items, member, owned_accounts
@@ -74,7 +75,7 @@ def _problems(report) -> list[tuple[str, int, str]]:
 
 
 def test_a_zip_member_larger_than_the_limit_is_refused_unread(empty_db: str, monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(importer, "MAX_FILE_BYTES", 1024 * 1024)
+    monkeypatch.setattr(uploads, "MAX_FILE_BYTES", 1024 * 1024)
     data = _bomb(tmp_path / "bomb.zip", line_bytes=5 * 1024 * 1024)
     assert len(data) < 100_000  # 5 MB of one line compresses to almost nothing
     files = files_from_uploads([("bomb.zip", data)])
@@ -106,7 +107,7 @@ def test_a_member_decompressing_past_the_limit_is_stopped(empty_db: str, monkeyp
     """The counting reader's own bound, whatever the zip headers say."""
     data = _zip({"events.csv": EV_HEAD + b"A-1,login,2026-01-06T09:00:00Z,u1,\n" * 20_000})
     files = files_from_uploads([("ok.zip", data)])
-    monkeypatch.setattr(importer, "MAX_FILE_BYTES", 100_000)  # lowered after the declared-size check
+    monkeypatch.setattr(uploads, "MAX_FILE_BYTES", 100_000)  # lowered after the declared-size check
     report = import_files({"team.csv": TEAM, "accounts.csv": ACCOUNTS, **files}, url=empty_db, dry_run=True)
     assert [p.reason for p in report.problems] == [
         "the file decompresses to more than 98 KB, the most accepted per file; reading of this file stopped here"
@@ -114,7 +115,7 @@ def test_a_member_decompressing_past_the_limit_is_stopped(empty_db: str, monkeyp
 
 
 def test_one_endless_line_is_refused_without_being_read_whole(empty_db: str, monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(importer, "MAX_ROW_CHARS", 10_000)
+    monkeypatch.setattr(uploads, "MAX_ROW_CHARS", 10_000)
     line = b",".join([b"a"] * 200_000)  # 400 KB of tiny fields on one line: the field limit never trips
     for files in (
         {"events.csv": EV_HEAD + line + b"\n"},
@@ -131,19 +132,19 @@ def test_one_endless_line_is_refused_without_being_read_whole(empty_db: str, mon
 
 
 def test_a_quoted_field_spanning_many_lines_is_bounded_too(empty_db: str, monkeypatch) -> None:
-    monkeypatch.setattr(importer, "MAX_ROW_CHARS", 10_000)
+    monkeypatch.setattr(uploads, "MAX_ROW_CHARS", 10_000)
     many = b'A-1,login,2026-01-06T09:00:00Z,u1,"' + b"{\n" * 20_000 + b'"\n'
     report = import_files({"events.csv": EV_HEAD + many}, url=empty_db, dry_run=True)
     assert [p.reason.split(":")[0] for p in report.problems] == ["row too long"]
 
 
 def test_too_many_zip_entries_and_too_much_in_total_are_refused(empty_db: str, monkeypatch) -> None:
-    monkeypatch.setattr(importer, "MAX_ZIP_ENTRIES", 3)
+    monkeypatch.setattr(uploads, "MAX_ZIP_ENTRIES", 3)
     many = _zip({f"x{i}/notes{i}.txt": b"" for i in range(5)})
     assert _problems(import_files(files_from_uploads([("many.zip", many)]), url=empty_db, dry_run=True)) == [
         ("many.zip", 0, "the zip has 5 entries; at most 3 are accepted")
     ]
-    monkeypatch.setattr(importer, "MAX_TOTAL_BYTES", 150)
+    monkeypatch.setattr(uploads, "MAX_TOTAL_BYTES", 150)
     both = _zip({"team.csv": TEAM, "accounts.csv": ACCOUNTS + b"A-2,Beta,SMB,2026-01-05,\n"})
     assert _problems(import_files(files_from_uploads([("both.zip", both)]), url=empty_db, dry_run=True)) == [
         ("both.zip", 0, "the files in the zip add up to more than 150 bytes uncompressed; split it")
@@ -151,7 +152,7 @@ def test_too_many_zip_entries_and_too_much_in_total_are_refused(empty_db: str, m
 
 
 def test_a_loose_file_over_the_limit_is_refused(empty_db: str, monkeypatch) -> None:
-    monkeypatch.setattr(importer, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(uploads, "MAX_FILE_BYTES", 1000)
     report = import_files(files_from_uploads([("events.csv", EV_HEAD * 100)]), url=empty_db, dry_run=True)
     assert _problems(report) == [("events.csv", 0, "the file is 4 KB; at most 1000 bytes per file")]
 
@@ -160,7 +161,7 @@ def test_the_upload_limit_matches_what_the_importer_reads() -> None:
     import tomllib
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] * importer.MB == importer.MAX_FILE_BYTES
+    assert config["server"]["maxUploadSize"] * uploads.MB == uploads.MAX_FILE_BYTES
 
 
 BOMB_CHILD = """
@@ -317,7 +318,7 @@ def test_user_saves_wait_seconds_not_minutes_for_a_lock(empty_db: str) -> None:
 
 def test_a_dry_run_cannot_write_even_by_mistake(empty_db: str) -> None:
     with (
-        importer._import_connection(get_engine(empty_db), dry_run=True) as conn,
+        import_lock.import_connection(get_engine(empty_db), dry_run=True) as conn,
         pytest.raises(Exception, match=r"readonly|read-only"),
     ):
         conn.execute(text("INSERT INTO meta (key, value) VALUES ('probe', '1')"))
@@ -330,7 +331,7 @@ def test_a_dry_run_cannot_write_even_by_mistake(empty_db: str) -> None:
 
 
 def test_a_second_import_is_refused_naming_the_first(empty_db: str, monkeypatch) -> None:
-    monkeypatch.setattr(importer, "LOCK_WAIT_MS", 300)
+    monkeypatch.setattr(import_lock, "LOCK_WAIT_MS", 300)
     monkeypatch.setenv("IMPORT_LOCK_WAIT_MS", "300")
     first = {"team.csv": TEAM, "accounts.csv": ACCOUNTS}
     second = {"accounts.csv": b"account_id,name,segment,contract_start\nB-1,Bravo,SMB,2026-01-05\n"}
@@ -386,7 +387,7 @@ def test_a_second_import_is_refused_naming_the_first(empty_db: str, monkeypatch)
 
 def test_the_same_new_accounts_imported_twice_at_once_give_no_integrity_error(empty_db: str, monkeypatch) -> None:
     """The case from the issue: both imports create the same accounts."""
-    monkeypatch.setattr(importer, "LOCK_WAIT_MS", 300)
+    monkeypatch.setattr(import_lock, "LOCK_WAIT_MS", 300)
     files = {"team.csv": TEAM, "accounts.csv": ACCOUNTS}
     started, go = threading.Event(), threading.Event()
     out: dict = {}
@@ -423,7 +424,7 @@ def test_an_import_after_a_crashed_one_runs_and_marks_it_interrupted(empty_db: s
 
 
 @pytest.mark.parametrize(
-    ("uploads", "names"),
+    ("given", "names"),
     [
         (
             [("x.zip", _zip({"a/team.csv": TEAM, "b/team.csv": TEAM.replace(b"Casey", b"Kim")}))],
@@ -434,8 +435,8 @@ def test_an_import_after_a_crashed_one_runs_and_marks_it_interrupted(empty_db: s
     ],
     ids=["two-folders-of-a-zip", "loose-and-in-a-zip", "zip-and-loose-other-case"],
 )
-def test_a_file_name_given_twice_is_refused_naming_both(empty_db: str, uploads: list, names: str) -> None:
-    report = import_files({**files_from_uploads(uploads), "accounts.csv": PLAIN_ACCOUNTS}, url=empty_db)
+def test_a_file_name_given_twice_is_refused_naming_both(empty_db: str, given: list, names: str) -> None:
+    report = import_files({**files_from_uploads(given), "accounts.csv": PLAIN_ACCOUNTS}, url=empty_db)
     assert not report.written
     assert [(p.file, p.reason) for p in report.problems] == [
         ("team.csv", f"team.csv appears 2 times in the upload ({names}); upload only one of them")
@@ -610,7 +611,7 @@ def test_db_error_messages_name_no_sql_and_no_paths() -> None:
         ): "was refused by the database (UNIQUE constraint failed: … accounts.id)",
     }
     for exc, expected in cases.items():
-        message = importer._db_error_message(exc, dry_run=False)
+        message = import_lock.db_error_message(exc, dry_run=False)
         assert expected in message, message
         assert "INSERT" not in message and "secret" not in message and "/srv" not in message
     assert json.dumps(message)  # plain text

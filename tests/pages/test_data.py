@@ -155,10 +155,10 @@ def test_a_full_database_during_an_import_shows_a_clear_error_and_writes_nothing
 def test_a_second_import_while_one_runs_is_told_who_runs_it(small_db: str, use_db, monkeypatch) -> None:
     import threading
 
-    from db import importer
+    from db import import_lock
 
     use_db(small_db)
-    monkeypatch.setattr(importer, "LOCK_WAIT_MS", 300)
+    monkeypatch.setattr(import_lock, "LOCK_WAIT_MS", 300)
     started, go = threading.Event(), threading.Event()
 
     def hold(fraction: float, message: str) -> None:
