@@ -254,7 +254,7 @@ def files_from_dir(path: str | Path) -> dict[str, Path]:
 
 def _read_chunks(
     name: str,
-    source: Path | bytes,
+    source: Source,
     report: ImportReport,
     *,
     chunk_rows: int,
@@ -573,12 +573,12 @@ def import_files(
             else f"unknown file name; expected one of {', '.join(FILE_ORDER)}"
         )
         report.add(Problem(n, 0, "", "", reason))
+    for n in [n for n in FILE_ORDER if n in files]:
+        report.files[n] = FileReport(n)
     for n, v in files.items():
         if isinstance(v, Refused):
             report.add(Problem(n, 0, "", "", v.reason))
     present = [n for n in FILE_ORDER if n in files and not isinstance(files[n], Refused)]
-    for n in [n for n in FILE_ORDER if n in files]:
-        report.files[n] = FileReport(n)
     if not files:
         report.add(Problem("", 0, "", "", "no files to import"))
     sizes = {n: uploads.source_size(files[n]) for n in present}
@@ -722,7 +722,7 @@ def _ref_check(
     return ~unknown
 
 
-def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
+def _import_entity(ctx: _Context, name: str, source: Source) -> None:
     report = ctx.report
     frames, typed_parts, numbers = [], [], []
     for _header, df, rows in _read_chunks(name, source, report, chunk_rows=100_000):
@@ -953,7 +953,7 @@ def _tally(fr: FileReport, res: Any) -> None:
     fr.unchanged += res.unchanged
 
 
-def _import_events(ctx: _Context, source: Path | bytes, on_bytes: Callable[[int], None]) -> None:
+def _import_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None]) -> None:
     name = "events.csv"
     report = ctx.report
     fr = report.files[name]
