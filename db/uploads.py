@@ -156,7 +156,7 @@ def _zip_members(data: bytes, zipname: str) -> list[tuple[str, str, Source, int]
             src = Refused(f"{label} is encrypted; zip it without a password")
         else:
             src = ZipMember(data, info.filename, info.file_size, label)
-        declared += info.file_size
+        declared += 0 if isinstance(src, Refused) else info.file_size  # a refused member is never read
         if declared > MAX_TOTAL_BYTES:
             raise _ZipRefused(
                 f"the files in the zip add up to more than {human_size(MAX_TOTAL_BYTES)} uncompressed; split it"

@@ -76,6 +76,7 @@ def _problems(report) -> list[tuple[str, int, str]]:
 
 def test_a_zip_member_larger_than_the_limit_is_refused_unread(empty_db: str, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(uploads, "MAX_FILE_BYTES", 1024 * 1024)
+    monkeypatch.setattr(uploads, "MAX_TOTAL_BYTES", 2 * 1024 * 1024)  # the member alone is over this too
     data = _bomb(tmp_path / "bomb.zip", line_bytes=5 * 1024 * 1024)
     assert len(data) < 100_000  # 5 MB of one line compresses to almost nothing
     files = files_from_uploads([("bomb.zip", data)])
