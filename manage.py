@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from datetime import date
@@ -75,9 +76,24 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineLog(logging.Formatter):
+    """The importer's log on stderr, one line a record: the CLI never prints a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = record.exc_info[1] if record.exc_info else None
+        detail = str(getattr(exc, "orig", None) or exc or "").strip().splitlines()
+        return f"log: {record.getMessage()}" + (f": {detail[0][:300]}" if detail else "")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    from db.importer import files_from_dir, import_files
+    from db.importer import ImportFailed, files_from_dir, import_files
     from db.settings_store import init_db
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineLog())
+    importer_log = logging.getLogger("db.importer")
+    importer_log.addHandler(handler)
+    importer_log.propagate = False
 
     path = Path(args.dir)
     if not path.is_dir():
@@ -92,13 +108,17 @@ def cmd_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    report = import_files(
-        files,
-        dry_run=args.dry_run,
-        actor=args.actor,
-        progress=None if args.quiet else _progress_printer("import"),
-        source=str(path),
-    )
+    try:
+        report = import_files(
+            files,
+            dry_run=args.dry_run,
+            actor=args.actor,
+            progress=None if args.quiet else _progress_printer("import"),
+            source=str(path),
+        )
+    except ImportFailed as exc:  # another import is running, the database is full, ...
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
     if args.problems_csv and report.problems:
         report.problems_frame().to_csv(args.problems_csv, index=False)
     if args.format == "json":

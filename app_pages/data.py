@@ -4,6 +4,7 @@ data quality."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import pandas as pd
@@ -13,8 +14,9 @@ from components import context
 from components.ui import table
 from db.importer import SPECS
 from services.access import PermissionDenied
-from services.data import data_quality, export_all, import_history, run_import
+from services.data import ImportFailed, data_quality, export_all, import_history, run_import
 
+log = logging.getLogger(__name__)
 user = context.user()
 st.title("Data")
 
@@ -55,7 +57,10 @@ do_import = c2.button(
     help=None if user.is_admin else "Only admins can import data",
 )
 if not user.is_admin:
-    st.caption(f"You can validate files; only admins can import them (you are signed in as {user.role}).")
+    st.caption(
+        "You can validate files (validating only reads them and the database, and writes nothing); "
+        f"only admins can import them (you are signed in as {user.role})."
+    )
 
 if (validate or do_import) and uploads:
     files = [(f.name, f.getvalue()) for f in uploads]
@@ -69,6 +74,16 @@ if (validate or do_import) and uploads:
         st.session_state["import_report"] = report
     except PermissionDenied as exc:
         st.error(str(exc))
+    except ImportFailed as exc:
+        # A refused or failed import (busy, database full, ...): a message, never a traceback.
+        bar.empty()
+        st.session_state.pop("import_report", None)
+        st.error(str(exc), icon=":material/error:")
+    except Exception:  # the page boundary: the log gets the traceback, the user a message
+        log.exception("the import on the Data page failed")
+        bar.empty()
+        st.session_state.pop("import_report", None)
+        st.error("The import stopped on an unexpected error; nothing was written. The details are in the server log.")
 
 report = st.session_state.get("import_report")
 if report is not None:
@@ -78,8 +93,11 @@ if report is not None:
             icon=":material/check_circle:",
         )
     elif report.ok:
+        new = sum(f.inserted for f in report.files.values())
+        changed = sum(f.updated for f in report.files.values())
         st.success(
-            "Dry run: the files are valid and nothing was written. Import them when you are ready.",
+            f"Dry run: the files are valid and nothing was written. Importing them would add {new:,} row(s) and "
+            f"update {changed:,}. Import them when you are ready.",
             icon=":material/check_circle:",
         )
     else:

@@ -93,8 +93,10 @@ def upsert(
     account_col: str | None = None,
     on_update: dict[str, Any] | None = None,
     return_ids: bool = False,
+    write: bool = True,
 ) -> UpsertResult:
-    """Insert new rows and update changed ones (only `columns` are compared and written)."""
+    """Insert new rows and update changed ones (only `columns` are compared and written).
+    write=False: only read and count (a dry run takes no write lock)."""
     result = UpsertResult(new_ids={})
     if rows.empty:
         return result
@@ -151,6 +153,9 @@ def upsert(
                         "context": "import",
                     }
                 )
+    if not write:
+        result.inserted, result.updated = len(to_insert), len(to_update)
+        return result
     if to_insert:
         session.execute(table.insert(), to_insert)
         result.inserted = len(to_insert)

@@ -7,6 +7,12 @@ upserted by natural key, events appended with their natural key deduplicated, so
 importing the same files again changes nothing. Events stream in batches.
 
 Row numbers are line numbers in the file: the header is row 1.
+
+Uploads are bounded (PRODUCT.md §7, issue 10): a file's size, a zip's entries and their
+declared and actual uncompressed sizes, and the length of one line are limited, and zip
+members are streamed, never read whole. A dry run only reads. A real import holds the
+import lock (an advisory lock on PostgreSQL, the write lock on SQLite) so imports run one
+at a time, and the second is told who started the first.
 """
 
 from __future__ import annotations
@@ -14,22 +20,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from db.bulk import ACCOUNT_COLUMNS, insert_events, upsert
+from db import import_lock, uploads
+from db.bulk import ACCOUNT_COLUMNS, SQLITE_TS, insert_events, upsert
 from db.defaults import DEFAULT_CHECKLIST
+from db.import_lock import ImportBusy, ImportFailed
 from db.models import (
     CHECKLIST_CATEGORIES,
     CHECKLIST_STATUSES,
@@ -39,7 +50,6 @@ from db.models import (
     Account,
     AccountMilestone,
     ChecklistItem,
-    ImportRun,
     Outcome,
     TeamMember,
     utcnow,
@@ -47,8 +57,10 @@ from db.models import (
 from db.session import bump_data_version, get_engine
 from db.settings_store import milestone_definitions
 from db.templates import apply_new_account_defaults
+from db.uploads import Refused, Source
 
 ProgressFn = Callable[[float, str], None]
+log = logging.getLogger(__name__)
 
 MAX_PROBLEMS = 5000
 UNKNOWN_ACCOUNT = "unknown account: not in accounts.csv or the database"
@@ -128,6 +140,13 @@ KEYS = {
     "checklist.csv": ["account_id", "category", "criterion"],
 }
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# ISO 8601 (extended format, as RFC 3339 also allows a space for the T): a date, optionally
+# a time to the minute, second or fraction, optionally an offset. Nothing else: pandas also
+# reads "now", "today" or "Jan 5", which would make a re-import differ from the first.
+_TS_RE = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?$"
+)
 INT_MAX = 2_147_483_647  # INTEGER columns (PostgreSQL int4)
 
 
@@ -216,6 +235,12 @@ class ImportError_(Exception):
 # ----------------------------------------------------------------------------- sources
 
 
+def files_from_uploads(files: list[tuple[str, bytes]]) -> dict[str, Source]:
+    """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it (streamed
+    when read, within the limits of db/uploads.py)."""
+    return uploads.expand(files, known=SPECS)
+
+
 def files_from_dir(path: str | Path) -> dict[str, Path]:
     """The contract's CSV files found in a directory (unknown .csv files are reported)."""
     path = Path(path)
@@ -224,56 +249,12 @@ def files_from_dir(path: str | Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
 
 
-def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, bytes]:
-    """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it."""
-    out: dict[str, bytes] = {}
-    for name, data in uploads:
-        base = Path(name).name
-        if base.lower().endswith(".zip"):
-            try:
-                with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                    for info in zf.infolist():
-                        inner = Path(info.filename).name
-                        if info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
-                            continue
-                        out[inner] = zf.read(info)
-            except zipfile.BadZipFile:
-                out[base] = b"\x00BADZIP"
-        else:
-            out[base] = data
-    return out
-
-
-class _Counting(io.RawIOBase):
-    """Counts bytes read, for progress."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.raw.read(len(b))
-        n = len(data)
-        b[:n] = data
-        self.count += n
-        return n
-
-
-def _open(source: Path | bytes) -> tuple[BinaryIO, int]:
-    if isinstance(source, bytes | bytearray):
-        return io.BytesIO(source), len(source)
-    return open(source, "rb"), Path(source).stat().st_size
-
-
 # ----------------------------------------------------------------------------- reading
 
 
 def _read_chunks(
     name: str,
-    source: Path | bytes,
+    source: Source,
     report: ImportReport,
     *,
     chunk_rows: int,
@@ -281,17 +262,24 @@ def _read_chunks(
 ) -> Iterator[tuple[list[str], pd.DataFrame, np.ndarray]]:
     """Yield (header, frame of str, row numbers) chunks; report malformed rows."""
     spec = SPECS[name]
-    raw, _size = _open(source)
-    counting = _Counting(raw)
-    stream = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="", errors="strict")
-    reader = csv.reader(stream)
     line = 1
+    try:
+        raw, _bytes, limit = uploads.open_source(source)
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, ValueError) as exc:
+        report.add(Problem(name, 0, "", "", f"the file cannot be read from the zip: {exc}"))
+        return
+    counting = uploads.Counting(raw, limit)
+    stream = io.TextIOWrapper(io.BufferedReader(counting), encoding="utf-8-sig", newline="", errors="strict")
+    csv.field_size_limit(uploads.MAX_FIELD_CHARS)
+    lines = uploads.BoundedLines(stream, uploads.MAX_ROW_CHARS)
+    reader = csv.reader(lines)
     try:
         try:
             header = next(reader)
         except StopIteration:
             report.add(Problem(name, 1, "", "", "the file is empty: a header row is required"))
             return
+        lines.record = 0
         header = [h.strip().lower() for h in header]
         seen: set[str] = set()
         for h in header:
@@ -312,6 +300,7 @@ def _read_chunks(
         numbers: list[int] = []
         prev_end = reader.line_num
         for rec in reader:
+            lines.record = 0
             start_line = prev_end + 1
             prev_end = reader.line_num
             if not rec or all(not f.strip() for f in rec):
@@ -353,6 +342,39 @@ def _read_chunks(
         report.add(
             Problem(name, reader.line_num or line, "", "", f"unreadable CSV: {exc}; reading of this file stopped here")
         )
+    except uploads.RowTooLong:
+        report.add(
+            Problem(
+                name,
+                reader.line_num + 1,
+                "",
+                "",
+                f"row too long: more than {uploads.MAX_ROW_CHARS:,} characters (is this a CSV file?); "
+                "reading of this file stopped here",
+            )
+        )
+    except uploads.TooLarge:
+        report.add(
+            Problem(
+                name,
+                reader.line_num + 1,
+                "",
+                "",
+                f"the file decompresses to more than {uploads.human_size(uploads.MAX_FILE_BYTES)}, the most accepted per file; "
+                "reading of this file stopped here",
+            )
+        )
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+        # A damaged or lying zip member (a bad CRC, a truncated stream, an unsupported method).
+        report.add(
+            Problem(
+                name,
+                reader.line_num + 1,
+                "",
+                "",
+                f"the zip entry is damaged ({exc}); reading of this file stopped here",
+            )
+        )
     finally:
         raw.close()
 
@@ -361,15 +383,16 @@ def _read_chunks(
 
 
 def _parse_ts(s: pd.Series) -> pd.Series:
-    """ISO 8601 timestamps to UTC (NaT if unreadable); a value without an offset is UTC.
+    """ISO 8601 timestamps to UTC (NaT if unreadable or not ISO 8601); no offset is UTC.
 
     Values with and without an offset are parsed apart: in one call pandas reads a value
     without an offset in the offset of an earlier value (2026-01-06T09:00:00 after a
     +02:00 value became 07:00 UTC).
     """
+    iso = s.str.match(_TS_RE, na=False).to_numpy()
     has_offset = s.str.contains(r"[T ].*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$", na=False).to_numpy()
     out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
-    for part in (has_offset, ~has_offset):
+    for part in (iso & has_offset, iso & ~has_offset):
         if part.any():
             out[part] = pd.to_datetime(s[part], format="ISO8601", utc=True, errors="coerce")
     return out
@@ -494,7 +517,9 @@ class _Context:
     session: Session
     report: ImportReport
     actor: str
-    writing: bool = True
+    dry_run: bool = False
+    writing: bool = True  # a real import without problems so far
+    counting: bool = False  # a dry run without problems so far: read-only counts
     accounts: dict[str, int | None] = field(default_factory=dict)  # external id -> pk (None: declared, not written)
     account_info: dict[int, tuple[str, Any]] = field(default_factory=dict)  # pk -> (segment, contract_start)
     team: dict[str, int | None] = field(default_factory=dict)
@@ -502,14 +527,27 @@ class _Context:
     new_accounts: set[int] = field(default_factory=set)
     had_milestones: set[int] = field(default_factory=set)
     had_checklist: set[int] = field(default_factory=set)
+    new_event_keys: list[np.ndarray] = field(default_factory=list)  # dry run: hashes of events not in the database
+
+    @property
+    def active(self) -> bool:
+        """Still writing (a real import) or counting (a dry run)."""
+        return self.writing or self.counting
 
     def stop_writing_if_problems(self) -> None:
         if self.report.problem_count:
             self.writing = False
+            self.counting = False
+
+    def release(self) -> None:
+        """A dry run ends its read transaction between steps: it holds no snapshot and no lock.
+        (Never a real import: its transaction must stay whole.)"""
+        if self.dry_run:
+            self.session.commit()
 
 
 def import_files(
-    files: dict[str, Path | bytes],
+    files: dict[str, Source],
     *,
     url: str | None = None,
     dry_run: bool = False,
@@ -517,91 +555,128 @@ def import_files(
     progress: ProgressFn | None = None,
     source: str = "",
 ) -> ImportReport:
-    """Validate and import the given contract files atomically; see the module docstring."""
+    """Validate and import the given contract files atomically; see the module docstring.
+
+    A dry run only reads (no write lock, no row lock). A real import takes the import lock
+    first; raises ImportBusy if another import holds it and ImportFailed (a message for the
+    user, the detail logged) if the database refuses the import. Nothing is written then."""
     t0 = time.perf_counter()
     report = ImportReport(dry_run=dry_run)
-    # File names are matched case-insensitively (Accounts.csv is accounts.csv).
-    files = {(n.lower() if n.lower() in SPECS else n): v for n, v in files.items()}
+    files = _by_contract_name(files)
     unknown = [n for n in files if n not in SPECS]
     for n in unknown:
+        if isinstance(files[n], Refused):
+            continue
         reason = (
             "not a readable zip file"  # readable zips were expanded by files_from_uploads
             if n.lower().endswith(".zip")
             else f"unknown file name; expected one of {', '.join(FILE_ORDER)}"
         )
         report.add(Problem(n, 0, "", "", reason))
-    present = [n for n in FILE_ORDER if n in files]
-    for n in present:
+    for n in [n for n in FILE_ORDER if n in files]:
         report.files[n] = FileReport(n)
-    if not present and not unknown:
+    for n, v in files.items():
+        if isinstance(v, Refused):
+            report.add(Problem(n, 0, "", "", v.reason))
+    present = [n for n in FILE_ORDER if n in files and not isinstance(files[n], Refused)]
+    if not files:
         report.add(Problem("", 0, "", "", "no files to import"))
-    sizes = {
-        n: (len(files[n]) if isinstance(files[n], bytes | bytearray) else Path(files[n]).stat().st_size)
-        for n in present
-    }
+    sizes = {n: uploads.source_size(files[n]) for n in present}
     total = max(sum(sizes.values()), 1)
-    done_before = 0
 
     engine = get_engine(url)
-    with Session(engine, expire_on_commit=False) as session:
-        ctx = _Context(session=session, report=report, actor=actor)
-        ctx.writing = report.problem_count == 0
-        _load_reference(ctx)
-        try:
-            for name in present:
-
-                def on_bytes(b: int, name: str = name, before: int = done_before) -> None:
-                    if progress:
-                        progress(
-                            min((before + b) / total, 0.99), f"{name}: {b / 1e6:.1f} of {sizes[name] / 1e6:.1f} MB"
-                        )
-
-                if progress:
-                    progress(done_before / total, f"reading {name}")
-                if name == "events.csv":
-                    _import_events(ctx, files[name], on_bytes)
+    run_id = None
+    status = "failed"
+    try:
+        if not dry_run and present:
+            run_id = import_lock.start_run(engine, actor=actor, source=source)
+        with (
+            import_lock.import_connection(engine, dry_run=dry_run) as conn,
+            Session(bind=conn, expire_on_commit=False) as session,
+        ):
+            ctx = _Context(session=session, report=report, actor=actor, dry_run=dry_run)
+            ctx.writing = not dry_run and report.problem_count == 0
+            ctx.counting = dry_run and report.problem_count == 0
+            try:
+                if run_id is not None:
+                    import_lock.take_import_lock(session, run_id)
+                _load_reference(ctx)
+                ctx.release()
+                _read_all(ctx, files, present, sizes, total, progress)
+                if ctx.writing:
+                    _complete_new_accounts(ctx)
+                report.written = report.ok and not dry_run
+                if report.written:
+                    bump_data_version(session)
+                    import_lock.finish_run(session, run_id, report, "imported")
+                    session.commit()
+                    status = "imported"
                 else:
-                    _import_entity(ctx, name, files[name])
-                ctx.stop_writing_if_problems()
-                done_before += sizes[name]
-            if ctx.writing:
-                _complete_new_accounts(ctx)
-            report.written = report.ok and not dry_run
-            if report.written:
-                bump_data_version(session)
-                session.add(_run_record(report, actor, source, "imported", t0))
-                session.commit()
-            else:
+                    session.rollback()
+                    status = "rejected"
+            except BaseException:
                 session.rollback()
-        except BaseException:
-            session.rollback()
-            raise
-    if not report.written and not dry_run and present:
-        # Keep an audit trail of rejected imports, outside the rolled-back transaction.
-        with Session(engine) as s2:
-            s2.add(_run_record(report, actor, source, "rejected", t0))
-            s2.commit()
+                raise
+    except ImportBusy:
+        status = "refused"
+        raise
+    except ImportFailed:
+        raise
+    except SQLAlchemyError as exc:
+        log.exception("import by %s (%s) failed in the database", actor, source or "files")
+        raise ImportFailed(import_lock.db_error_message(exc, dry_run=dry_run)) from exc
+    finally:
+        if run_id is not None and status != "imported":
+            import_lock.end_run(engine, run_id, report, status)
     report.seconds = time.perf_counter() - t0
     if progress:
         progress(1.0, "done")
     return report
 
 
+def _by_contract_name(files: dict[str, Source]) -> dict[str, Source]:
+    """File names matched case-insensitively (Accounts.csv is accounts.csv); two files that
+    are the same contract file are refused, naming both."""
+    out: dict[str, Source] = {}
+    seen: dict[str, list[str]] = {}
+    for n, v in files.items():
+        key = n.lower() if n.lower() in SPECS else n
+        seen.setdefault(key, []).append(n)
+        if len(seen[key]) > 1:
+            v = Refused(f"{key} is given {len(seen[key])} times ({' and '.join(seen[key])}); give only one")
+        out[key] = v
+    return out
+
+
+def _read_all(
+    ctx: _Context,
+    files: dict[str, Source],
+    present: list[str],
+    sizes: dict[str, int],
+    total: int,
+    progress: ProgressFn | None,
+) -> None:
+    done_before = 0
+    for name in present:
+
+        def on_bytes(b: int, name: str = name, before: int = done_before) -> None:
+            if progress:
+                progress(min((before + b) / total, 0.99), f"{name}: {b / 1e6:.1f} of {sizes[name] / 1e6:.1f} MB")
+
+        if progress:
+            progress(done_before / total, f"reading {name}")
+        if name == "events.csv":
+            _import_events(ctx, files[name], on_bytes)
+        else:
+            _import_entity(ctx, name, files[name])
+        ctx.stop_writing_if_problems()
+        ctx.release()
+        done_before += sizes[name]
+
+
 def import_dir(path: str | Path, **kwargs: Any) -> ImportReport:
     """Import every contract CSV file found in a directory."""
     return import_files(files_from_dir(path), source=str(path), **kwargs)
-
-
-def _run_record(report: ImportReport, actor: str, source: str, status: str, t0: float) -> ImportRun:
-    return ImportRun(
-        actor=actor,
-        source=source[:300],
-        status=status,
-        finished_at=utcnow(),
-        summary=json.dumps({k: vars(v) for k, v in report.files.items()}),
-        duplicates_skipped=report.duplicates_skipped,
-        problems=report.problem_count,
-    )
 
 
 def _load_reference(ctx: _Context) -> None:
@@ -647,7 +722,7 @@ def _ref_check(
     return ~unknown
 
 
-def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
+def _import_entity(ctx: _Context, name: str, source: Source) -> None:
     report = ctx.report
     frames, typed_parts, numbers = [], [], []
     for _header, df, rows in _read_chunks(name, source, report, chunk_rows=100_000):
@@ -668,7 +743,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
     if name == "team.csv":
         for e in typed["email"].dropna():
             ctx.team.setdefault(e, None)
-        if not ctx.writing or report.problem_count:
+        if not ctx.active or report.problem_count:
             return
         res = upsert(
             ctx.session,
@@ -680,6 +755,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             log_entity="team_member",
             log_key="email",
             return_ids=True,
+            write=ctx.writing,
         )
         _tally(report.files[name], res)
         ctx.team.update({k[0]: v for k, v in (res.new_ids or {}).items()})
@@ -698,7 +774,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             )
         for a in typed["account_id"].dropna():
             ctx.accounts.setdefault(a, None)
-        if not ctx.writing or report.problem_count:
+        if not ctx.active or report.problem_count:
             return
         t = typed[ok].rename(columns={"account_id": "external_id"})
         if "csm_email" in t:
@@ -714,6 +790,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             log_entity="account",
             log_key="external_id",
             return_ids=True,
+            write=ctx.writing,
         )
         _tally(report.files[name], res)
         for (ext,), pk in (res.new_ids or {}).items():
@@ -750,10 +827,16 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
         ok &= _ref_check(
             ctx, name, "owner_email", typed["owner_email"], ctx.team, rows, "unknown owner email: not in the team"
         )
-    if not ctx.writing or report.problem_count:
+    if not ctx.active or report.problem_count:
         return
     t = typed[ok].copy()
-    t["account_id"] = t["account_id"].map(ctx.accounts).astype(int)
+    pk = t["account_id"].map(ctx.accounts)
+    if not ctx.writing:
+        # A dry run: rows of accounts the import would create are new; the rest are compared.
+        new = pk.isna().to_numpy()
+        report.files[name].inserted += int(new.sum())
+        t, pk = t[~new], pk[~new]
+    t["account_id"] = pk.astype(int)
 
     if name == "milestones.csv":
         t = t.rename(columns={"milestone": "milestone_key"})
@@ -777,6 +860,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             actor=ctx.actor,
             log_entity="account_milestone",
             account_col="account_id",
+            write=ctx.writing,
         )
         ctx.had_milestones.update(t["account_id"].unique().tolist())
     elif name == "outcomes.csv":
@@ -789,6 +873,7 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             actor=ctx.actor,
             log_entity="outcome",
             account_col="account_id",
+            write=ctx.writing,
         )
     else:  # checklist.csv
         if "owner_email" in t:
@@ -813,12 +898,14 @@ def _import_entity(ctx: _Context, name: str, source: Path | bytes) -> None:
             account_col="account_id",
             on_update={"version": lambda old: int(old["version"]) + 1},
             return_ids=True,
+            write=ctx.writing,
         )
         # New rows get metric binding and position; existing rows keep theirs.
         ctx.had_checklist.update(t["account_id"].unique().tolist())
-        _sync_done_at(ctx.session, list(t["account_id"].unique()))
-        if res.new_ids:
-            _set_insert_extras(ctx.session, t, res.new_ids)
+        if ctx.writing:
+            _sync_done_at(ctx.session, list(t["account_id"].unique()))
+            if res.new_ids:
+                _set_insert_extras(ctx.session, t, res.new_ids)
     _tally(report.files[name], res)
 
 
@@ -866,7 +953,7 @@ def _tally(fr: FileReport, res: Any) -> None:
     fr.unchanged += res.unchanged
 
 
-def _import_events(ctx: _Context, source: Path | bytes, on_bytes: Callable[[int], None]) -> None:
+def _import_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None]) -> None:
     name = "events.csv"
     report = ctx.report
     fr = report.files[name]
@@ -883,9 +970,13 @@ def _import_events(ctx: _Context, source: Path | bytes, on_bytes: Callable[[int]
             UNKNOWN_ACCOUNT,
         )
         ctx.stop_writing_if_problems()
-        if not ctx.writing:
+        if not ctx.active:
             continue
         t = typed[ok]
+        if not ctx.writing:
+            _count_events(ctx, t)
+            ctx.release()
+            continue
         batch = pd.DataFrame(
             {
                 "account_id": t["account_id"].map(ctx.accounts).astype(int),
@@ -898,6 +989,79 @@ def _import_events(ctx: _Context, source: Path | bytes, on_bytes: Callable[[int]
         inserted = insert_events(ctx.session, batch)
         fr.inserted += inserted
         fr.duplicates_skipped += len(batch) - inserted
+    if ctx.counting and ctx.new_event_keys:
+        # New events, counted once however often they repeat in the file.
+        candidates = np.concatenate(ctx.new_event_keys)
+        fr.inserted = int(np.unique(candidates).size)
+        fr.duplicates_skipped += len(candidates) - fr.inserted
+        ctx.new_event_keys.clear()
+
+
+def _count_events(ctx: _Context, t: pd.DataFrame) -> None:
+    """A dry run's count of one batch: events already in the database (read-only key
+    lookups) are duplicates; the keys of the others are kept as hashes (8 bytes a row) to
+    find repeats across batches."""
+    user = t["user_id"].fillna("") if "user_id" in t else pd.Series("", index=t.index)
+    pk = t["account_id"].map(ctx.accounts)
+    present = np.zeros(len(t), dtype=bool)
+    known = pk.notna().to_numpy()
+    if known.any():
+        present[np.flatnonzero(known)] = _events_present(
+            ctx.session, pk[known].astype(int), t["event"][known], t["timestamp"][known], user[known]
+        )
+    keys = pd.DataFrame({"a": t["account_id"], "e": t["event"], "t": t["timestamp"], "u": user})
+    hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+    ctx.new_event_keys.append(hashes[~present])
+    ctx.report.files["events.csv"].duplicates_skipped += int(present.sum())
+
+
+def _events_present(session: Session, pk: pd.Series, event: pd.Series, ts: pd.Series, user: pd.Series) -> np.ndarray:
+    """Which of these events are already stored (by the natural key's unique index)."""
+    found = np.zeros(len(pk), dtype=bool)
+    conn = session.connection()
+    for start in range(0, len(pk), 10_000):
+        sl = slice(start, start + 10_000)
+        if conn.dialect.name == "sqlite":
+            ts_text = ts.iloc[sl].dt.tz_localize(None).dt.strftime(SQLITE_TS)
+            keys = json.dumps(
+                [
+                    list(k)
+                    for k in zip(
+                        pk.iloc[sl].tolist(),
+                        event.iloc[sl].tolist(),
+                        ts_text.tolist(),
+                        user.iloc[sl].tolist(),
+                        strict=True,
+                    )
+                ]
+            )
+            rows = conn.execute(
+                text(
+                    "SELECT CAST(j.key AS INTEGER) FROM json_each(:keys) AS j CROSS JOIN events AS e "
+                    "ON e.account_id = json_extract(j.value, '$[0]') AND e.event = json_extract(j.value, '$[1]') "
+                    "AND e.ts = json_extract(j.value, '$[2]') AND e.user_id = json_extract(j.value, '$[3]')"
+                ),
+                {"keys": keys},
+            )
+            idx = [r[0] for r in rows]
+        else:
+            rows = conn.execute(
+                text(
+                    "SELECT k.i - 1 FROM unnest(CAST(:a AS integer[]), CAST(:e AS text[]), "
+                    "CAST(:t AS timestamptz[]), CAST(:u AS text[])) WITH ORDINALITY AS k(a, e, t, u, i) "
+                    "JOIN events AS ev ON ev.account_id = k.a AND ev.event = k.e AND ev.ts = k.t AND ev.user_id = k.u"
+                ),
+                {
+                    "a": pk.iloc[sl].tolist(),
+                    "e": event.iloc[sl].tolist(),
+                    "t": ts.iloc[sl].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00").tolist(),
+                    "u": user.iloc[sl].tolist(),
+                },
+            )
+            idx = [int(r[0]) for r in rows]
+        if idx:
+            found[start + np.asarray(idx, dtype=int)] = True
+    return found
 
 
 def _complete_new_accounts(ctx: _Context) -> None:

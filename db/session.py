@@ -16,6 +16,11 @@ from sqlmodel import Session, create_engine
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "sqlite:///data/onboarding.db"
 
+# How long a write waits for a lock before it fails with a clear error, instead of hanging:
+# SQLite's busy timeout, PostgreSQL's lock_timeout (a user's save; imports set their own).
+BUSY_TIMEOUT_MS = int(os.environ.get("DB_BUSY_TIMEOUT_MS", "5000"))
+LOCK_TIMEOUT_MS = int(os.environ.get("DB_LOCK_TIMEOUT_MS", "5000"))
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
@@ -53,7 +58,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA cache_size=-65536")
     cur.close()
 
@@ -65,11 +70,22 @@ def get_engine(url: str | None = None) -> Engine:
         engine = _engines.get(url)
         if engine is None:
             if url.startswith("sqlite"):
-                engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                engine = create_engine(
+                    url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+                )
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 # Sessions run in UTC; keep any options (e.g. search_path) given in the URL.
-                options = " ".join(filter(None, [make_url(url).query.get("options", ""), "-c timezone=UTC"]))
+                options = " ".join(
+                    filter(
+                        None,
+                        [
+                            make_url(url).query.get("options", ""),
+                            "-c timezone=UTC",
+                            f"-c lock_timeout={LOCK_TIMEOUT_MS}",
+                        ],
+                    )
+                )
                 engine = create_engine(
                     make_url(url).difference_update_query(["options"]),
                     pool_size=int(os.environ.get("DB_POOL_SIZE", "10")),

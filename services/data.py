@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
@@ -9,26 +10,42 @@ from sqlalchemy import select
 
 from db import facts as q
 from db.exporter import export_zip
-from db.importer import ImportReport, files_from_uploads, import_files
+from db.importer import ImportBusy, ImportFailed, ImportReport, files_from_uploads, import_files
 from db.models import ImportRun
 from db.session import get_engine, session_scope
 from services.access import User, require_admin
+
+__all__ = ["ImportBusy", "ImportFailed", "run_import"]
+log = logging.getLogger(__name__)
 
 
 def run_import(
     user: User, uploads: list[tuple[str, bytes]], *, dry_run: bool, progress: Any = None, url: str | None = None
 ) -> ImportReport:
-    """Validate (dry run) or import uploaded CSV files or a zip of them."""
+    """Validate (dry run) or import uploaded CSV files or a zip of them.
+
+    Any team member may validate: it only reads (no write lock), within the upload limits.
+    Only admins import. Raises PermissionDenied, or ImportFailed with a message for the user
+    (the detail is logged); nothing is written then."""
     if not dry_run:
         require_admin(user, "import data")
-    return import_files(
-        files_from_uploads(uploads),
-        url=url,
-        dry_run=dry_run,
-        actor=user.email,
-        progress=progress,
-        source="upload: " + ", ".join(n for n, _ in uploads),
-    )
+    try:
+        return import_files(
+            files_from_uploads(uploads),
+            url=url,
+            dry_run=dry_run,
+            actor=user.email,
+            progress=progress,
+            source="upload: " + ", ".join(n for n, _ in uploads),
+        )
+    except ImportFailed:
+        raise
+    except Exception as exc:  # the user gets a message, the log the traceback
+        log.exception("%s by %s failed", "validation" if dry_run else "import", user.email)
+        what = "The validation" if dry_run else "The import"
+        raise ImportFailed(
+            f"{what} stopped on an unexpected error; nothing was written. The details are in the server log."
+        ) from exc
 
 
 def export_all(user: User, *, url: str | None = None, progress: Any = None) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text
 
-from db import importer
+from db import importer, uploads
 from db.defaults import DEFAULT_CHECKLIST, DEFAULT_MILESTONES
 from db.importer import ImportReport, files_from_uploads, import_files
 from db.models import AccountMilestone, Event
@@ -903,7 +903,13 @@ def test_zip_upload_expands_the_csv_files(empty_db: str) -> None:
         }
     )
     files = files_from_uploads([("x.zip", data), ("events.csv", EVENTS.encode())])
-    assert files == {"team.csv": team, "accounts.csv": accounts, "events.csv": EVENTS.encode()}
+    # Zip members are not decompressed here: they are streamed when the import reads them.
+    assert set(files) == {"team.csv", "accounts.csv", "events.csv"}
+    assert files["events.csv"] == EVENTS.encode()
+    for name, inner, body in (("team.csv", "export/team.csv", team), ("accounts.csv", "export/accounts.csv", accounts)):
+        member = files[name]
+        assert isinstance(member, uploads.ZipMember)
+        assert (member.member, member.size, member.label) == (inner, len(body), f"{inner} in x.zip")
     report = import_files(files, url=empty_db)
     assert report.ok
     assert counts(empty_db)["accounts"] == 2

@@ -112,3 +112,73 @@ def test_revops_can_validate_but_not_import(small_db: str, use_db) -> None:
     assert button(at, "Import").disabled
     assert count(small_db, Account) == 30
     assert count(small_db, ImportRun) == 0
+
+
+def _everything_shown(at) -> str:
+    """All the text the page shows (errors, messages, markdown, captions, exceptions)."""
+    parts = [
+        *texts(at.error),
+        *texts(at.warning),
+        *texts(at.success),
+        *texts(at.info),
+        *texts(at.markdown),
+        *texts(at.caption),
+        *[str(e.value) for e in at.exception],
+    ]
+    return "\n".join(parts)
+
+
+def test_a_full_database_during_an_import_shows_a_clear_error_and_writes_nothing(small_db: str, use_db) -> None:
+    from tests.db.test_import_safety import full_database, many_accounts
+
+    use_db(small_db)
+    at = open_page("data", query=QUERY)
+    at.file_uploader[0].set_value(("accounts.csv", many_accounts(3000), "text/csv"))
+    at.run()
+    with full_database(small_db):
+        button(at, "Import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = texts(at.error)
+    assert [
+        e
+        for e in errors
+        if e.startswith("The import stopped because the database is out of space") and "nothing was written" in e
+    ], errors
+    shown = _everything_shown(at)
+    for leak in ("Traceback", "OperationalError", "sqlite3", "psycopg", "[SQL", "INSERT", small_db.split("///")[-1]):
+        assert leak not in shown, leak
+    # Still the Data page, not the database-error page: the rest of it works.
+    assert metrics(at)["Accounts"] == "30"
+    assert count(small_db, Account) == 30
+
+
+def test_a_second_import_while_one_runs_is_told_who_runs_it(small_db: str, use_db, monkeypatch) -> None:
+    import threading
+
+    from db import import_lock
+
+    use_db(small_db)
+    monkeypatch.setattr(import_lock, "LOCK_WAIT_MS", 300)
+    started, go = threading.Event(), threading.Event()
+
+    def hold(fraction: float, message: str) -> None:
+        started.set()
+        go.wait(120)
+
+    first = threading.Thread(
+        target=import_files,
+        args=({"accounts.csv": GOOD_ACCOUNTS},),
+        kwargs={"url": small_db, "actor": "ops-cron", "progress": hold},
+    )
+    first.start()
+    try:
+        assert started.wait(120)
+        at = open_page("data", query=QUERY)
+        _upload_and_click(at, ("events.csv", GOOD_EVENTS, "text/csv"), "Import")
+        errors = texts(at.error)
+        assert [e for e in errors if e.startswith("Another import is running, started by ops-cron at ")], errors
+        assert "Traceback" not in _everything_shown(at)
+    finally:
+        go.set()
+        first.join(120)
+    assert count(small_db, Account) == 32  # the first import's accounts; the second wrote nothing
