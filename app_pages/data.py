@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from components import context
+from components.safe import md
 from components.ui import table
 from db.importer import SPECS
 from services.access import PermissionDenied
@@ -55,7 +56,7 @@ do_import = c2.button(
     help=None if user.is_admin else "Only admins can import data",
 )
 if not user.is_admin:
-    st.caption(f"You can validate files; only admins can import them (you are signed in as {user.role}).")
+    st.caption(f"You can validate files; only admins can import them (you are signed in as {md(user.role)}).")
 
 if (validate or do_import) and uploads:
     files = [(f.name, f.getvalue()) for f in uploads]
@@ -68,7 +69,7 @@ if (validate or do_import) and uploads:
         report = run_import(user, files, dry_run=bool(validate), progress=progress)
         st.session_state["import_report"] = report
     except PermissionDenied as exc:
-        st.error(str(exc))
+        st.error(md(exc))
 
 report = st.session_state.get("import_report")
 if report is not None:
@@ -88,7 +89,7 @@ if report is not None:
             icon=":material/error:",
         )
     for w in report.warnings:
-        st.warning(w)
+        st.warning(md(w))
     st.dataframe(report.summary_frame(), hide_index=True)
     if report.problems:
         shown = report.problems_frame()
@@ -144,7 +145,7 @@ q4.metric(
 r1, r2, r3 = st.columns(3)
 last = dq["last_import"]
 r1.metric("Last import", last["at"].strftime("%Y-%m-%d %H:%M UTC") if last else "never")
-r1.caption(f"by {last['by']}" if last else "The data came from the demo generator or the CLI seed.")
+r1.caption(f"by {md(last['by'])}" if last else "The data came from the demo generator or the CLI seed.")
 r2.metric(
     "Duplicate events skipped",
     f"{dq['duplicates_skipped_total']:,}",

@@ -7,6 +7,7 @@ import os
 
 import streamlit as st
 
+from components.safe import md
 from db.session import session_scope
 from services.access import NotInTeam, User, demo_admin, user_for_email
 
@@ -96,11 +97,3 @@ def user_badge(user: User) -> None:
         st.sidebar.caption(f"Signed in as **{md(user.name)}** ({user.role}) · {md(user.email)}")
         if user.mode == "oidc":
             st.sidebar.button("Sign out", on_click=st.logout)
-
-
-def md(text: object) -> str:
-    """Escape user text for markdown (names, notes): shown as text, never as markup."""
-    s = "" if text is None else str(text)
-    for ch in "\\`*_{}[]()<>#+-.!|~$":
-        s = s.replace(ch, "\\" + ch)
-    return s

@@ -11,7 +11,7 @@ import pytest
 
 from services.analytics import Facts, Filters, kpis, portfolio
 from tests.conftest import AS_OF
-from tests.pages import assert_ok, metrics, open_page, table_with, texts
+from tests.pages import assert_ok, metrics, open_page, table_with, texts, unescape
 
 QUERY = {"as_of": AS_OF.isoformat()}
 
@@ -63,7 +63,7 @@ def test_segment_filter_in_the_url_changes_the_tiles(demo_db: str, use_db, cli) 
     m = metrics(at)
     assert [m[k.label] for k in smb] == [shown(k.value, k.unit) for k in smb]
     assert [m[k.label] for k in smb] != [shown(k.value, k.unit) for k in every], "the filter changes what is shown"
-    assert any("segment: SMB" in c for c in texts(at.caption))
+    assert any("segment: SMB" in unescape(c) for c in texts(at.caption))
 
     from_cli = cli_kpis(cli, demo_db, "--segment", "SMB")
     for k in smb:
