@@ -27,8 +27,10 @@ def ready() -> dict:
 
 
 def forget_ready() -> None:
-    """After a database outage, let the next run check the database again."""
+    """After a database outage, let the next run check the database again (and migrate it), and
+    drop the loaders: a recreated database can restart its version counters."""
     _ready.clear()
+    _facts.clear()
 
 
 def data_versions() -> dict[str, int]:
