@@ -16,12 +16,17 @@ _MARKUP = re.compile(r"([\\`*_{}\[\]()<>#+!|~$&:.^])")
 # A list item at the start of the text ("- x"); other block starts (# > 1.) are escaped above.
 _LEADING_DASH = re.compile(r"^(\s*)-")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+# Streamlit's markdown (remark-gfm) turns URLs, www. names and e-mail addresses into links by
+# searching the text after escapes are resolved, so escaping cannot stop it: an invisible
+# word joiner (U+2060) inside "://", "www." and "@domain.tld" does.
+JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?i:(?<=\bwww)(?=\.))|(?<=@)(?=[-\w]+\.[-\w])")
 
 
 def md(text: object) -> str:
-    """Escape user text for markdown (names, notes, URL values): shown as text, never as markup.
-    Line breaks become spaces, so a value cannot start a block (heading, code, quote) mid-text."""
-    s = _LINE_BREAKS.sub(" ", "" if text is None else str(text))
+    """Escape user text for markdown (names, notes, URL values): shown as text, never as markup
+    or a link. Line breaks become spaces, so a value cannot start a block (heading, code, quote)."""
+    s = _AUTOLINK.sub(JOINER, _LINE_BREAKS.sub(" ", "" if text is None else str(text)))
     return _LEADING_DASH.sub(r"\1\\-", _MARKUP.sub(r"\\\1", s))
 
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from components import charts
-from components.safe import html_label, md
+from components.safe import JOINER, html_label, md
 from db.importer import import_files
 from db.session import get_engine
 from tests.conftest import AS_OF
@@ -36,6 +36,13 @@ FORMULA_REGION = "-2+3"
 # Markdown that would render as a live link or image: [text](url) or ![alt](url) not escaped.
 LIVE_LINK = re.compile(r"(?<!\\)\[[^\]]*(?<!\\)\]\(")
 RAW_HTML = re.compile(r"(?<!\\)<\s*(a|img)\b", re.IGNORECASE)
+# What remark-gfm links by itself in the text once escapes are resolved (its own patterns).
+AUTOLINK = re.compile(r"https?://|www(?=\.)|[-.\w+]+@[-\w]+(\.[-\w]+)+", re.IGNORECASE)
+
+
+def plain(body: str) -> str:
+    """The text a reader sees in a markdown body made by md()."""
+    return unescape(body).replace(JOINER, "")
 
 
 def _csv(header: list[str], rows: list[list[object]]) -> bytes:
@@ -99,6 +106,7 @@ def assert_no_live_markup(at) -> None:
     for kind, body in bodies(at):
         assert not LIVE_LINK.search(body), f"live link or image in a {kind}: {body!r}"
         assert not RAW_HTML.search(body), f"raw HTML in a {kind}: {body!r}"
+        assert not AUTOLINK.search(unescape(body)), f"a URL or address that becomes a link in a {kind}: {body!r}"
 
 
 def plotly_specs(at) -> list[dict]:
@@ -112,10 +120,12 @@ def test_md_escapes_links_images_html_and_blocks() -> None:
     for hostile in (LINK, EVENT, INDUSTRY, "# Heading\n\n- item", "www.evil.example and a@evil.example", ":red[x] $x$"):
         out = md(hostile)
         assert not LIVE_LINK.search(out) and not RAW_HTML.search(out), out
+        assert not AUTOLINK.search(unescape(out)), out
         assert "\n" not in out
-        assert unescape(out) == hostile.replace("\n\n", " ").replace("\n", " ")
+        assert plain(out) == hostile.replace("\n\n", " ").replace("\n", " ")
     assert md("- item") == "\\- item"
-    assert md("www.evil.example") == "www\\.evil\\.example"
+    assert md("www.evil.example") == f"www{JOINER}\\.evil\\.example"
+    assert md("https://evil.example") == f"https\\:{JOINER}//evil\\.example"
     # Names read as they are: dashes, @, quotes and commas are left alone.
     assert md("Mid-Market, O'Brien @ Acme") == "Mid-Market, O'Brien @ Acme"
 
@@ -124,14 +134,14 @@ def test_a_link_and_an_image_in_the_account_url_are_shown_as_text(hostile_db: st
     use_db(hostile_db)
     at = open_page("accounts", query={**QUERY, "account": LINK}, as_user=LEADER)
     errors = [e.value for e in at.error]
-    assert [e for e in errors if "no account" in e and LINK in unescape(e)], errors
+    assert [e for e in errors if "no account" in e and LINK in plain(e)], errors
     assert_no_live_markup(at)
 
 
 def test_an_account_name_and_industry_with_markup_are_shown_as_text(hostile_db: str, use_db) -> None:
     use_db(hostile_db)
     at = open_page("accounts", query={**QUERY, "account": "X-LINK"}, as_user=LEADER)
-    assert unescape(at.title[0].value) == LINK
+    assert plain(at.title[0].value) == LINK
     caption = at.caption[0].value
     assert md(INDUSTRY) in caption and md(FORMULA_PLAN) in caption
     assert_no_live_markup(at)
