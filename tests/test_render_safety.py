@@ -295,3 +295,15 @@ def test_cli_report_csv_neutralises_formulas_unless_raw(hostile_db: str, cli) ->
         assert "'" + value in cells and value not in cells, (by, cells)
         raw = _report(cli, hostile_db, "cohorts", "--by", by, "--raw")
         assert value in {r[col] for r in raw[1:]}
+
+
+def test_an_account_link_keeps_the_id_whole() -> None:
+    from urllib.parse import parse_qs, urlparse
+
+    from components.ui import account_link
+
+    hostile = "X&as_of=2020-01-01#top"
+    link = account_link(hostile)
+    assert urlparse(link).fragment == ""
+    assert parse_qs(urlparse(link).query) == {"account": [hostile]}
+    assert account_link("ACC-00042") == "/accounts?account=ACC-00042"
