@@ -50,7 +50,7 @@ def current_user() -> User:
     except NotInTeam:
         st.title("No access")
         st.error(
-            f"You are signed in as {email}, but that address is not a member of the customer-success team here. "
+            f"You are signed in as {md(email)}, but that address is not a member of the customer-success team here. "
             "Ask an admin to add you on the Settings page (Team), then reload."
         )
         if mode == "oidc":

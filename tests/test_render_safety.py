@@ -307,3 +307,12 @@ def test_an_account_link_keeps_the_id_whole() -> None:
     assert urlparse(link).fragment == ""
     assert parse_qs(urlparse(link).query) == {"account": [hostile]}
     assert account_link("ACC-00042") == "/accounts?account=ACC-00042"
+
+
+def test_a_signed_in_address_outside_the_team_is_shown_as_text(small_db: str, use_db) -> None:
+    use_db(small_db)
+    email = "mallory[reset](https://evil.example/r)@evil.example"
+    at = open_page("portfolio", query=QUERY, as_user=email, check=False)
+    assert at.title[0].value == "No access"
+    assert [e for e in at.error if email in plain(e.value)]
+    assert_no_live_markup(at)
