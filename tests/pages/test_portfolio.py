@@ -109,7 +109,7 @@ def test_unknown_member_gets_no_access(demo_db: str, use_db) -> None:
     use_db(demo_db)
     at = open_page("portfolio", query=QUERY, as_user="stranger@example.com")
     assert texts(at.title) == ["No access"]
-    assert "stranger@example.com" in at.error[0].value and "not a member" in at.error[0].value
+    assert "stranger@example.com" in unescape(at.error[0].value) and "not a member" in at.error[0].value
     assert len(at.metric) == 0, "no data is shown"
 
 
