@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
-from sqlalchemy.exc import DBAPIError, OperationalError  # noqa: E402
+from sqlalchemy.exc import DBAPIError  # noqa: E402
 
 from components import cache  # noqa: E402
 from components.auth import (  # noqa: E402
@@ -22,7 +23,7 @@ from components.auth import (  # noqa: E402
     user_badge,
 )
 from components.filters import sidebar_filters  # noqa: E402
-from db.session import DatabaseUnavailable, check_connection, describe_db_error  # noqa: E402
+from db.session import DatabaseUnavailable, check_connection, describe_db_error, public_reason  # noqa: E402
 from services.admin_read import team_members  # noqa: E402
 
 st.set_page_config(page_title="Onboarding analytics", page_icon=":material/rocket_launch:", layout="wide")
@@ -31,19 +32,28 @@ st.set_page_config(page_title="Onboarding analytics", page_icon=":material/rocke
 FILTERED = {"Portfolio", "Funnel", "Cohorts", "Accounts", "Health model"}
 
 
+log = logging.getLogger("onboarding.app")
+
+# Anything that means the database cannot be reached or read as expected: connection lost,
+# tables or schema dropped ("no such table", "relation ... does not exist"), the SQLite file
+# deleted or replaced. Each gives the database-error page, wherever it happens.
+DB_ERRORS = (DatabaseUnavailable, DBAPIError)
+
+
 def database_error(exc: BaseException) -> None:
-    """A clear page instead of a stack trace; retry brings the app back when the database is."""
+    """A clear page instead of a stack trace; retry brings the app back when the database is.
+    The page can appear before anyone is identified (the team is in the database), so it
+    names no host, port, path, database or user: the detail goes to the server log."""
+    log.error("database unavailable: %s", describe_db_error(exc), exc_info=exc)
+    # The next run checks the database again and re-runs migrations (a recreated database).
+    cache.forget_ready()
     st.title("The database is unavailable")
-    st.error(
-        describe_db_error(exc) if not isinstance(exc, DatabaseUnavailable) else str(exc), icon=":material/database:"
-    )
+    st.error(f"{public_reason(exc)} The server log has the details.", icon=":material/database:")
     st.write(
-        "Nothing you entered was saved if the save did not say so. Check that the database server is running "
-        "and that DATABASE_URL points at it, then retry."
+        "Nothing you entered was saved if the save did not say so. Whoever runs the app: the log says what "
+        "failed; check that the database is running and that DATABASE_URL points at it, then retry."
     )
-    if st.button("Retry", type="primary", icon=":material/refresh:"):
-        cache.forget_ready()
-        st.rerun()
+    st.button("Retry", type="primary", icon=":material/refresh:", on_click=cache.forget_ready)
     st.stop()
 
 
@@ -59,10 +69,13 @@ try:
         # The demo portfolio is seeded in demo mode only; otherwise nothing but the schema and defaults.
         status = cache.ready(demo_mode=auth.demo)
     has_data = cache.has_data()
-except (DatabaseUnavailable, OperationalError, DBAPIError) as exc:
+except DB_ERRORS as exc:
     database_error(exc)
 
-user = current_user(auth)
+try:
+    user = current_user(auth)
+except DB_ERRORS as exc:
+    database_error(exc)
 st.session_state["_user"] = user
 if not has_data and not user.is_admin:
     no_data_page(user)
@@ -95,8 +108,11 @@ if not has_data:
 page = st.navigation(pages)
 
 user_badge(user)
-if auth.demo:
-    demo_view_as(team_members())
+try:
+    if auth.demo:
+        demo_view_as(team_members())
+except DB_ERRORS as exc:
+    database_error(exc)
 if not has_data:
     st.info("No data yet: import it on the Data page (or with `python manage.py import`).", icon=":material/info:")
 if status.get("demo"):
@@ -111,5 +127,5 @@ try:
         src = cache.facts()
         st.session_state["_filters"] = sidebar_filters(src.filter_options())
     page.run()
-except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
+except DB_ERRORS as exc:
     database_error(exc)

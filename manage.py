@@ -191,8 +191,12 @@ def _filters(args: argparse.Namespace):
 
 
 def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
-    """CSV (default) or JSON on stdout. Empty cells are values that do not exist (NaN)."""
+    """CSV (default) or JSON on stdout. Empty cells are values that do not exist (NaN). CSV
+    text that a spreadsheet would run as a formula (=, +, -, @ first) gets a ' in front, as in
+    the dashboard's downloads, unless --raw."""
     import pandas as pd
+
+    from db.exporter import neutralise
 
     df = df.copy()
     for c in df.columns:
@@ -202,6 +206,15 @@ def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
         records = json.loads(df.to_json(orient="records", date_format="iso", double_precision=15, default_handler=str))
         print(json.dumps({**(extra or {}), "rows": records} if extra else records, indent=2, default=str))
     else:
+        if not args.raw:
+            for c in df.columns:
+                if pd.api.types.is_numeric_dtype(df[c]):
+                    continue
+                # Text cells only: a negative number is a number, not a formula.
+                text = df[c].map(lambda v: isinstance(v, str)).astype(bool)
+                if text.any():
+                    df[c] = df[c].astype(object)
+                    df.loc[text, c] = neutralise(df.loc[text, c])
         sys.stdout.write(df.to_csv(index=False, lineterminator="\n"))
 
 
@@ -444,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="which analysis",
     )
     s.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (default csv)")
+    s.add_argument(
+        "--raw",
+        action="store_true",
+        help="csv: print text exactly as stored; by default text starting with = + - @ gets a ' so a "
+        "spreadsheet does not run it as a formula",
+    )
     s.add_argument("--as-of", type=_date, help="evaluate as of this date (default today, UTC)")
     g = s.add_argument_group("account filters (as in the dashboard's sidebar)")
     g.add_argument("--segment", action="append", help="repeatable")

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context
-from components.auth import md
+from components.safe import md
 from components.ui import account_link, empty, fmt_num, reading, table
 from db.models import INTERVENTION_TYPES
 from metrics.health import BANDS as BAND_NAMES
@@ -55,7 +55,7 @@ def show_list() -> None:
         view = view[view["triggers"] > 0]
     if mine:
         view = view[view["csm_email"] == user.email]
-    st.caption(f"{len(view):,} of {len(lst):,} accounts · as of {as_of:%d %b %Y} · {flt.describe()}")
+    st.caption(f"{len(view):,} of {len(lst):,} accounts · as of {as_of:%d %b %Y} · {md(flt.describe())}")
     shown = view.assign(link=view["external_id"].map(account_link))
     event = table(
         shown[
@@ -114,7 +114,7 @@ def show_account(account_id: int) -> None:
         st.rerun()
     st.title(md(a.name))
     st.caption(
-        f"{md(a.external_id)} · {a.segment} · {md(a.industry or 'industry unknown')} · {md(a.plan or '')} · {md(a.region or '')} · "
+        f"{md(a.external_id)} · {md(a.segment)} · {md(a.industry or 'industry unknown')} · {md(a.plan or '')} · {md(a.region or '')} · "
         f"CSM {md(v.csm.name if v.csm else 'unassigned')} · started {a.contract_start:%d %b %Y} · {v.status}"
     )
     if not v.can_edit:
@@ -203,7 +203,9 @@ def show_account(account_id: int) -> None:
         )
         late = mt[mt["state"].str.startswith("overdue")]
         reading(
-            f"{len(late)} milestone(s) overdue: {', '.join(late['name'])}." if len(late) else "No milestone is overdue."
+            f"{len(late)} milestone(s) overdue: {md(', '.join(late['name']))}."
+            if len(late)
+            else "No milestone is overdue."
         )
 
     st.subheader(f"Risk triggers ({len(v.triggers)})")
@@ -266,9 +268,9 @@ def show_account(account_id: int) -> None:
                     st.rerun()
                 except ValidationFailed as exc:
                     for p in exc.problems:
-                        st.error(f"{p.column}: {p.reason}")
+                        st.error(f"{md(p.column)}: {md(p.reason)}")
                 except PermissionDenied as exc:
-                    st.error(str(exc))
+                    st.error(md(exc))
 
     st.subheader("Success plan")
     p = v.plan
@@ -363,7 +365,7 @@ if ext:
     acc_id = find_account(ext)
     if acc_id is None:
         st.title("Accounts")
-        st.error(f"There is no account with id {ext!r}.")
+        st.error(f"There is no account with id {md(repr(ext))}.")
         if st.button("All accounts", icon=":material/arrow_back:"):
             del st.query_params["account"]
             st.rerun()

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components import cache, charts, context
+from components.safe import html_label, md
 from components.ui import empty, reading, table
 from metrics.retention import as_rates
 from metrics.signals import OUTCOMES
@@ -34,7 +35,7 @@ GROUPS = ["month", "quarter", "segment", "industry", "plan", "channel", "region"
 group_label = {"month": "Start month", "quarter": "Start quarter", "csm_name": "CSM"}
 
 st.title("Cohorts")
-st.caption(f"As of {as_of:%d %b %Y} · {flt.describe()}")
+st.caption(f"As of {as_of:%d %b %Y} · {md(flt.describe())}")
 t_coh, t_ttv, t_ret, t_sig = st.tabs(
     ["Cohorts", "Time to value", "Usage retention", "Early signals"], key="view", bind="query-params"
 )
@@ -132,7 +133,7 @@ with t_coh:
             if len(done):
                 hi, lo = done.sort_values("completion_rate").iloc[-1], done.sort_values("completion_rate").iloc[0]
                 reading(
-                    f"Among fully observed cohorts, on-time onboarding completion ranges from {lo['completion_rate']:.0%} ({lo['cohort']}) to {hi['completion_rate']:.0%} ({hi['cohort']}); "
+                    f"Among fully observed cohorts, on-time onboarding completion ranges from {lo['completion_rate']:.0%} ({md(lo['cohort'])}) to {hi['completion_rate']:.0%} ({md(hi['cohort'])}); "
                     "rows marked * are still young and count only the accounts observed long enough."
                 )
             st.markdown("**Cohort × week since start**")
@@ -155,7 +156,7 @@ with t_coh:
                 col = shares[wk].dropna()
                 if len(col):
                     reading(
-                        f"By the end of {wk}, between {col.min():.0%} ({col.idxmin()}) and {col.max():.0%} ({col.idxmax()}) of a cohort had reached {ms_names[hm_ms].lower()}."
+                        f"By the end of {wk}, between {col.min():.0%} ({md(col.idxmin())}) and {col.max():.0%} ({md(col.idxmax())}) of a cohort had reached {md(ms_names[hm_ms].lower())}."
                     )
                 table(
                     shares.mul(100).round(1).reset_index(),
@@ -198,13 +199,13 @@ with t_ttv:
             if len(g) > 1:
                 fast, slow = g.sort_values("median_days").iloc[0], g.sort_values("median_days").iloc[-1]
                 reading(
-                    f"Median time to {ms_names[ttv_ms].lower()} ranges from {fast['median_days']:.0f} days ({fast['group']}) to {slow['median_days']:.0f} days ({slow['group']}); "
+                    f"Median time to {md(ms_names[ttv_ms].lower())} ranges from {fast['median_days']:.0f} days ({md(fast['group'])}) to {slow['median_days']:.0f} days ({md(slow['group'])}); "
                     f"log-rank p = {p:.2g} ({'the groups differ' if p < 0.05 else 'no evidence the groups differ'})."
                 )
             else:
                 r0 = g.iloc[0]
                 reading(
-                    f"Half the accounts reach {ms_names[ttv_ms].lower()} within {r0['median_days']:.0f} days (95 % CI {r0['median_low']:.0f}–{r0['median_high']:.0f}); {r0['censored']:,} not there yet are censored, not dropped."
+                    f"Half the accounts reach {md(ms_names[ttv_ms].lower())} within {r0['median_days']:.0f} days (95 % CI {r0['median_low']:.0f}–{r0['median_high']:.0f}); {r0['censored']:,} not there yet are censored, not dropped."
                 )
             view = g.copy()
             for c in [c for c in view.columns if c.startswith("reached_by")]:
@@ -301,7 +302,7 @@ with t_ret:
         fig.update_yaxes(autorange="reversed")
         fig.update_layout(
             title={
-                "text": f"Accounts that did {ret_ev} after {start_ev}, by {period} (% of cohort; blank = not observed yet)",
+                "text": f"Accounts that did {html_label(ret_ev)} after {html_label(start_ev)}, by {period} (% of cohort; blank = not observed yet)",
                 "x": 0,
             },
             height=max(320, 30 * len(m) + 140),
@@ -348,7 +349,7 @@ with t_sig:
             )
         else:
             for line in signal_reading(sig, outcome):
-                st.markdown(f"- {line}")
+                st.markdown(f"- {md(line)}")
             st.warning(
                 "These are correlations, not causes: accounts that do these things early may differ in other ways (size, motivation, CSM). "
                 "Use them to choose what to test in onboarding, not as proof.",
@@ -411,5 +412,5 @@ with t_sig:
             )
             weakest = nxt.sort_values("probability").iloc[0]
             reading(
-                f"The weakest hand-off is {weakest['from']} → {weakest['to']}: {weakest['probability']:.0f} % of accounts that reach the first go on to the next."
+                f"The weakest hand-off is {md(weakest['from'])} → {md(weakest['to'])}: {weakest['probability']:.0f} % of accounts that reach the first go on to the next."
             )

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from components import context
+from components.safe import md
 from components.ui import table
 from db.importer import SPECS
 from services.access import PermissionDenied
@@ -59,7 +60,7 @@ do_import = c2.button(
 if not user.is_admin:
     st.caption(
         "You can validate files (validating only reads them and the database, and writes nothing); "
-        f"only admins can import them (you are signed in as {user.role})."
+        f"only admins can import them (you are signed in as {md(user.role)})."
     )
 
 if (validate or do_import) and uploads:
@@ -73,12 +74,12 @@ if (validate or do_import) and uploads:
         report = run_import(user, files, dry_run=bool(validate), progress=progress)
         st.session_state["import_report"] = report
     except PermissionDenied as exc:
-        st.error(str(exc))
+        st.error(md(exc))
     except ImportFailed as exc:
         # A refused or failed import (busy, database full, ...): a message, never a traceback.
         bar.empty()
         st.session_state.pop("import_report", None)
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
     except Exception:  # the page boundary: the log gets the traceback, the user a message
         log.exception("the import on the Data page failed")
         bar.empty()
@@ -106,7 +107,7 @@ if report is not None:
             icon=":material/error:",
         )
     for w in report.warnings:
-        st.warning(w)
+        st.warning(md(w))
     st.dataframe(report.summary_frame(), hide_index=True)
     if report.problems:
         shown = report.problems_frame()
@@ -165,7 +166,7 @@ q4.metric(
 r1, r2, r3 = st.columns(3)
 last = dq["last_import"]
 r1.metric("Last import", last["at"].strftime("%Y-%m-%d %H:%M UTC") if last else "never")
-r1.caption(f"by {last['by']}" if last else "The data came from the demo generator or the CLI seed.")
+r1.caption(f"by {md(last['by'])}" if last else "The data came from the demo generator or the CLI seed.")
 r2.metric(
     "Duplicate events skipped",
     f"{dq['duplicates_skipped_total']:,}",

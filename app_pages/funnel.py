@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context
+from components.safe import md
 from components.ui import account_link, empty, reading, table
 from services.analytics import funnel_report
 
@@ -94,7 +95,7 @@ with c6:
 if steps:
     st.caption(
         "Accounts that ever did each step: "
-        + " · ".join(f"{labels.get(x) or x}: {volume.get(x, 0):,}" for x in steps if not x.startswith("milestone:"))
+        + " · ".join(f"{md(labels.get(x) or x)}: {volume.get(x, 0):,}" for x in steps if not x.startswith("milestone:"))
         if any(not x.startswith("milestone:") for x in steps)
         else ""
     )
@@ -120,7 +121,7 @@ try:
             as_of=as_of,
         )
 except ValueError as exc:
-    st.error(str(exc))
+    st.error(md(exc))
     st.stop()
 
 steps_df = res.steps
@@ -145,7 +146,7 @@ if by:
     steps_df = steps_df[steps_df["group"].isin(shown)] if shown else steps_df
     group_col = "group"
 
-st.caption(f"As of {as_of:%d %b %Y} · {flt.describe()} · window {window_n} {unit} from step 1 · {mode}")
+st.caption(f"As of {as_of:%d %b %Y} · {md(flt.describe())} · window {window_n} {unit} from step 1 · {mode}")
 st.plotly_chart(charts.funnel_chart(steps_df, group_col=group_col), key="funnel_chart")
 last = steps_df[steps_df["step"] == steps_df["step"].max()]
 if not by:
@@ -153,14 +154,14 @@ if not by:
     worst = steps_df[steps_df["step"] > 1].sort_values("conversion_from_previous").iloc[0]
     reading(
         f"{r['accounts']:,} of {steps_df.iloc[0]['accounts']:,} accounts ({r['conversion_from_first']:.0%}, 95 % CI {r['conversion_from_first_low']:.0%}–{r['conversion_from_first_high']:.0%}) "
-        f"went all the way; the biggest drop is into step {worst['step']} ({worst['name']}), {worst['conversion_from_previous']:.0%} conversion. "
+        f"went all the way; the biggest drop is into step {worst['step']} ({md(worst['name'])}), {worst['conversion_from_previous']:.0%} conversion. "
         f"{int(steps_df['in_progress'].sum()):,} accounts are still inside their window and are not counted as drop-offs."
     )
 else:
     best = last.sort_values("conversion_from_first", ascending=False)
     reading(
         " · ".join(
-            f"{g}: {c:.0%} converted (n={n:,})"
+            f"{md(g)}: {c:.0%} converted (n={n:,})"
             for g, c, n in zip(best["group"], best["conversion_from_first"], best["previous_accounts"], strict=True)
         )
     )
@@ -170,7 +171,7 @@ if len(steps_df[steps_df["step"] > 1]):
     slow = steps_df[steps_df["step"] > 1].sort_values("median_seconds_from_previous", ascending=False).iloc[0]
     if pd.notna(slow["median_seconds_from_previous"]):
         reading(
-            f"The slowest step is {slow['name']}: a median of {slow['median_seconds_from_previous'] / 86400:.1f} days after the previous one (90 % within {slow['p90_seconds_from_previous'] / 86400:.1f} days)."
+            f"The slowest step is {md(slow['name'])}: a median of {slow['median_seconds_from_previous'] / 86400:.1f} days after the previous one (90 % within {slow['p90_seconds_from_previous'] / 86400:.1f} days)."
         )
 
 st.subheader("Steps")

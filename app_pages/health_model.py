@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context
+from components.safe import md
 from components.ui import empty, reading, table
 from metrics.health import COMPONENT_LABELS, COMPONENTS
 from services.analytics import backtest_report, health_model
@@ -19,7 +20,7 @@ as_of = context.as_of()
 model = health_model(src)
 
 st.title("Health model")
-st.caption(f"As of {as_of:%d %b %Y} · {flt.describe()} · model version {model.version}")
+st.caption(f"As of {as_of:%d %b %Y} · {md(flt.describe())} · model version {model.version}")
 
 day = st.segmented_control(
     "Score as of day",

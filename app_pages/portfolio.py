@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import cache, charts, context
+from components.safe import md
 from components.ui import account_link, empty, kpi_tile, reading, table
 from services.analytics import portfolio
 
@@ -22,17 +23,17 @@ with cache.timed("portfolio"):
 
 if p.health.empty:
     empty(
-        f"No accounts match these filters as of {as_of:%d %b %Y} ({flt.describe()}).",
+        f"No accounts match these filters as of {as_of:%d %b %Y} ({md(flt.describe())}).",
         "Clear the filters in the sidebar, pick a later as-of date, or import accounts on the Data page.",
     )
     st.stop()
 
-st.caption(f"As of **{as_of:%d %b %Y}** · {flt.describe()} · changes are against {p.previous:%d %b %Y}")
+st.caption(f"As of **{as_of:%d %b %Y}** · {md(flt.describe())} · changes are against {p.previous:%d %b %Y}")
 
 with st.container(border=True):
     st.markdown("**What changed and where to look**")
     for line in p.summary:
-        st.markdown(f"- {line}")
+        st.markdown(f"- {md(line)}")
 
 cols = st.columns(4)
 for col, k in zip(cols, p.kpis, strict=True):
@@ -124,7 +125,7 @@ with tab_seg:
     )
     late = p.by_segment[p.by_segment["ttfv_median_days"] > p.by_segment["ttfv_target_days"]]
     reading(
-        ("Median time to first value is over target in " + ", ".join(late["segment"]) + ".")
+        ("Median time to first value is over target in " + md(", ".join(late["segment"])) + ".")
         if len(late)
         else "Every segment reaches first value within its target (median, Kaplan-Meier)."
     )
@@ -153,5 +154,5 @@ with tab_csm:
         worst = p.by_csm.sort_values("at_risk_share", ascending=False).iloc[0]
         best = p.by_csm.sort_values("at_risk_share").iloc[0]
         reading(
-            f"At-risk share ranges from {best['at_risk_share']:.0%} ({best['csm_name']}) to {worst['at_risk_share']:.0%} ({worst['csm_name']})."
+            f"At-risk share ranges from {best['at_risk_share']:.0%} ({md(best['csm_name'])}) to {worst['at_risk_share']:.0%} ({md(worst['csm_name'])})."
         )

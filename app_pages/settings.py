@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from components import context
+from components.safe import md
 from db.models import CHECKLIST_CATEGORIES, ROLES, SEGMENTS
 from services.access import PermissionDenied
 from services.admin_read import settings_snapshot
@@ -20,16 +21,16 @@ user = context.user()
 admin = user.is_admin
 st.title("Settings")
 if not admin:
-    st.info(f"Read-only: only admins change settings (you are signed in as {user.role}).", icon=":material/lock:")
+    st.info(f"Read-only: only admins change settings (you are signed in as {md(user.role)}).", icon=":material/lock:")
 
 snap = settings_snapshot()
 
 
 def report(exc: Exception) -> None:
     if isinstance(exc, ValidationFailed):
-        st.error("Not saved: " + "; ".join(f"{p.column}: {p.reason} (got {p.value!r})" for p in exc.problems))
+        st.error("Not saved: " + "; ".join(md(f"{p.column}: {p.reason} (got {p.value!r})") for p in exc.problems))
     else:
-        st.error(f"Not saved: {exc}")
+        st.error(f"Not saved: {md(exc)}")
 
 
 t_team, t_ms, t_health, t_rules, t_tpl, t_log = st.tabs(

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, context
-from components.auth import md
+from components.safe import md
 from components.ui import empty, table
 from db.models import CHECKLIST_CATEGORIES, CHECKLIST_STATUSES
 from services.access import PermissionDenied
@@ -114,7 +114,7 @@ if plan is not None:
                 )
                 st.dataframe(pd.DataFrame([vars(c) for c in exc.conflicts]), hide_index=True)
             except (ValidationFailed, PermissionDenied) as exc:
-                st.error(f"Not saved: {exc}")
+                st.error(f"Not saved: {md(exc)}")
     if not plan.champion:
         st.warning(
             "No champion named: the seed's playbook recommends executive sponsorship to find one.",
@@ -144,7 +144,7 @@ if base.empty:
     empty(
         "This account has no checklist yet.", "Apply its segment's template to start from the seed's success criteria."
     )
-    if v.can_edit and st.button(f"Apply the {a.segment} template", type="primary"):
+    if v.can_edit and st.button(f"Apply the {md(a.segment)} template", type="primary"):
         in_session(apply_template, user, account_id=account_id)
         reload_checklist()
         st.rerun()
@@ -261,7 +261,7 @@ else:
             ]
             st.rerun()
         except PermissionDenied as exc:
-            st.error(f"Not saved: {exc}")
+            st.error(f"Not saved: {md(exc)}")
 
 st.subheader("History")
 hist = in_session(checklist_history, account_id=account_id)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import streamlit as st
 
+from components.safe import md
 from db.session import session_scope
 from services.access import NotInTeam, User, demo_admin, user_for_email
 from services.setup import active_admins, bootstrap_admin, is_demo_database
@@ -314,7 +315,7 @@ def current_user(cfg: AuthConfig) -> User:
 def _no_access(email: str, mode: str) -> None:
     st.title("No access")
     st.error(
-        f"You are signed in as {email}, but that address is not a member of the customer-success team here. "
+        f"You are signed in as {md(email)}, but that address is not a member of the customer-success team here. "
         "Ask an admin to add you on the Settings page (Team), then reload."
     )
     if active_admins() == 0:
@@ -380,11 +381,3 @@ def user_badge(user: User) -> None:
         st.sidebar.caption(f"Signed in as **{md(user.name)}** ({user.role}) · {md(user.email)}")
         if user.mode == "oidc":
             st.sidebar.button("Sign out", on_click=st.logout)
-
-
-def md(text: object) -> str:
-    """Escape user text for markdown (names, notes): shown as text, never as markup."""
-    s = "" if text is None else str(text)
-    for ch in "\\`*_{}[]()<>#+-.!|~$":
-        s = s.replace(ch, "\\" + ch)
-    return s

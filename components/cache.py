@@ -33,8 +33,10 @@ def has_data() -> bool:
 
 
 def forget_ready() -> None:
-    """After a database outage, let the next run check the database again."""
+    """After a database outage, let the next run check the database again (and migrate it), and
+    drop the loaders: a recreated database can restart its version counters."""
     _ready.clear()
+    _facts.clear()
 
 
 def data_versions() -> dict[str, int]:

@@ -1,4 +1,6 @@
-"""Plotly figure builders. Every chart is titled and its axes carry units."""
+"""Plotly figure builders. Every chart is titled and its axes carry units. Plotly renders
+its text as HTML (links included), so every label that carries data goes through
+`html_label`."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from components.safe import html_label
 from metrics.health import BAND_COLORS, BANDS
 
 PALETTE = ["#2f6fde", "#e4572e", "#17a398", "#f3a712", "#8e44ad", "#6c757d", "#c2185b", "#2e7d32", "#5d4037", "#0097a7"]
@@ -35,13 +38,13 @@ def funnel_chart(steps: pd.DataFrame, *, group_col: str | None = None) -> go.Fig
     for i, g in enumerate(groups):
         d = steps if g is None else steps[steps[group_col] == g]
         first = d["accounts"].iloc[0] if len(d) else 0
-        labels = [f"{s}. {n}" for s, n in zip(d["step"], d["name"], strict=True)]
+        labels = [html_label(f"{s}. {n}") for s, n in zip(d["step"], d["name"], strict=True)]
         conv = d["conversion_from_first"] * 100
         color = PALETTE[i % len(PALETTE)]
         fig.add_bar(
             x=labels,
             y=conv,
-            name=str(g) if g is not None else "Reached",
+            name=html_label(g) if g is not None else "Reached",
             marker_color=color,
             error_y={
                 "type": "data",
@@ -61,7 +64,7 @@ def funnel_chart(steps: pd.DataFrame, *, group_col: str | None = None) -> go.Fig
                 x=labels,
                 y=d["in_progress"] / first * 100,
                 base=conv,
-                name=f"{g} in progress" if g is not None else "Still in window",
+                name=html_label(f"{g} in progress") if g is not None else "Still in window",
                 marker={"color": color, "opacity": 0.35, "pattern": {"shape": "/"}},
                 offsetgroup=str(i),
                 hovertemplate="%{x}<br>%{y:.1f} % still inside their window<extra></extra>",
@@ -83,11 +86,11 @@ def time_to_convert_chart(steps: pd.DataFrame, *, group_col: str | None = None) 
     groups = [None] if not group_col else list(dict.fromkeys(d[group_col]))
     for i, g in enumerate(groups):
         part = d if g is None else d[d[group_col] == g]
-        labels = [f"{s}. {n}" for s, n in zip(part["step"], part["name"], strict=True)]
+        labels = [html_label(f"{s}. {n}") for s, n in zip(part["step"], part["name"], strict=True)]
         fig.add_bar(
             x=labels,
             y=part["median_seconds_from_previous"] / 86400,
-            name=f"{g} median" if g is not None else "Median",
+            name=html_label(f"{g} median") if g is not None else "Median",
             marker_color=PALETTE[i % len(PALETTE)],
             offsetgroup=str(i),
             hovertemplate="%{x}<br>median %{y:.2f} days<extra></extra>",
@@ -96,7 +99,7 @@ def time_to_convert_chart(steps: pd.DataFrame, *, group_col: str | None = None) 
             x=labels,
             y=part["p90_seconds_from_previous"] / 86400,
             mode="markers",
-            name=f"{g} p90" if g is not None else "90th percentile",
+            name=html_label(f"{g} p90") if g is not None else "90th percentile",
             marker={"symbol": "line-ew-open", "size": 22, "color": PALETTE[i % len(PALETTE)], "line": {"width": 3}},
             hovertemplate="%{x}<br>p90 %{y:.2f} days<extra></extra>",
         )
@@ -137,9 +140,11 @@ def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str) -> g
             x=c["day"],
             y=c["reached"] * 100,
             mode="lines",
-            name=label,
+            name=html_label(label),
             line={"color": color, "width": 2, "shape": "hv"},
-            hovertemplate="day %{x:.0f}: %{y:.1f} % reached<extra>" + str(g) + "</extra>",
+            # The group goes in as data (meta), not into the template, where it would be markup.
+            meta=html_label(g),
+            hovertemplate="day %{x:.0f}: %{y:.1f} % reached<extra>%{meta}</extra>",
         )
     fig.add_hline(
         y=50, line={"dash": "dot", "color": "#999"}, annotation_text="median", annotation_position="bottom right"
@@ -148,7 +153,7 @@ def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str) -> g
     fig.update_xaxes(rangemode="tozero")
     return _layout(
         fig,
-        f"Share of accounts that reached {milestone.replace('_', ' ')} (Kaplan-Meier, 95 % bands)",
+        html_label(f"Share of accounts that reached {milestone.replace('_', ' ')} (Kaplan-Meier, 95 % bands)"),
         "Days since contract start",
         "Accounts that reached it (%)",
         420,
@@ -165,8 +170,8 @@ def heatmap(shares: pd.DataFrame, observed: pd.DataFrame, *, milestone: str) -> 
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=list(shares.columns),
-            y=[f"{c} (n={int(n)})" for c, n in zip(shares.index, size.reindex(shares.index), strict=True)],
+            x=[html_label(c) for c in shares.columns],
+            y=[html_label(f"{c} (n={int(n)})") for c, n in zip(shares.index, size.reindex(shares.index), strict=True)],
             text=text,
             texttemplate="%{text}",
             colorscale="Blues",
@@ -180,7 +185,9 @@ def heatmap(shares: pd.DataFrame, observed: pd.DataFrame, *, milestone: str) -> 
     fig.update_yaxes(autorange="reversed")
     return _layout(
         fig,
-        f"Share of each cohort that reached {milestone.replace('_', ' ')}, by week since start (* = cohort not fully observed yet)",
+        html_label(
+            f"Share of each cohort that reached {milestone.replace('_', ' ')}, by week since start (* = cohort not fully observed yet)"
+        ),
         "Weeks since contract start",
         "Cohort (accounts)",
         max(360, 26 * len(shares) + 120),
@@ -264,13 +271,13 @@ def churn_by_band_chart(bands: pd.DataFrame, title: str) -> go.Figure:
         range=[0, max(100, float(np.nanmax((bands["churn_rate_high"] * 100).to_numpy(float), initial=0)) * 1.15)],
         ticksuffix=" %",
     )
-    return _layout(fig, title, "Health band at scoring day", "Churned within 12 months (%)", 340)
+    return _layout(fig, html_label(title), "Health band at scoring day", "Churned within 12 months (%)", 340)
 
 
 def timeline_chart(ms: pd.DataFrame, *, as_of: pd.Timestamp, start: pd.Timestamp) -> go.Figure:
     """Milestones planned (contract start → due date) against actual (→ completion)."""
     fig = go.Figure()
-    names = ms["name"].tolist()
+    names = [html_label(n) for n in ms["name"]]
     planned_days = (ms["due_date"] - start).dt.days
     fig.add_bar(
         y=names,

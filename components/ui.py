@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
@@ -102,8 +103,9 @@ def empty(message: str, what_next: str) -> None:
 
 
 def account_link(external_id: str) -> str:
-    """Relative link to one account's page (opens the Accounts page on it)."""
-    return f"/{ACCOUNT_PAGE}?account={external_id}"
+    """Relative link to one account's page (opens the Accounts page on it). The id is
+    URL-encoded: an id with & or # in it must not add parameters or cut the link."""
+    return f"/{ACCOUNT_PAGE}?account={quote(str(external_id), safe='')}"
 
 
 def slug(s: str) -> str:

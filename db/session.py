@@ -25,8 +25,65 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
+PUBLIC_REASON = "The database cannot be reached or read right now."
+
+
 class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or read."""
+    """The database cannot be reached or read. str() has the detail (for the log and the CLI);
+    `public` says what happened without host, port, path, database or user names, for
+    anyone who sees the page."""
+
+    def __init__(self, message: str, *, public: str = PUBLIC_REASON) -> None:
+        super().__init__(message)
+        self.public = public
+
+
+class _FileGuard:
+    """Stops a SQLite engine from using a database file that was deleted or replaced under the
+    running app. Open connections keep the old file: without this, saves are acknowledged
+    but land in a file no one will read again, and a new connection would silently create
+    an empty database at the path. The file's (st_dev, st_ino) is recorded on the first
+    connection and checked before every connection, transaction and commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.identity: tuple[int, int] | None = None
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def check(self, *_args: object) -> None:
+        if self.identity is None:
+            return
+        now = self._stat()
+        if now == self.identity:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        raise DatabaseUnavailable(
+            f"the SQLite database file {self.path} was {what} while the app was running; nothing is read or "
+            "saved until the app is restarted (restore the file first if it was lost)",
+            public=f"The database file was {what} while the app was running. The app stopped reading and saving, "
+            "so that no change is confirmed and then lost: a change not confirmed as saved was not saved. "
+            "Whoever runs the app must restore the file and restart the app.",
+        )
+
+    def connected(self, _dbapi_connection: object, _record: object) -> None:
+        if self.identity is None:
+            self.identity = self._stat()
+        else:
+            self.check()
+
+    def install(self, engine: Engine) -> None:
+        # do_connect: before sqlite3 would create a new, empty file at a vanished path.
+        event.listen(engine, "do_connect", lambda *a: self.check())
+        event.listen(engine, "connect", self.connected)
+        event.listen(engine, "begin", self.check)
+        # commit: a file deleted during the transaction must not be acknowledged either.
+        event.listen(engine, "commit", self.check)
 
 
 def database_url(url: str | None = None) -> str:
@@ -74,6 +131,9 @@ def get_engine(url: str | None = None) -> Engine:
                     url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
                 )
                 event.listen(engine, "connect", _sqlite_pragmas)
+                path = make_url(url).database
+                if path and path != ":memory:" and not path.startswith("file:"):
+                    _FileGuard(Path(path)).install(engine)
             else:
                 # Sessions run in UTC; keep any options (e.g. search_path) given in the URL.
                 options = " ".join(
@@ -158,11 +218,21 @@ def check_connection(url: str | None = None) -> None:
     try:
         with get_engine(url).connect() as conn:
             conn.execute(text("SELECT 1"))
+    except DatabaseUnavailable:
+        raise
     except Exception as exc:
         raise DatabaseUnavailable(describe_db_error(exc, url)) from exc
 
 
+def public_reason(exc: BaseException) -> str:
+    """What went wrong, safe to show anyone: no host, port, path, database or user name."""
+    return exc.public if isinstance(exc, DatabaseUnavailable) else PUBLIC_REASON
+
+
 def describe_db_error(exc: BaseException, url: str | None = None) -> str:
+    """The detail, for the log and the CLI (the URL without its password, and the reason)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return str(exc)
     target = make_url(database_url(url)).render_as_string(hide_password=True)
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
     return f"The database at {target} cannot be reached or read: {reason}"

@@ -367,21 +367,38 @@ def test_someone_not_in_the_team_gets_a_no_access_page(browser, header_server) -
 # ----------------------------------------------------------------------------- hostile text
 
 HOSTILE = "<img src=x onerror=alert(1)>"
+HOSTILE_EVENT = '<a href="https://evil.example/x">open</a> [docs](https://evil.example/d)'
+HOSTILE_URL = "[Reset your password](https://evil.example/reset) ![t](http://host.example/beacon.png)"
+EVIL_LINKS = """() => [...document.querySelectorAll('a')]
+    .map(a => a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href') || '')
+    .filter(h => h.includes('evil.example')).length"""
 
 
 def test_html_in_an_account_name_is_shown_as_text_everywhere(browser, small_db: str) -> None:
+    """Markup in an account name, an event name (Funnel captions and the chart's axis) and a
+    ?account= link is shown as text: no element injected, no link, no image fetched."""
+    import csv
+    import io
+    from urllib.parse import urlencode, urlparse
+
     from db.importer import import_files
+
+    events = io.StringIO()
+    csv.writer(events, lineterminator="\n").writerows(
+        [
+            ["account_id", "event", "timestamp", "user_id"],
+            ["X-HTML", "workspace_created", "2026-06-02T10:00:00Z", "u1"],
+            ["X-HTML", HOSTILE_EVENT, "2026-06-02T11:00:00Z", "u1"],
+            ["X-HTML", "login", "2026-06-03T10:00:00Z", "u1"],
+        ]
+    )
 
     with get_engine(small_db).connect() as c:
         csm = c.execute(text("SELECT email FROM team_members WHERE role = 'csm' ORDER BY email LIMIT 1")).scalar_one()
     report = import_files(
         {
             "accounts.csv": f'account_id,name,segment,contract_start,csm_email,licensed_seats\nX-HTML,"{HOSTILE}",SMB,2026-06-01,{csm},10\n'.encode(),
-            "events.csv": (
-                b"account_id,event,timestamp,user_id\n"
-                b"X-HTML,workspace_created,2026-06-02T10:00:00Z,u1\n"
-                b"X-HTML,login,2026-06-03T10:00:00Z,u1\n"
-            ),
+            "events.csv": events.getvalue().encode(),
         },
         url=small_db,
     )
@@ -391,18 +408,41 @@ def test_html_in_an_account_name_is_shown_as_text_everywhere(browser, small_db: 
         page = browser.new_page(viewport=VIEWPORT)
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        fetched: list[str] = []
+        page.on("request", lambda r: fetched.append(r.url) if urlparse(r.url).hostname == "host.example" else None)
+        funnel = "/funnel?" + urlencode([("steps", HOSTILE_EVENT), ("steps", "login"), ("as_of", AS_OF.isoformat())])
+        account_link = "/accounts?" + urlencode([("account", HOSTILE_URL), ("as_of", AS_OF.isoformat())])
         checks = [
             (f"/accounts?account=X-HTML&{Q}", HOSTILE),
             (f"/accounts?q=img&{Q}", "Accounts"),
             (f"/success-plans?account=X-HTML&{Q}", "Success plans"),
             (f"/?{Q}", "Portfolio"),
             (f"/funnel?steps=workspace_created&steps=login&{Q}", "Funnel"),
+            (funnel, "Funnel"),
+            (account_link, "Accounts"),
         ]
         for path, title in checks:
             page.goto(server.base + path)
             settle(page, title)
             no_exception(page)
             assert page.locator('img[src="x"]').count() == 0, f"an <img> was injected on {path}"
+            assert page.evaluate(EVIL_LINKS) == 0, f"a link from the data or the URL is live on {path}"
+        assert fetched == [], fetched
+        # The event name is the chart's axis label and the caption's text, as typed.
+        page.goto(server.base + funnel)
+        settle(page, "Funnel")
+        page.wait_for_selector(".js-plotly-plot .xtick text")
+        assert f"1. {HOSTILE_EVENT}" in page.locator(".js-plotly-plot .xtick text").all_text_contents()
+        # (md() puts an invisible word joiner into "://" so the text is no autolink.)
+        captions = [
+            t.replace("\u2060", "") for t in page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+        ]
+        assert [c for c in captions if f"Accounts that ever did each step: {HOSTILE_EVENT}: 1" in c], captions
+        # The link from the URL is in the error message as text.
+        page.goto(server.base + account_link)
+        settle(page, "Accounts")
+        alerts = [t.replace("\u2060", "") for t in page.locator('[data-testid="stAlert"]').all_inner_texts()]
+        assert [a for a in alerts if "no account" in a and HOSTILE_URL in a], alerts
         # Shown literally where names appear as text.
         page.goto(f"{server.base}/accounts?account=X-HTML&{Q}")
         settle(page, HOSTILE)

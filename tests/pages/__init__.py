@@ -83,8 +83,9 @@ def texts(elements: Iterable) -> list[str]:
 
 
 def unescape(md: str) -> str:
-    """Markdown-escaped user text (components.auth.md) back to plain text."""
-    return re.sub(r"\\(.)", r"\1", md)
+    """Markdown-escaped user text (components.safe.md) back to the text a reader sees (md()
+    also puts an invisible word joiner into URLs, so they are no links)."""
+    return re.sub(r"\\(.)", r"\1", md).replace("\u2060", "")
 
 
 def pct(x: float) -> str:

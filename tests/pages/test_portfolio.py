@@ -11,7 +11,7 @@ import pytest
 
 from services.analytics import Facts, Filters, kpis, portfolio
 from tests.conftest import AS_OF
-from tests.pages import assert_ok, metrics, open_page, table_with, texts
+from tests.pages import assert_ok, metrics, open_page, table_with, texts, unescape
 
 QUERY = {"as_of": AS_OF.isoformat()}
 
@@ -63,7 +63,7 @@ def test_segment_filter_in_the_url_changes_the_tiles(demo_db: str, use_db, cli) 
     m = metrics(at)
     assert [m[k.label] for k in smb] == [shown(k.value, k.unit) for k in smb]
     assert [m[k.label] for k in smb] != [shown(k.value, k.unit) for k in every], "the filter changes what is shown"
-    assert any("segment: SMB" in c for c in texts(at.caption))
+    assert any("segment: SMB" in unescape(c) for c in texts(at.caption))
 
     from_cli = cli_kpis(cli, demo_db, "--segment", "SMB")
     for k in smb:
@@ -109,7 +109,7 @@ def test_unknown_member_gets_no_access(demo_db: str, use_db) -> None:
     use_db(demo_db)
     at = open_page("portfolio", query=QUERY, as_user="stranger@example.com")
     assert texts(at.title) == ["No access"]
-    assert "stranger@example.com" in at.error[0].value and "not a member" in at.error[0].value
+    assert "stranger@example.com" in unescape(at.error[0].value) and "not a member" in at.error[0].value
     assert len(at.metric) == 0, "no data is shown"
 
 
