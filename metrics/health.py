@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from metrics.days import by_date, end_of
+
 COMPONENTS = ("milestone", "adoption", "engagement", "value")
 COMPONENT_LABELS = {
     "milestone": "Milestone progress",
@@ -228,12 +230,14 @@ def milestone_facts(ms: pd.DataFrame, as_of_end: pd.Series, value_keys: set[str]
     ms: account_id, milestone_key, due_date (midnight), completed_at (naive UTC).
     as_of_end: per account_id, the exclusive end of its as-of day.
     A milestone is due if its due date is on or before the as-of day; on time if it was
-    completed by the end of its due day; only completions before as_of_end count.
+    completed by the end of its due day (metrics/days.py); only completions before
+    as_of_end count.
     """
     m = ms.merge(as_of_end.rename("end").rename_axis("account_id").reset_index(), on="account_id")
-    due = (m["due_date"] < m["end"]).to_numpy()
+    # Due once its due day has ended by the as-of end (the end of the as-of day).
+    due = (end_of(m["due_date"]) <= m["end"]).to_numpy()
     done = (m["completed_at"].notna() & (m["completed_at"] < m["end"])).to_numpy()
-    on_time = due & done & (m["completed_at"] < m["due_date"] + pd.Timedelta(days=1)).to_numpy()
+    on_time = due & done & by_date(m["due_date"], m["completed_at"])
     is_value = m["milestone_key"].isin(value_keys).to_numpy()
     agg = (
         pd.DataFrame(
@@ -261,6 +265,6 @@ def milestone_facts(ms: pd.DataFrame, as_of_end: pd.Series, value_keys: set[str]
 
 def overdue_keys(ms: pd.DataFrame, as_of_end: pd.Timestamp) -> list[str]:
     """Milestones of one account due by the as-of day and not completed by then."""
-    due = ms["due_date"] < as_of_end
+    due = end_of(ms["due_date"]) <= as_of_end
     done = ms["completed_at"].notna() & (ms["completed_at"] < as_of_end)
     return ms.loc[due & ~done].sort_values("due_date")["milestone_key"].tolist()
