@@ -296,13 +296,14 @@ def event_names(conn: Connection) -> pd.DataFrame:
 
 
 def early_event_counts(conn: Connection, *, days: int) -> pd.DataFrame:
-    """Per account and event: how many times it happened in the first `days` days."""
-    start = _add_days_ts(conn, "a.contract_start", "0")
+    """Per account and event: how many times it happened in the first `days` days (days 0
+    to days - 1). An event before the contract start counts as day 0, as a milestone
+    completed before it does (and as time to value clamps it)."""
     end = _add_days_ts(conn, "a.contract_start", ":days")
     return _read(
         conn,
         f"SELECT e.account_id, e.event, COUNT(*) AS n FROM accounts a {_join(conn)} events e "
-        f"WHERE e.account_id = a.id AND e.ts >= {start} AND e.ts < {end} GROUP BY e.account_id, e.event",
+        f"WHERE e.account_id = a.id AND e.ts < {end} GROUP BY e.account_id, e.event",
         {"days": days},
     )
 

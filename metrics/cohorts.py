@@ -21,6 +21,25 @@ from metrics.health import BANDS
 from metrics.stats import wilson_arrays
 from metrics.time_to_value import durations, km_median
 
+COLUMNS = [
+    "cohort",
+    "accounts",
+    "completion_eligible",
+    "completed",
+    "completion_rate",
+    "completion_low",
+    "completion_high",
+    "completion_incomplete",
+    "ttfv_median_days",
+    "retention_eligible",
+    "retained_12m",
+    "logo_retention_12m",
+    "logo_retention_low",
+    "logo_retention_high",
+    "nrr_12m",
+    *[f"band_{b}" for b in BANDS],
+]
+
 
 def cohort_key(accounts: pd.DataFrame, by: str) -> pd.Series:
     """'month', 'quarter' or an account attribute -> the cohort label per account."""
@@ -49,7 +68,7 @@ def cohort_table(
     """One row per cohort. `within_days` is a number or a per-account Series (segment target)."""
     a = accounts[accounts["contract_start"] < as_of_end].copy()
     if a.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=COLUMNS)
     a["cohort"] = cohort_key(a, by).to_numpy()
     age = (as_of_end - a["contract_start"]).dt.total_seconds() / 86400
     n_days = (
@@ -111,25 +130,7 @@ def cohort_table(
     )
     p, lo, hi = wilson_arrays(df["retained_12m"], df["retention_eligible"])
     df["logo_retention_12m"], df["logo_retention_low"], df["logo_retention_high"] = p, lo, hi
-    order = [
-        "cohort",
-        "accounts",
-        "completion_eligible",
-        "completed",
-        "completion_rate",
-        "completion_low",
-        "completion_high",
-        "completion_incomplete",
-        "ttfv_median_days",
-        "retention_eligible",
-        "retained_12m",
-        "logo_retention_12m",
-        "logo_retention_low",
-        "logo_retention_high",
-        "nrr_12m",
-        *[f"band_{b}" for b in BANDS],
-    ]
-    return df[order]
+    return df[COLUMNS]
 
 
 def week_matrix(

@@ -19,10 +19,22 @@ from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import median_survival_times
 
-from metrics.days import end_offset
+from metrics.days import end_of, end_offset
 from metrics.stats import wilson
 
 CHECKPOINTS = (30, 60, 90)
+GROUP_COLUMNS = [
+    "group",
+    "accounts",
+    "reached",
+    "censored",
+    "median_days",
+    "median_low",
+    "median_high",
+    "naive_median_days",
+    *[f"reached_by_{t}d{s}" for t in CHECKPOINTS for s in ("", "_low", "_high")],
+    "logrank_p",
+]
 
 
 @dataclass
@@ -50,7 +62,7 @@ def durations(
     churned = churn.notna() & (churn < as_of_end)
     # Observed through the end of the as-of day, or of the churn day: a milestone reached
     # on the day of churn still counts.
-    observed_end = (churn + pd.Timedelta(days=1)).where(churned, as_of_end).clip(upper=as_of_end)
+    observed_end = end_of(churn).where(churned, as_of_end).clip(upper=as_of_end)
     reached = done.notna() & (done < observed_end)
     # Censored at the churn date, or at the end of the as-of day.
     censor = churn.where(churned, as_of_end)

@@ -32,7 +32,7 @@ from metrics import retention as rt
 from metrics import signals as sg
 from metrics import time_to_value as ttv
 from metrics import triggers as tr
-from metrics.days import by_day, day_n_end, end_of, end_offset, observed_through
+from metrics.days import by_day, day_n_end, end_of, end_offset, first_days_end, observed_through
 
 ATTRIBUTES = ("segment", "industry", "plan", "channel", "region", "csm_name", "cohort_month", "cohort_quarter")
 
@@ -439,6 +439,24 @@ def explain_account(src: Facts, *, account_id: int, as_of: date) -> dict:
 # ----------------------------------------------------------------------------- triggers
 
 
+TRIGGER_COLUMNS = [
+    "account_id",
+    "external_id",
+    "name",
+    "rule",
+    "trigger",
+    "reason",
+    "intervention",
+    "action",
+    "owner",
+    "owner_email",
+    "health",
+    "band",
+    "days_overdue",
+    "firing_days",
+]
+
+
 def trigger_table(
     src: Facts, *, as_of: date, filters: Filters | None = None, health: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -454,20 +472,7 @@ def _trigger_table(src: Facts, *, as_of: date, filters: Filters | None, health: 
     model = health_model(src)
     h = health if health is not None else health_table(src, as_of=as_of, filters=filters, model=model)
     if h.empty:
-        return pd.DataFrame(
-            columns=[
-                "account_id",
-                "external_id",
-                "name",
-                "rule",
-                "trigger",
-                "reason",
-                "action",
-                "owner",
-                "days_overdue",
-                "firing_days",
-            ]
-        )
+        return pd.DataFrame(columns=TRIGGER_COLUMNS)
     days = int(rules.get("health_drop", {}).get("days", 14))
     before = health_table(src, as_of=as_of - timedelta(days=days), filters=filters, model=model)
     a = _accounts(src, filters, as_of)
@@ -505,24 +510,7 @@ def _trigger_table(src: Facts, *, as_of: date, filters: Filters | None, health: 
     fired["owner_email"] = fired["account_id"].map(info["csm_email"])
     fired["health"] = fired["account_id"].map(info["total"])
     fired["band"] = fired["account_id"].map(info["band"])
-    return fired[
-        [
-            "account_id",
-            "external_id",
-            "name",
-            "rule",
-            "trigger",
-            "reason",
-            "intervention",
-            "action",
-            "owner",
-            "owner_email",
-            "health",
-            "band",
-            "days_overdue",
-            "firing_days",
-        ]
-    ]
+    return fired[TRIGGER_COLUMNS]
 
 
 # ----------------------------------------------------------------------------- funnel
@@ -595,7 +583,7 @@ def ttv_report(
     if d.empty:
         return ttv.TTVResult(
             milestone,
-            pd.DataFrame(columns=["group", "accounts", "reached", "median_days", "logrank_p"]),
+            pd.DataFrame(columns=ttv.GROUP_COLUMNS + (["target_days"] if by == "segment" else [])),
             pd.DataFrame(),
             d,
         )
@@ -624,7 +612,7 @@ def cohort_report(
     as_of = as_of or today()
     a = _accounts(src, filters, as_of)
     if a.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=coh.COLUMNS)
     if within_days is None:
         targets = _targets(src, COMPLETION_MILESTONE)
         within: int | pd.Series = a.set_index("account_id")["segment"].map(targets).fillna(90)
@@ -729,12 +717,12 @@ def signals_report(
     counts = src.early_event_counts(days)
     counts = counts[counts["account_id"].isin(labels["account_id"])]
     ms = src.milestones().merge(a[["account_id", "contract_start"]], on="account_id")
-    early_ms = ms[ms["completed_at"].notna() & (ms["completed_at"] < ms["contract_start"] + pd.Timedelta(days=days))]
+    # Before the contract start counts as day 0, for milestones as for events.
+    early_ms = ms[ms["completed_at"].notna() & (ms["completed_at"] < first_days_end(ms["contract_start"], days))]
     early_ms = early_ms[early_ms["account_id"].isin(labels["account_id"])]
     beh = sg.behaviour_matrix(counts, early_ms[["account_id", "milestone_key"]], min_count)
     out = sg.signals(labels, beh, outcome=outcome, within_segment=within_segment, min_support=min_support)
-    if not out.empty:
-        out.insert(2, "outcome", outcome)
+    out.insert(2, "outcome", outcome)
     return out
 
 
