@@ -150,6 +150,7 @@ def show_account(account_id: int) -> None:
                 "facts": st.column_config.TextColumn("The facts behind it", width="large"),
             },
         )
+        st.caption(" ".join(h.get("rules", [])))
         st.success(
             f"**Next action** ({md(h['next_action_component'])}, up to +{h['next_action_gain']:.0f} points): {md(h['next_action'])}",
             icon=":material/trending_up:",
