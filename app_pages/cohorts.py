@@ -249,7 +249,10 @@ with t_ttv:
                 download_df=g,
             )
             st.caption(
-                "The naive median counts only accounts that got there; it is shown for comparison and is biased low."
+                "The naive median counts only accounts that got there; it is shown for comparison and is biased low. "
+                "By day N = by the end of the N-th day after the contract start. Its interval is Wilson when nobody was "
+                "censored before then, else the Kaplan-Meier log(-log) band (Wilson over the accounts known at day N "
+                "where that band has no width, at 0 or 100 %)."
             )
 
 with t_ret:
@@ -341,7 +344,15 @@ with t_sig:
                 "Outcome", list(OUTCOMES), format_func=OUTCOMES.get, key="sig_outcome", bind="query-params"
             )
         with c2:
-            days = st.number_input("In the first N days", 1, 180, 14, key="sig_days", bind="query-params")
+            days = st.number_input(
+                "In the first N days",
+                1,
+                180,
+                14,
+                key="sig_days",
+                bind="query-params",
+                help="Days 0 to N - 1 after the contract start; an event or milestone before the start counts as day 0",
+            )
         with c3:
             k = st.number_input("At least k times", 1, 100, 1, key="sig_k", bind="query-params")
         with c4:

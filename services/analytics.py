@@ -899,7 +899,7 @@ def kpis(
             c_now[1],
             c_now[2][1],
             c_now[2][2],
-            help=f"Of the accounts whose onboarding deadline (segment target) fell in the last {completion_window_days} days, the share that had concluded onboarding by it.",
+            help=f"Of the accounts whose onboarding deadline (segment target) fell in the last {completion_window_days} days, the share that had concluded onboarding by the end of that day.",
         ),
         Kpi(
             "ttfv",
