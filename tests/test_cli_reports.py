@@ -341,7 +341,7 @@ def test_health_filters_by_csm_and_start_date(src: Facts, main_cli) -> None:
     [
         (["health"], ["account_id", "name", "segment", "csm", "status", "total", "band"]),
         (["triggers"], ["account_id", "name", "rule", "trigger", "reason"]),
-        (["time-to-value"], ["group", "accounts", "reached", "median_days"]),
+        (["time-to-value"], ["group", "accounts", "reached", "censored", "median_days"]),
         (["backtest"], ["band", "accounts", "churned", "churn_rate"]),
     ],
 )
