@@ -210,3 +210,24 @@ def test_checklist_done_at_is_imported_kept_and_exported(databases, tmp_path: Pa
     _checklist(folder, [("ACC", "Value Realization", "Custom dashboards created", "done", "")])
     assert import_dir(folder, url=url).ok
     assert value_done(date(2026, 1, 5)) == (1, 3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 36, 250])
+def test_wilson_equals_statsmodels(n: int) -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    for k in range(0, n + 1, max(1, n // 9)):
+        lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+        assert wilson(k, n)[1:] == pytest.approx((lo, hi), abs=1e-12), (k, n)
+
+
+def test_reached_by_without_early_censoring_is_statsmodels_wilson() -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    days = [3.0, 12.0, 29.5, 30.99, 31.0, 45.0, 80.0, 95.0]  # 4 by the end of day 30
+    d = pd.DataFrame({"account_id": range(8), "days": days, "reached": [True] * 5 + [False] * 3})
+    g = kaplan_meier(d).groups.iloc[0]
+    assert g["reached_by_30d"] == 0.5
+    assert (g["reached_by_30d_low"], g["reached_by_30d_high"]) == pytest.approx(
+        proportion_confint(4, 8, alpha=0.05, method="wilson"), abs=1e-12
+    )
