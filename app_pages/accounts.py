@@ -14,6 +14,7 @@ from components import cache, charts, context
 from components.safe import md
 from components.ui import account_link, empty, fmt_num, reading, table
 from db.models import INTERVENTION_TYPES
+from metrics.days import by_date, end_of
 from metrics.health import BANDS as BAND_NAMES
 from services.access import PermissionDenied
 from services.accounts import METRIC_LABELS, account_list, account_view, find_account, history_changes
@@ -149,6 +150,7 @@ def show_account(account_id: int) -> None:
                 "facts": st.column_config.TextColumn("The facts behind it", width="large"),
             },
         )
+        st.caption(" ".join(h.get("rules", [])))
         st.success(
             f"**Next action** ({md(h['next_action_component'])}, up to +{h['next_action_gain']:.0f} points): {md(h['next_action'])}",
             icon=":material/trending_up:",
@@ -176,16 +178,14 @@ def show_account(account_id: int) -> None:
     st.subheader("Milestones: planned against actual")
     if len(v.milestones):
         st.plotly_chart(
-            charts.timeline_chart(
-                v.milestones, as_of=pd.Timestamp(as_of) + pd.Timedelta(days=1), start=pd.Timestamp(a.contract_start)
-            ),
+            charts.timeline_chart(v.milestones, as_of=end_of(as_of), start=pd.Timestamp(a.contract_start)),
             key="timeline",
         )
         mt = v.milestones[["name", "due_date", "completed_at"]].copy()
-        end = pd.Timestamp(as_of) + pd.Timedelta(days=1)
+        end = end_of(as_of)
         done = mt["completed_at"].notna() & (mt["completed_at"] < end)
         mt["state"] = [
-            ("on time" if c < d + pd.Timedelta(days=1) else f"late by {(c - d).days} d")
+            ("on time" if by_date(d, c) else f"late by {(c - d).days} d")
             if ok
             else (f"overdue by {(end - pd.Timedelta(days=1) - d).days} d" if d < end else "upcoming")
             for c, d, ok in zip(mt["completed_at"], mt["due_date"], done, strict=True)

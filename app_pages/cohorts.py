@@ -76,9 +76,17 @@ with t_coh:
                 )
             ]:
                 view[c] = view[c] * 100
+            # A young cohort's rate is not yet known (metrics/cohorts.py): say so, with how
+            # many of its accounts have been observed through their day N.
             view["completion_rate_label"] = [
-                ("–" if math.isnan(r) else f"{r:.0f} %") + (" *" if inc else "")
-                for r, inc in zip(view["completion_rate"], view["completion_incomplete"], strict=True)
+                f"not yet known ({int(e)} of {int(n)} observed)" if inc else ("–" if math.isnan(r) else f"{r:.0f} %")
+                for r, inc, e, n in zip(
+                    view["completion_rate"],
+                    view["completion_incomplete"],
+                    view["completion_eligible"],
+                    view["accounts"],
+                    strict=True,
+                )
             ]
             cols = [
                 "cohort",
@@ -107,12 +115,12 @@ with t_coh:
                     "cohort": group_label.get(by, by.capitalize()),
                     "accounts": "Accounts",
                     "completion_rate_label": st.column_config.TextColumn(
-                        "Completed in time",
-                        help="* = some accounts of this cohort have not been observed long enough yet; the rate counts only those that have",
+                        "Completed by day N",
+                        help="Completed by the end of day N after the contract start. Not yet known while some accounts of the cohort have not reached the end of their day N: those observed so far are not a fair sample.",
                     ),
                     "completed": "Completed",
                     "completion_eligible": st.column_config.NumberColumn(
-                        "of observed", help="Accounts observed for the full N days (the denominator)"
+                        "of observed", help="Accounts observed through the end of their day N (so far)"
                     ),
                     "completion_low": st.column_config.NumberColumn("95 % low", format=pct),
                     "completion_high": st.column_config.NumberColumn("95 % high", format=pct),
@@ -134,7 +142,7 @@ with t_coh:
                 hi, lo = done.sort_values("completion_rate").iloc[-1], done.sort_values("completion_rate").iloc[0]
                 reading(
                     f"Among fully observed cohorts, on-time onboarding completion ranges from {lo['completion_rate']:.0%} ({md(lo['cohort'])}) to {hi['completion_rate']:.0%} ({md(hi['cohort'])}); "
-                    "rows marked * are still young and count only the accounts observed long enough."
+                    "younger cohorts' completion is not yet known."
                 )
             st.markdown("**Cohort × week since start**")
             h1, h2 = st.columns(2)
@@ -242,7 +250,10 @@ with t_ttv:
                 download_df=g,
             )
             st.caption(
-                "The naive median counts only accounts that got there; it is shown for comparison and is biased low."
+                "The naive median counts only accounts that got there; it is shown for comparison and is biased low. "
+                "By day N = by the end of the N-th day after the contract start. Its interval is Wilson when nobody was "
+                "censored before then, else the Kaplan-Meier log(-log) band (Wilson over the accounts known at day N "
+                "where that band has no width, at 0 or 100 %)."
             )
 
 with t_ret:
@@ -334,7 +345,15 @@ with t_sig:
                 "Outcome", list(OUTCOMES), format_func=OUTCOMES.get, key="sig_outcome", bind="query-params"
             )
         with c2:
-            days = st.number_input("In the first N days", 1, 180, 14, key="sig_days", bind="query-params")
+            days = st.number_input(
+                "In the first N days",
+                1,
+                180,
+                14,
+                key="sig_days",
+                bind="query-params",
+                help="Days 0 to N - 1 after the contract start; an event or milestone before the start counts as day 0",
+            )
         with c3:
             k = st.number_input("At least k times", 1, 100, 1, key="sig_k", bind="query-params")
         with c4:

@@ -182,8 +182,23 @@ with s2:
         ),
         hide_index=True,
     )
-st.caption(
-    f"Adoption: active users in the last {model.adoption_window_days} days over licensed seats, full points at {model.adoption_full_share:.0%}. "
-    f"Engagement: active days in the last {model.engagement_window_days}, full points at {model.engagement_full_share * model.engagement_window_days:.0f}. "
-    f"Late milestones earn {model.late_credit:.0%} of their points. Admins change these on the Settings page; changes apply from the next snapshot."
+st.markdown("**Scoring rules**")
+st.dataframe(
+    pd.DataFrame(
+        {
+            "rule": [
+                "Late milestone (completed after its due day)",
+                "Engagement: active days for full points",
+                "Adoption: share of licensed seats active for full points",
+            ],
+            "setting": [
+                f"earns {model.late_credit:.0%} of its points",
+                f"{model.engagement_full_days:g} of the last {model.engagement_window_days} days",
+                f"{model.adoption_full_share:.0%} (active in the last {model.adoption_window_days} days)",
+            ],
+        }
+    ),
+    hide_index=True,
+    key="scoring_rules",
 )
+st.caption("Admins change these on the Settings page; changes apply from the next snapshot.")

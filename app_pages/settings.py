@@ -12,6 +12,7 @@ import streamlit as st
 from components import context
 from components.safe import md
 from db.models import CHECKLIST_CATEGORIES, ROLES, SEGMENTS
+from metrics.health import engagement_full_days
 from services.access import PermissionDenied
 from services.admin_read import settings_snapshot
 from services.plans import StaleVersion, ValidationFailed, in_session
@@ -127,19 +128,30 @@ with t_health:
         value["engagement_window_days"] = int(
             e[2].number_input("Engagement window (days)", 1, 90, int(hm["engagement_window_days"]), disabled=not admin)
         )
-        value["engagement_full_share"] = float(
+        full_days = engagement_full_days(hm)
+        shown_days = int(
             e[3].number_input(
-                "Active-day share for full points",
-                0.05,
-                1.0,
-                float(hm["engagement_full_share"]),
-                step=0.05,
+                "Active days for full engagement points",
+                1,
+                90,
+                round(full_days),
+                help="Days with activity in the engagement window that earn full points (10 of 14 = every working day)",
                 disabled=not admin,
             )
         )
+        # A setting stored as a share of the window is rewritten as days only when changed.
+        if "engagement_full_days" in hm or shown_days != full_days:
+            value.pop("engagement_full_share", None)
+            value["engagement_full_days"] = shown_days
         value["late_credit"] = float(
             e[4].number_input(
-                "Credit for late milestones", 0.0, 1.0, float(hm["late_credit"]), step=0.1, disabled=not admin
+                "Share of points for a late milestone",
+                0.0,
+                1.0,
+                float(hm["late_credit"]),
+                step=0.1,
+                help="A milestone completed after its due day earns this share of its points (0.5 = half)",
+                disabled=not admin,
             )
         )
         st.caption(f"Weights add up to {sum(weights.values())} (must be 100).")

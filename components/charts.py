@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from components.safe import html_label
+from metrics.days import by_date
 from metrics.health import BAND_COLORS, BANDS
 
 PALETTE = ["#2f6fde", "#e4572e", "#17a398", "#f3a712", "#8e44ad", "#6c757d", "#c2185b", "#2e7d32", "#5d4037", "#0097a7"]
@@ -290,7 +291,7 @@ def timeline_chart(ms: pd.DataFrame, *, as_of: pd.Timestamp, start: pd.Timestamp
     )
     actual = (ms["completed_at"] - start).dt.total_seconds() / 86400
     done = ms["completed_at"].notna() & (ms["completed_at"] < as_of)
-    late = done & (ms["completed_at"] >= ms["due_date"] + pd.Timedelta(days=1))
+    late = done & ~by_date(ms["due_date"], ms["completed_at"])
     overdue = ~done & (ms["due_date"] < as_of)
     colors = np.where(late, "#ef6c00", "#2e7d32")
     fig.add_scatter(

@@ -78,10 +78,10 @@ DEFAULT_HEALTH_MODEL: dict[str, Any] = {
     # User adoption: active end-users in the window over licensed seats; 80 %+ = full points.
     "adoption_window_days": 14,
     "adoption_full_share": 0.8,
-    # Engagement quality: share of days in the window with activity. "Daily use" means
-    # every working day, so 5 active days in 7 earns full points.
+    # Engagement quality: days in the window with activity. "Daily use" means every
+    # working day, so 10 active days of 14 (5 in 7) earns full points.
     "engagement_window_days": 14,
-    "engagement_full_share": 5 / 7,
+    "engagement_full_days": 10,
     # Milestones completed after their due date earn this share of their points.
     "late_credit": 0.5,
 }

@@ -41,7 +41,7 @@ QUERIES = {
     ),
     "checklist.csv": (
         "SELECT a.external_id AS account_id, c.category, c.criterion, c.target, c.actual, c.status, "
-        "t.email AS owner_email, c.due_date, c.note "
+        "t.email AS owner_email, c.due_date, c.note, c.done_at "
         "FROM checklist_items c JOIN accounts a ON a.id = c.account_id "
         "LEFT JOIN team_members t ON t.id = c.owner_id "
         "ORDER BY a.external_id, c.position, c.category, c.criterion"

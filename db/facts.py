@@ -136,6 +136,20 @@ def checklist_value(conn: Connection, *, as_of_end: datetime) -> pd.DataFrame:
     )
 
 
+def checklist_value_anchored(conn: Connection, *, end_offset_days: int) -> pd.DataFrame:
+    """Like `checklist_value`, with each account's as-of end `end_offset_days` after its
+    contract start (for point-in-time scores at day 30/60)."""
+    end = _add_days_ts(conn, "a.contract_start", ":off")
+    return _read(
+        conn,
+        f"SELECT c.account_id, COUNT(*) AS value_items, "
+        f"SUM(CASE WHEN c.status = 'done' AND c.done_at IS NOT NULL AND c.done_at < {end} THEN 1 ELSE 0 END) AS value_done "
+        f"FROM checklist_items c JOIN accounts a ON a.id = c.account_id "
+        f"WHERE c.category = 'Value Realization' AND c.status != 'n/a' GROUP BY c.account_id",
+        {"off": end_offset_days},
+    )
+
+
 def checklist_overview(conn: Connection) -> pd.DataFrame:
     """Per account: checklist items, done, blocked, overdue (not done, due date passed today)."""
     today = date.today()
@@ -197,9 +211,11 @@ def last_events(conn: Connection, *, account_ids: list[int], as_of_end: datetime
     return df
 
 
-def activity_anchored(conn: Connection, *, offset_days: int, users_days: int, active_days_window: int) -> pd.DataFrame:
-    """Like `activity`, but each account's as-of is the end of day `offset_days` after its
-    contract start (for point-in-time scores at day 30/60)."""
+def activity_anchored(
+    conn: Connection, *, end_offset_days: int, users_days: int, active_days_window: int
+) -> pd.DataFrame:
+    """Like `activity`, but each account's as-of end is `end_offset_days` after its contract
+    start (metrics/days.py: day N ends N + 1 days after it), for scores at day 30/60."""
     end = _add_days_ts(conn, "a.contract_start", ":off")
     u0 = _add_days_ts(conn, "a.contract_start", ":off - :ud")
     d0 = _add_days_ts(conn, "a.contract_start", ":off - :ad")
@@ -211,7 +227,7 @@ def activity_anchored(conn: Connection, *, offset_days: int, users_days: int, ac
         f"COUNT(DISTINCT CASE WHEN e.ts >= {d0} THEN {_day(conn, 'e.ts')} END) AS active_days "
         f"FROM accounts a {_join(conn)} events e "
         f"WHERE e.account_id = a.id AND e.ts >= {lb} AND e.ts < {end} GROUP BY e.account_id",
-        {"off": offset_days + 1, "ud": users_days, "ad": active_days_window, "mx": max(users_days, active_days_window)},
+        {"off": end_offset_days, "ud": users_days, "ad": active_days_window, "mx": max(users_days, active_days_window)},
     )
     return df
 
@@ -280,13 +296,14 @@ def event_names(conn: Connection) -> pd.DataFrame:
 
 
 def early_event_counts(conn: Connection, *, days: int) -> pd.DataFrame:
-    """Per account and event: how many times it happened in the first `days` days."""
-    start = _add_days_ts(conn, "a.contract_start", "0")
+    """Per account and event: how many times it happened in the first `days` days (days 0
+    to days - 1). An event before the contract start counts as day 0, as a milestone
+    completed before it does (and as time to value clamps it)."""
     end = _add_days_ts(conn, "a.contract_start", ":days")
     return _read(
         conn,
         f"SELECT e.account_id, e.event, COUNT(*) AS n FROM accounts a {_join(conn)} events e "
-        f"WHERE e.account_id = a.id AND e.ts >= {start} AND e.ts < {end} GROUP BY e.account_id, e.event",
+        f"WHERE e.account_id = a.id AND e.ts < {end} GROUP BY e.account_id, e.event",
         {"days": days},
     )
 

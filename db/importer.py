@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
@@ -128,6 +128,8 @@ SPECS: dict[str, list[Col]] = {
         Col("due_date", "date"),
         # Beyond the contract's columns: the item's note, so export -> import round-trips.
         Col("note"),
+        # When a done item was done (kept for point-in-time health); empty = the import time.
+        Col("done_at", "ts"),
     ],
 }
 FILE_ORDER = list(SPECS)
@@ -903,6 +905,8 @@ def _import_entity(ctx: _Context, name: str, source: Source) -> None:
         # New rows get metric binding and position; existing rows keep theirs.
         ctx.had_checklist.update(t["account_id"].unique().tolist())
         if ctx.writing:
+            if "done_at" in t:
+                _set_done_at(ctx.session, t)
             _sync_done_at(ctx.session, list(t["account_id"].unique()))
             if res.new_ids:
                 _set_insert_extras(ctx.session, t, res.new_ids)
@@ -923,7 +927,32 @@ def _set_insert_extras(session: Session, t: pd.DataFrame, new_ids: dict[tuple, i
         )
 
 
+def _set_done_at(session: Session, t: pd.DataFrame) -> None:
+    """A given done_at of a done item replaces the stored one (an empty cell keeps it)."""
+    given = t[t["done_at"].notna() & (t.get("status", pd.Series("done", index=t.index)) == "done")]
+    if given.empty:
+        return
+    items = ChecklistItem.__table__
+    session.execute(
+        items.update()
+        .where(
+            items.c.account_id == bindparam("a"),
+            items.c.category == bindparam("c"),
+            items.c.criterion == bindparam("k"),
+            items.c.status == "done",
+        )
+        .values(done_at=bindparam("d")),
+        [
+            {"a": int(a), "c": c, "k": k, "d": pd.Timestamp(d).to_pydatetime()}
+            for a, c, k, d in zip(
+                given["account_id"], given["category"], given["criterion"], given["done_at"], strict=True
+            )
+        ],
+    )
+
+
 def _sync_done_at(session: Session, account_ids: list[int]) -> None:
+    """Done items without a done_at get the import time; items no longer done lose theirs."""
     now = utcnow()
     for i in range(0, len(account_ids), 500):
         ids = [int(x) for x in account_ids[i : i + 500]]

@@ -1,7 +1,9 @@
 """Cohorts of accounts by contract-start period or by any attribute (PRODUCT.md §4).
 
-Per cohort: size; onboarding completion within N days (only accounts observed for N
-days count, the cohort is marked incomplete while some are not); median time to first
+Per cohort: size; onboarding completion by day N (metrics/days.py: up to the end of the
+N-th day after the start), known only once every account of the cohort has been observed
+through its day N: until then the cohort is marked incomplete and its rate is not yet
+known (the counts observed so far are still given); median time to first
 value by Kaplan-Meier; 12-month logo retention and net revenue retention (accounts
 observed for 12 months); health band mix (accounts not churned). Plus a cohort x
 week-since-start matrix of the share that reached a milestone.
@@ -14,9 +16,29 @@ import math
 import numpy as np
 import pandas as pd
 
+from metrics.days import by_day, observed_through
 from metrics.health import BANDS
 from metrics.stats import wilson_arrays
 from metrics.time_to_value import durations, km_median
+
+COLUMNS = [
+    "cohort",
+    "accounts",
+    "completion_eligible",
+    "completed",
+    "completion_rate",
+    "completion_low",
+    "completion_high",
+    "completion_incomplete",
+    "ttfv_median_days",
+    "retention_eligible",
+    "retained_12m",
+    "logo_retention_12m",
+    "logo_retention_low",
+    "logo_retention_high",
+    "nrr_12m",
+    *[f"band_{b}" for b in BANDS],
+]
 
 
 def cohort_key(accounts: pd.DataFrame, by: str) -> pd.Series:
@@ -46,7 +68,7 @@ def cohort_table(
     """One row per cohort. `within_days` is a number or a per-account Series (segment target)."""
     a = accounts[accounts["contract_start"] < as_of_end].copy()
     if a.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=COLUMNS)
     a["cohort"] = cohort_key(a, by).to_numpy()
     age = (as_of_end - a["contract_start"]).dt.total_seconds() / 86400
     n_days = (
@@ -55,10 +77,9 @@ def cohort_table(
         else pd.Series(float(within_days), index=a.index)
     )
     done = a["account_id"].map(concluded_at)
-    a["eligible_completion"] = age >= n_days
-    a["completed_in_time"] = (
-        done.notna() & (done < as_of_end) & ((done - a["contract_start"]).dt.total_seconds() / 86400 <= n_days)
-    )
+    # Observed through the end of day N: only then is "completed by day N" known.
+    a["eligible_completion"] = observed_through(a["contract_start"], as_of_end, n_days)
+    a["completed_in_time"] = (done < as_of_end).to_numpy() & by_day(a["contract_start"], done, n_days)
     churn = a["account_id"].map(churn_date)
     a["eligible_12m"] = age >= 365
     a["churned_12m"] = churn.notna() & (churn <= a["contract_start"] + pd.Timedelta(days=365)) & (churn < as_of_end)
@@ -100,28 +121,16 @@ def cohort_table(
         rows.append(row)
     df = pd.DataFrame(rows)
     p, lo, hi = wilson_arrays(df["completed"], df["completion_eligible"])
-    df["completion_rate"], df["completion_low"], df["completion_high"] = p, lo, hi
+    # A cohort not yet observed through day N for every account has no completion rate:
+    # the accounts observed so far are not a fair sample (the short-target segments finish
+    # first), so the rate is "not yet known" rather than a rate over a biased subset.
+    young = df["completion_incomplete"].to_numpy(bool)
+    df["completion_rate"], df["completion_low"], df["completion_high"] = (
+        np.where(young, np.nan, x) for x in (p, lo, hi)
+    )
     p, lo, hi = wilson_arrays(df["retained_12m"], df["retention_eligible"])
     df["logo_retention_12m"], df["logo_retention_low"], df["logo_retention_high"] = p, lo, hi
-    order = [
-        "cohort",
-        "accounts",
-        "completion_eligible",
-        "completed",
-        "completion_rate",
-        "completion_low",
-        "completion_high",
-        "completion_incomplete",
-        "ttfv_median_days",
-        "retention_eligible",
-        "retained_12m",
-        "logo_retention_12m",
-        "logo_retention_low",
-        "logo_retention_high",
-        "nrr_12m",
-        *[f"band_{b}" for b in BANDS],
-    ]
-    return df[order]
+    return df[COLUMNS]
 
 
 def week_matrix(
@@ -132,7 +141,8 @@ def week_matrix(
     as_of_end: pd.Timestamp,
     weeks: int = 16,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Share of each cohort that reached a milestone by the end of week w since start.
+    """Share of each cohort that reached a milestone by the end of week w since start
+    (week w = days 7w to 7w + 6 after the start, so "by day 7w + 6" in metrics/days.py).
 
     Returns (shares, observed): a cell's denominator is the cohort's accounts observed
     through that week; `observed` < cohort size marks the cell incomplete, and a cell
@@ -141,13 +151,13 @@ def week_matrix(
     a = accounts[accounts["contract_start"] < as_of_end].copy()
     a["cohort"] = cohort_key(a, by).to_numpy()
     t = a["account_id"].map(reached_at)
-    reached_day = ((t - a["contract_start"]).dt.total_seconds() / 86400).where(t.notna() & (t < as_of_end))
-    age = (as_of_end - a["contract_start"]).dt.total_seconds() / 86400
+    t = t.where(t < as_of_end)
     shares, observed = {}, {}
     for w in range(weeks + 1):
-        end = 7 * (w + 1)
-        obs = age >= end
-        hit = obs & (reached_day < end)
+        # Week w is days 7w to 7w + 6: a cell counts "by day 7w + 6", observed through it.
+        last_day = 7 * w + 6
+        obs = pd.Series(observed_through(a["contract_start"], as_of_end, last_day), index=a.index)
+        hit = obs & by_day(a["contract_start"], t, last_day)
         grp = pd.DataFrame({"cohort": a["cohort"], "obs": obs, "hit": hit}).groupby("cohort")
         n_obs = grp["obs"].sum()
         shares[w] = grp["hit"].sum() / n_obs.replace(0, np.nan)

@@ -3,8 +3,8 @@
 Milestone Progress 30: milestones due by the as-of date, completed on time (late ones
 earn `late_credit` of their share); nothing due yet earns full points.
 User Adoption 25: active end-users in the last 14 days over licensed seats; 80 %+ = full.
-Engagement Quality 25: share of the last 14 days with activity; daily use (every working
-day, 5 in 7) = full.
+Engagement Quality 25: days with activity in the last 14; daily use (every working day,
+`engagement_full_days` = 10 of 14) = full.
 Value Realization 20: value milestones reached and Value Realization checklist
 criteria met (half each when the checklist has such criteria).
 Bands (lower bounds): Excellent 80, On Track 60, At Risk 40, else Critical.
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from metrics.days import by_date, end_of
 
 COMPONENTS = ("milestone", "adoption", "engagement", "value")
 COMPONENT_LABELS = {
@@ -39,7 +41,7 @@ class HealthModel:
     adoption_window_days: int = 14
     adoption_full_share: float = 0.8
     engagement_window_days: int = 14
-    engagement_full_share: float = 5 / 7
+    engagement_full_days: float = 10
     late_credit: float = 0.5
     version: int = 1
 
@@ -51,7 +53,7 @@ class HealthModel:
             adoption_window_days=int(value.get("adoption_window_days", 14)),
             adoption_full_share=float(value.get("adoption_full_share", 0.8)),
             engagement_window_days=int(value.get("engagement_window_days", 14)),
-            engagement_full_share=float(value.get("engagement_full_share", 5 / 7)),
+            engagement_full_days=engagement_full_days(value),
             late_credit=float(value.get("late_credit", 0.5)),
             version=version,
         )
@@ -72,6 +74,15 @@ class HealthModel:
         b = self.bands
         if not (100 >= b["excellent"] > b["on_track"] > b["at_risk"] > 0):
             raise ValueError("band thresholds must satisfy 100 >= Excellent > On Track > At Risk > 0")
+
+
+def engagement_full_days(value: dict) -> float:
+    """Active days for full engagement points; settings stored before it was a number of
+    days gave a share of the window instead."""
+    if "engagement_full_days" in value:
+        return float(value["engagement_full_days"])
+    window = int(value.get("engagement_window_days", 14))
+    return float(round(float(value.get("engagement_full_share", 5 / 7)) * window, 6))
 
 
 def band_of(total: pd.Series | np.ndarray | float, bands: dict) -> np.ndarray:
@@ -101,7 +112,7 @@ def fractions(facts: pd.DataFrame, model: HealthModel) -> pd.DataFrame:
     adoption = np.clip(np.nan_to_num(adoption_share, nan=0.0) / model.adoption_full_share, 0, 1)
 
     days = f["active_days"].fillna(0).to_numpy(float)
-    engagement = np.clip(days / model.engagement_window_days / model.engagement_full_share, 0, 1)
+    engagement = np.clip(days / model.engagement_full_days, 0, 1)
 
     vt = f["value_ms_total"].to_numpy(float)
     vd = f["value_ms_done"].to_numpy(float)
@@ -156,7 +167,11 @@ def explain(row: pd.Series | dict, model: HealthModel, milestone_names: dict[str
     facts = {
         "milestone": (
             f"{int(r['n_on_time'])} of {int(r['n_due'])} milestones due by now completed on time"
-            + (f", {int(r['n_late'])} late" if r["n_late"] else "")
+            + (
+                f", {int(r['n_late'])} late (a late milestone earns {model.late_credit:.0%} of its points)"
+                if r["n_late"]
+                else ""
+            )
             + (f"; overdue: {', '.join(overdue)}" if overdue else "")
             if r["n_due"]
             else "no milestone is due yet"
@@ -169,7 +184,7 @@ def explain(row: pd.Series | dict, model: HealthModel, milestone_names: dict[str
         ),
         "engagement": (
             f"active on {int(r['active_days'] or 0)} of the last {model.engagement_window_days} days "
-            f"(full points at {model.engagement_full_share * model.engagement_window_days:.0f})"
+            f"(full points at {model.engagement_full_days:g} active days)"
         ),
         "value": (
             f"{int(r['value_ms_done'])} of {int(r['value_ms_total'])} value milestones reached"
@@ -197,10 +212,20 @@ def explain(row: pd.Series | dict, model: HealthModel, milestone_names: dict[str
         "total": float(r["total"]),
         "band": r["band"],
         "components": comps,
+        "rules": rules(model),
         "next_action": action,
         "next_action_gain": round(gains[best], 1),
         "next_action_component": COMPONENT_LABELS[best],
     }
+
+
+def rules(model: HealthModel) -> list[str]:
+    """The model's scoring rules in words (shown with every score explanation)."""
+    return [
+        f"A milestone completed by the end of its due day earns its full share; a late one earns {model.late_credit:.0%} of it.",
+        f"User adoption: active users in the last {model.adoption_window_days} days over licensed seats; full points at {model.adoption_full_share:.0%}.",
+        f"Engagement: days with activity in the last {model.engagement_window_days}; full points at {model.engagement_full_days:g} active days.",
+    ]
 
 
 def _action(c: str, r: dict, model: HealthModel, overdue: list[str], seats_known: bool) -> str:
@@ -214,7 +239,7 @@ def _action(c: str, r: dict, model: HealthModel, overdue: list[str], seats_known
         need = max(math.ceil(model.adoption_full_share * r["licensed_seats"]) - int(r["active_users"] or 0), 0)
         return f"Activate {need} more user{'s' if need != 1 else ''} (role-based training, invite the remaining seats)"
     if c == "engagement":
-        target = math.ceil(model.engagement_full_share * model.engagement_window_days)
+        target = math.ceil(model.engagement_full_days)
         need = max(target - int(r["active_days"] or 0), 0)
         return f"Create a habit: activity on {need} more day{'s' if need != 1 else ''} in {model.engagement_window_days} (e.g. a weekly team review in the product)"
     if r["value_ms_done"] < r["value_ms_total"]:
@@ -228,12 +253,14 @@ def milestone_facts(ms: pd.DataFrame, as_of_end: pd.Series, value_keys: set[str]
     ms: account_id, milestone_key, due_date (midnight), completed_at (naive UTC).
     as_of_end: per account_id, the exclusive end of its as-of day.
     A milestone is due if its due date is on or before the as-of day; on time if it was
-    completed by the end of its due day; only completions before as_of_end count.
+    completed by the end of its due day (metrics/days.py); only completions before
+    as_of_end count.
     """
     m = ms.merge(as_of_end.rename("end").rename_axis("account_id").reset_index(), on="account_id")
-    due = (m["due_date"] < m["end"]).to_numpy()
+    # Due once its due day has ended by the as-of end (the end of the as-of day).
+    due = (end_of(m["due_date"]) <= m["end"]).to_numpy()
     done = (m["completed_at"].notna() & (m["completed_at"] < m["end"])).to_numpy()
-    on_time = due & done & (m["completed_at"] < m["due_date"] + pd.Timedelta(days=1)).to_numpy()
+    on_time = due & done & by_date(m["due_date"], m["completed_at"])
     is_value = m["milestone_key"].isin(value_keys).to_numpy()
     agg = (
         pd.DataFrame(
@@ -261,6 +288,6 @@ def milestone_facts(ms: pd.DataFrame, as_of_end: pd.Series, value_keys: set[str]
 
 def overdue_keys(ms: pd.DataFrame, as_of_end: pd.Timestamp) -> list[str]:
     """Milestones of one account due by the as-of day and not completed by then."""
-    due = ms["due_date"] < as_of_end
+    due = end_of(ms["due_date"]) <= as_of_end
     done = ms["completed_at"].notna() & (ms["completed_at"] < as_of_end)
     return ms.loc[due & ~done].sort_values("due_date")["milestone_key"].tolist()

@@ -1,7 +1,8 @@
 """Early signals: which behaviours in an account's first N days go with retention and expansion.
 
 For each event and milestone: did the account do it (at least k times) in its first N
-days? Outcome: retained at the first renewal, or expanded within 12 months; only accounts
+days (days 0 to N - 1 after the contract start; anything before the start counts as day
+0, for events and milestones alike, as time to value clamps it)? Outcome: retained at the first renewal, or expanded within 12 months; only accounts
 whose 12-month outcome window has elapsed count. Report support, the rate with and
 without, lift, and the difference with a 95 % Newcombe interval, optionally within each
 segment. These are correlations, not causes. Plus milestone-to-milestone transitions.
@@ -15,6 +16,33 @@ import pandas as pd
 
 from metrics.stats import newcombe_diff, wilson
 
+SIGNAL_COLUMNS = [
+    "segment",
+    "behaviour",
+    "accounts",
+    "support",
+    "support_share",
+    "rate_with",
+    "rate_with_low",
+    "rate_with_high",
+    "rate_without",
+    "lift",
+    "difference",
+    "difference_low",
+    "difference_high",
+    "significant",
+]
+TRANSITION_COLUMNS = [
+    "from",
+    "to",
+    "reached_from",
+    "reached_both",
+    "probability",
+    "low",
+    "high",
+    "median_days_between",
+    "next",
+]
 OUTCOMES = {"retained": "Retained at first renewal", "expanded": "Expanded within 12 months"}
 
 
@@ -85,7 +113,7 @@ def signals(
                     "significant": bool(lo > 0 or hi < 0),
                 }
             )
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=SIGNAL_COLUMNS)
     if out.empty:
         return out
     return out.sort_values(["segment", "difference_low"], ascending=[True, False]).reset_index(drop=True)
@@ -122,7 +150,7 @@ def transitions(milestones: pd.DataFrame, order: list[str], as_of_end: pd.Timest
                     "next": b == order[i + 1],
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=TRANSITION_COLUMNS)
 
 
 def reading(table: pd.DataFrame, outcome: str, top: int = 3) -> list[str]:

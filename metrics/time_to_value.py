@@ -2,8 +2,10 @@
 
 Accounts that have not reached the milestone are censored at the as-of date or at churn,
 whichever comes first. Per group: KM curve with 95 % bands, median with its interval,
-share reached by day 30/60/90, the log-rank test across groups, and the naive median
-over completers only (biased: it ignores everyone still on the way).
+share reached by day 30/60/90 (by the end of that day, metrics/days.py) with an interval
+that does not collapse at 0 or 100 % (see `reached_by`), the log-rank test across
+groups, and the naive median over completers only (biased: it ignores everyone still on
+the way). A milestone completed before the contract start counts as day 0.
 """
 
 from __future__ import annotations
@@ -17,7 +19,22 @@ from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import median_survival_times
 
+from metrics.days import end_of, end_offset
+from metrics.stats import wilson
+
 CHECKPOINTS = (30, 60, 90)
+GROUP_COLUMNS = [
+    "group",
+    "accounts",
+    "reached",
+    "censored",
+    "median_days",
+    "median_low",
+    "median_high",
+    "naive_median_days",
+    *[f"reached_by_{t}d{s}" for t in CHECKPOINTS for s in ("", "_low", "_high")],
+    "logrank_p",
+]
 
 
 @dataclass
@@ -45,7 +62,7 @@ def durations(
     churned = churn.notna() & (churn < as_of_end)
     # Observed through the end of the as-of day, or of the churn day: a milestone reached
     # on the day of churn still counts.
-    observed_end = (churn + pd.Timedelta(days=1)).where(churned, as_of_end).clip(upper=as_of_end)
+    observed_end = end_of(churn).where(churned, as_of_end).clip(upper=as_of_end)
     reached = done.notna() & (done < observed_end)
     # Censored at the churn date, or at the end of the as-of day.
     censor = churn.where(churned, as_of_end)
@@ -79,6 +96,31 @@ def km_median(days: np.ndarray, reached: np.ndarray) -> float:
     return float(times[hit[0]]) if len(hit) else math.nan
 
 
+def reached_by(kmf: KaplanMeierFitter, days: np.ndarray, reached: np.ndarray, n: int) -> tuple[float, float, float]:
+    """Share that reached the milestone by (the end of) day N, with a 95 % interval that
+    does not collapse to a point at 0 % or 100 %.
+
+    Nobody censored before the end of day N: the share is a plain proportion k of n, so
+    the Wilson interval. Otherwise the Kaplan-Meier estimate with lifelines' exponential
+    Greenwood (log(-log)) interval, which has zero width where the estimate is 0 or 1;
+    there the Wilson interval over the accounts whose state at day N is known (not
+    censored before it) takes its place.
+    """
+    end = end_offset(n)  # durations in days: day N ends at N + 1
+    censored_early = (~reached) & (days < end)
+    if not censored_early.any():
+        return wilson(int((reached & (days < end)).sum()), len(days))
+    before = np.nextafter(end, 0.0)  # just before day N + 1 begins
+    p = 1 - float(kmf.survival_function_at_times(before).iloc[0])
+    cil = kmf.confidence_interval_
+    band = cil.loc[:before].iloc[-1] if (cil.index <= before).any() else pd.Series([1.0, 1.0])
+    lo, hi = 1 - float(band.iloc[1]), 1 - float(band.iloc[0])
+    if hi - lo <= 1e-12:
+        known = len(days) - int(censored_early.sum())
+        _, lo, hi = wilson(p * known, known)
+    return p, lo, hi
+
+
 def kaplan_meier(
     d: pd.DataFrame, group_col: str | None = None, milestone: str = "", *, logrank: bool = True
 ) -> TTVResult:
@@ -107,11 +149,8 @@ def kaplan_meier(
         sf = kmf.survival_function_
         cil = kmf.confidence_interval_
         for t in CHECKPOINTS:
-            s_t = float(kmf.survival_function_at_times(t).iloc[0])
-            band = cil.loc[:t].iloc[-1] if (cil.index <= t).any() else pd.Series([1.0, 1.0])
-            row[f"reached_by_{t}d"] = 1 - s_t
-            row[f"reached_by_{t}d_low"] = 1 - float(band.iloc[1])
-            row[f"reached_by_{t}d_high"] = 1 - float(band.iloc[0])
+            p, lo, hi = reached_by(kmf, part["days"].to_numpy(float), part["reached"].to_numpy(bool), t)
+            row[f"reached_by_{t}d"], row[f"reached_by_{t}d_low"], row[f"reached_by_{t}d_high"] = p, lo, hi
         rows.append(row)
         curves.append(
             pd.DataFrame(

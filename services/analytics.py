@@ -32,6 +32,7 @@ from metrics import retention as rt
 from metrics import signals as sg
 from metrics import time_to_value as ttv
 from metrics import triggers as tr
+from metrics.days import by_day, day_n_end, end_of, end_offset, first_days_end, observed_through
 
 ATTRIBUTES = ("segment", "industry", "plan", "channel", "region", "csm_name", "cohort_month", "cohort_quarter")
 
@@ -42,7 +43,7 @@ def today() -> date:
 
 def day_end(d: date) -> pd.Timestamp:
     """Exclusive end of a day (naive UTC)."""
-    return pd.Timestamp(d) + pd.Timedelta(days=1)
+    return end_of(d)
 
 
 def _freeze(v: Any) -> Any:
@@ -278,14 +279,22 @@ class Facts:
         )
 
     def activity_anchored(self, offset_days: int, users_days: int, active_days_window: int) -> pd.DataFrame:
+        """Activity as of the end of each account's day `offset_days`."""
         return self.cached(
             ("activity_anchored", offset_days, users_days, active_days_window),
             lambda: self._q(
                 q.activity_anchored,
-                offset_days=offset_days,
+                end_offset_days=int(end_offset(offset_days)),
                 users_days=users_days,
                 active_days_window=active_days_window,
             ),
+        )
+
+    def checklist_value_anchored(self, offset_days: int) -> pd.DataFrame:
+        """Value Realization checklist as of the end of each account's day `offset_days`."""
+        return self.cached(
+            ("checklist_value_anchored", offset_days, self.plans_version),
+            lambda: self._q(q.checklist_value_anchored, end_offset_days=int(end_offset(offset_days))),
         )
 
     def step_occurrences(self, names: tuple[str, ...], milestone_keys: tuple[str, ...], strict: bool) -> pd.DataFrame:
@@ -430,6 +439,24 @@ def explain_account(src: Facts, *, account_id: int, as_of: date) -> dict:
 # ----------------------------------------------------------------------------- triggers
 
 
+TRIGGER_COLUMNS = [
+    "account_id",
+    "external_id",
+    "name",
+    "rule",
+    "trigger",
+    "reason",
+    "intervention",
+    "action",
+    "owner",
+    "owner_email",
+    "health",
+    "band",
+    "days_overdue",
+    "firing_days",
+]
+
+
 def trigger_table(
     src: Facts, *, as_of: date, filters: Filters | None = None, health: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -445,20 +472,7 @@ def _trigger_table(src: Facts, *, as_of: date, filters: Filters | None, health: 
     model = health_model(src)
     h = health if health is not None else health_table(src, as_of=as_of, filters=filters, model=model)
     if h.empty:
-        return pd.DataFrame(
-            columns=[
-                "account_id",
-                "external_id",
-                "name",
-                "rule",
-                "trigger",
-                "reason",
-                "action",
-                "owner",
-                "days_overdue",
-                "firing_days",
-            ]
-        )
+        return pd.DataFrame(columns=TRIGGER_COLUMNS)
     days = int(rules.get("health_drop", {}).get("days", 14))
     before = health_table(src, as_of=as_of - timedelta(days=days), filters=filters, model=model)
     a = _accounts(src, filters, as_of)
@@ -496,24 +510,7 @@ def _trigger_table(src: Facts, *, as_of: date, filters: Filters | None, health: 
     fired["owner_email"] = fired["account_id"].map(info["csm_email"])
     fired["health"] = fired["account_id"].map(info["total"])
     fired["band"] = fired["account_id"].map(info["band"])
-    return fired[
-        [
-            "account_id",
-            "external_id",
-            "name",
-            "rule",
-            "trigger",
-            "reason",
-            "intervention",
-            "action",
-            "owner",
-            "owner_email",
-            "health",
-            "band",
-            "days_overdue",
-            "firing_days",
-        ]
-    ]
+    return fired[TRIGGER_COLUMNS]
 
 
 # ----------------------------------------------------------------------------- funnel
@@ -586,7 +583,7 @@ def ttv_report(
     if d.empty:
         return ttv.TTVResult(
             milestone,
-            pd.DataFrame(columns=["group", "accounts", "reached", "median_days", "logrank_p"]),
+            pd.DataFrame(columns=ttv.GROUP_COLUMNS + (["target_days"] if by == "segment" else [])),
             pd.DataFrame(),
             d,
         )
@@ -615,7 +612,7 @@ def cohort_report(
     as_of = as_of or today()
     a = _accounts(src, filters, as_of)
     if a.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=coh.COLUMNS)
     if within_days is None:
         targets = _targets(src, COMPLETION_MILESTONE)
         within: int | pd.Series = a.set_index("account_id")["segment"].map(targets).fillna(90)
@@ -720,12 +717,12 @@ def signals_report(
     counts = src.early_event_counts(days)
     counts = counts[counts["account_id"].isin(labels["account_id"])]
     ms = src.milestones().merge(a[["account_id", "contract_start"]], on="account_id")
-    early_ms = ms[ms["completed_at"].notna() & (ms["completed_at"] < ms["contract_start"] + pd.Timedelta(days=days))]
+    # Before the contract start counts as day 0, for milestones as for events.
+    early_ms = ms[ms["completed_at"].notna() & (ms["completed_at"] < first_days_end(ms["contract_start"], days))]
     early_ms = early_ms[early_ms["account_id"].isin(labels["account_id"])]
     beh = sg.behaviour_matrix(counts, early_ms[["account_id", "milestone_key"]], min_count)
     out = sg.signals(labels, beh, outcome=outcome, within_segment=within_segment, min_support=min_support)
-    if not out.empty:
-        out.insert(2, "outcome", outcome)
+    out.insert(2, "outcome", outcome)
     return out
 
 
@@ -768,22 +765,25 @@ def backtest_fractions(src: Facts, a: pd.DataFrame, *, day: int, model: hl.Healt
     """Component fractions for each account as of the end of its day `day`."""
     if a.empty:
         return pd.DataFrame(columns=["account_id", "milestone_frac", "adoption_frac", "engagement_frac", "value_frac"])
-    end = (a["contract_start"] + pd.Timedelta(days=day + 1)).to_numpy()
-    ends = pd.Series(end, index=a["account_id"].to_numpy())
+    ends = pd.Series(day_n_end(a["contract_start"], day).to_numpy(), index=a["account_id"].to_numpy())
     value_keys = {d["key"] for d in src.milestone_defs() if d["is_value"]}
     ms = src.milestones()
     mf = hl.milestone_facts(ms[ms["account_id"].isin(a["account_id"])], ends, value_keys)
     act = src.activity_anchored(day, model.adoption_window_days, model.engagement_window_days)
+    if model.adoption_window_days != model.engagement_window_days:
+        act2 = src.activity_anchored(day, model.engagement_window_days, model.engagement_window_days)
+        act = act.drop(columns="active_days").merge(act2[["account_id", "active_days"]], on="account_id", how="outer")
+    # The checklist's Value Realization criteria as the shown score counts them (done_at
+    # before the end of the account's day N), so the backtest scores what the page shows.
+    cv = src.checklist_value_anchored(day)
     f = (
         a[["account_id", "licensed_seats"]]
         .merge(mf, on="account_id", how="left")
         .merge(act, on="account_id", how="left")
+        .merge(cv, on="account_id", how="left")
     )
-    # The checklist's history is not kept per day; a point-in-time score uses milestones only.
-    f["value_items"] = 0
-    f["value_done"] = 0
-    for c in ("active_users", "active_days"):
-        f[c] = f[c].fillna(0).astype(int)
+    for c in ("active_users", "active_days", "value_items", "value_done"):
+        f[c] = pd.to_numeric(f[c], errors="coerce").fillna(0).astype(int)
     return hl.fractions(f, model)
 
 
@@ -829,12 +829,17 @@ def _completion(src: Facts, a: pd.DataFrame, as_of: date, window_days: int) -> t
     and how many of them had completed onboarding by that deadline."""
     targets = _targets(src, COMPLETION_MILESTONE)
     end = day_end(as_of)
-    deadline = a["contract_start"] + pd.to_timedelta(a["segment"].map(targets).fillna(90), unit="D")
-    in_window = (deadline < end) & (deadline >= end - pd.Timedelta(days=window_days))
+    target = a["segment"].map(targets).fillna(90)
+    deadline = a["contract_start"] + pd.to_timedelta(target, unit="D")
+    # The deadline day has ended by the as-of end (so whether it was met is known).
+    in_window = (
+        observed_through(a["contract_start"], end, target)
+        & (deadline >= end - pd.Timedelta(days=window_days)).to_numpy()
+    )
     churn = a["account_id"].map(src.churn_dates())
-    in_window &= ~(churn.notna() & (churn < deadline))
+    in_window &= ~(churn.notna() & (churn < deadline)).to_numpy()
     done = a["account_id"].map(src.completed(COMPLETION_MILESTONE))
-    ok = done.notna() & (done < deadline + pd.Timedelta(days=1))
+    ok = by_day(a["contract_start"], done, target)
     return int((in_window & ok).sum()), int(in_window.sum())
 
 
@@ -894,7 +899,7 @@ def kpis(
             c_now[1],
             c_now[2][1],
             c_now[2][2],
-            help=f"Of the accounts whose onboarding deadline (segment target) fell in the last {completion_window_days} days, the share that had concluded onboarding by it.",
+            help=f"Of the accounts whose onboarding deadline (segment target) fell in the last {completion_window_days} days, the share that had concluded onboarding by the end of that day.",
         ),
         Kpi(
             "ttfv",

@@ -67,7 +67,10 @@ def validate_health_model(value: dict) -> list[CellProblem]:
         ok = False
     if not ok:
         problems.append(CellProblem("bands", "thresholds", b, "need 100 ≥ Excellent > On Track > At Risk > 0"))
-    for k, lo, hi in (("adoption_full_share", 0.01, 1), ("engagement_full_share", 0.01, 1), ("late_credit", 0, 1)):
+    shares = [("adoption_full_share", 0.01, 1), ("late_credit", 0, 1)]
+    if "engagement_full_days" not in value:  # a setting stored before it was a number of days
+        shares.append(("engagement_full_share", 0.01, 1))
+    for k, lo, hi in shares:
         x = value.get(k)
         if not isinstance(x, int | float) or not lo <= float(x) <= hi:
             problems.append(CellProblem("model", k, x, f"must be between {lo} and {hi}"))
@@ -75,6 +78,13 @@ def validate_health_model(value: dict) -> list[CellProblem]:
         x = value.get(k)
         if not isinstance(x, int) or not 1 <= x <= 90:
             problems.append(CellProblem("model", k, x, "must be a whole number of days from 1 to 90"))
+    if "engagement_full_days" in value:
+        x, window = value["engagement_full_days"], value.get("engagement_window_days")
+        top = window if isinstance(window, int) and 1 <= window <= 90 else 90
+        if not isinstance(x, int) or isinstance(x, bool) or not 1 <= x <= top:
+            problems.append(
+                CellProblem("model", "engagement_full_days", x, f"must be a whole number of days from 1 to {top}")
+            )
     return problems
 
 

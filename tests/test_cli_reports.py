@@ -341,7 +341,7 @@ def test_health_filters_by_csm_and_start_date(src: Facts, main_cli) -> None:
     [
         (["health"], ["account_id", "name", "segment", "csm", "status", "total", "band"]),
         (["triggers"], ["account_id", "name", "rule", "trigger", "reason"]),
-        (["time-to-value"], ["group", "accounts", "reached", "median_days"]),
+        (["time-to-value"], ["group", "accounts", "reached", "censored", "median_days"]),
         (["backtest"], ["band", "accounts", "churned", "churn_rate"]),
     ],
 )
@@ -353,6 +353,26 @@ def test_a_filter_that_matches_no_account_prints_an_empty_table(args: list[str],
     assert got.get("accounts", pd.Series(dtype=int)).sum() == 0
     if args[0] != "backtest":  # the backtest always lists the four bands
         assert got.empty
+
+
+EMPTY_CASES = {
+    **{name: [name, *args] for name, (args, _) in REPORTS.items()},
+    # (the funnel's own helper owns its breakdown's column order on empty)
+    "funnel": ["funnel", *steps_args(FUNNEL_STEPS)],
+    "cohorts-matrix": VARIANTS["cohorts-matrix"][0],
+    "signals-transitions": VARIANTS["signals-transitions"][0],
+}
+
+
+@pytest.mark.parametrize("name", list(EMPTY_CASES))
+def test_every_report_prints_its_header_on_a_filter_matching_nothing(name: str, main_cli) -> None:
+    args = EMPTY_CASES[name]
+    full = main_cli("report", *args, "--as-of", AS_OF.isoformat())
+    empty = main_cli("report", *args, "--segment", "Nobody", "--as-of", AS_OF.isoformat())
+    assert empty.returncode == 0, empty.stderr
+    header = full.stdout.splitlines()[0]
+    assert header.count(",") >= 3
+    assert empty.stdout.splitlines()[0] == header
 
 
 def test_an_empty_funnel_is_all_zeros(main_cli) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from db.defaults import DEFAULT_HEALTH_MODEL
 from db.session import get_engine
 from metrics.health import BANDS, COMPONENT_LABELS, HealthModel, band_of, compute, explain, milestone_facts
 from services.analytics import Facts, health_table
@@ -201,10 +202,39 @@ def test_explain_lists_every_component_with_points_and_facts() -> None:
     assert sum(c["points"] for c in e["components"]) == pytest.approx(e["total"])
     assert [c["max"] for c in e["components"]] == [30, 25, 25, 20]
     facts = {c["key"]: c["facts"] for c in e["components"]}
-    assert facts["milestone"] == "2 of 4 milestones due by now completed on time, 1 late"
+    assert (
+        facts["milestone"]
+        == "2 of 4 milestones due by now completed on time, 1 late (a late milestone earns 50% of its points)"
+    )
     assert facts["adoption"].startswith("4 active users in the last 14 days of 10 licensed seats (40%")
     assert facts["engagement"].startswith("active on 5 of the last 14 days")
     assert facts["value"] == "1 of 2 value milestones reached"
+
+
+def test_late_credit_and_engagement_full_days_are_settings_shown_in_the_explanation() -> None:
+    """Defaults: a late milestone earns half; 10 active days of 14 earn full engagement."""
+    e = explained(n_due=4, n_on_time=2, n_late=1, active_days=5)
+    assert "full points at 10 active days" in e["components"][2]["facts"]
+    assert e["rules"] == [
+        "A milestone completed by the end of its due day earns its full share; a late one earns 50% of it.",
+        "User adoption: active users in the last 14 days over licensed seats; full points at 80%.",
+        "Engagement: days with activity in the last 14; full points at 10 active days.",
+    ]
+    model = HealthModel.from_settings(
+        {**DEFAULT_HEALTH_MODEL, "late_credit": 0.25, "engagement_full_days": 7}, version=2
+    )
+    r = scored(model, n_due=4, n_on_time=2, n_late=2, active_days=7)
+    assert r["milestone"] == 18.8  # (2 + 0.25 * 2) / 4 * 30 = 18.75
+    assert r["engagement"] == 25.0  # 7 active days now earn full points
+    e = explain(r, model)
+    assert "a late milestone earns 25% of its points" in e["components"][0]["facts"]
+    assert "full points at 7 active days" in e["components"][2]["facts"]
+
+
+def test_a_stored_share_of_active_days_still_reads_as_days() -> None:
+    legacy = {k: v for k, v in DEFAULT_HEALTH_MODEL.items() if k != "engagement_full_days"}
+    legacy["engagement_full_share"] = 5 / 7
+    assert HealthModel.from_settings(legacy).engagement_full_days == 10
 
 
 def test_explain_next_action_adoption() -> None:

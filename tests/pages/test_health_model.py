@@ -74,3 +74,12 @@ def test_segment_filter_narrows_the_backtest(demo_db: str, use_db) -> None:
     every = backtest_report(Facts(demo_db), day=30, filters=Filters(), as_of=AS_OF)
     assert metrics(at)["Accounts scored"] == f"{smb.accounts:,}"
     assert smb.accounts < every.accounts
+
+
+def test_the_scoring_rules_are_shown(demo_db: str, use_db) -> None:
+    """Late credit and the active days for full engagement points, from the settings."""
+    use_db(demo_db)
+    at = open_page("health_model", query=QUERY)
+    rules = table_with(at, "rule", "setting").set_index("rule")["setting"]
+    assert rules["Late milestone (completed after its due day)"] == "earns 50% of its points"
+    assert rules["Engagement: active days for full points"] == "10 of the last 14 days"

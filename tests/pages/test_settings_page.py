@@ -75,6 +75,35 @@ def test_admin_changes_the_weights_through_the_form(small_db: str, use_db) -> No
     }
 
 
+def test_admin_changes_late_credit_and_engagement_days(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    assert _number(at, "Active days for full engagement points").value == 10
+    assert _number(at, "Share of points for a late milestone").value == 0.5
+    _number(at, "Active days for full engagement points").set_value(8)
+    _number(at, "Share of points for a late milestone").set_value(0.3)
+    button(at, "Save health model").click().run()
+    assert not at.exception
+    assert not at.error, texts(at.error)
+    cur = _health(small_db)
+    assert cur.version == 2
+    assert (cur.value["engagement_full_days"], cur.value["late_credit"]) == (8, 0.3)
+    assert {r.field for r in log_rows(small_db, entity="setting")} == {
+        "health_model.engagement_full_days",
+        "health_model.late_credit",
+    }
+
+
+def test_more_active_days_than_the_window_are_refused(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    _number(at, "Engagement window (days)").set_value(7)
+    button(at, "Save health model").click().run()
+    errors = texts(at.error)
+    assert len(errors) == 1 and "engagement_full_days: must be a whole number of days from 1 to 7" in errors[0]
+    assert _health(small_db).version == 1
+
+
 def test_weights_not_adding_up_are_refused(small_db: str, use_db) -> None:
     use_db(small_db)
     at = open_page("settings", query=QUERY)
