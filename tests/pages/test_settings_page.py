@@ -13,7 +13,7 @@ from db.models import SEGMENTS
 from db.session import session_scope
 from db.settings_store import get_setting
 from tests.conftest import AS_OF
-from tests.pages import button, open_page, table_with, texts
+from tests.pages import button, open_page, table_with, texts, unescape
 from tests.services import log_rows, member
 
 QUERY = {"as_of": AS_OF.isoformat()}
@@ -99,7 +99,7 @@ def test_more_active_days_than_the_window_are_refused(small_db: str, use_db) -> 
     at = open_page("settings", query=QUERY)
     _number(at, "Engagement window (days)").set_value(7)
     button(at, "Save health model").click().run()
-    errors = texts(at.error)
+    errors = [unescape(e) for e in texts(at.error)]
     assert len(errors) == 1 and "engagement_full_days: must be a whole number of days from 1 to 7" in errors[0]
     assert _health(small_db).version == 1
 
