@@ -221,11 +221,16 @@ def files_from_dir(path: str | Path) -> dict[str, Path]:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory")
-    return {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
+    from db.backup import backup_files_in_dir
+
+    found = {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
+    return {**found, **backup_files_in_dir(path)}  # an export's backup/ folder, if any
 
 
 def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, bytes]:
     """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it."""
+    from db.backup import backup_member
+
     out: dict[str, bytes] = {}
     for name, data in uploads:
         base = Path(name).name
@@ -234,6 +239,9 @@ def files_from_uploads(uploads: list[tuple[str, bytes]]) -> dict[str, bytes]:
                 with zipfile.ZipFile(io.BytesIO(data)) as zf:
                     for info in zf.infolist():
                         inner = Path(info.filename).name
+                        if not info.is_dir() and (member := backup_member(info.filename)):
+                            out[member] = zf.read(info)  # an export's backup/ files
+                            continue
                         if info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
                             continue
                         out[inner] = zf.read(info)
@@ -385,11 +393,17 @@ def _date_reason(v: str) -> str:
 
 
 def _unneutralise(s: pd.Series) -> pd.Series:
-    """Undo export's formula neutralisation: a leading ' before = + - @ is dropped."""
-    mask = s.str.startswith("'") & s.str[1:2].isin(list(FORMULA_PREFIXES))
+    """Undo export's escaping: export prefixes ' to text that starts with a formula character
+    or with ' itself, so exactly one leading ' is dropped (`''=x` is read as `'=x`)."""
+    mask = s.str.startswith("'")
     if mask.any():
         s = s.where(~mask, s.str[1:])
     return s
+
+
+# Text columns that are identifiers or codes, trimmed like keys, enums, emails, dates and
+# numbers; every other text column is free text and kept exactly as written (docs/data-contract.md).
+TRIMMED_TEXT = frozenset({"account_id", "milestone", "event", "user_id", "channel"})
 
 
 def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportReport) -> tuple[pd.DataFrame, np.ndarray]:
@@ -411,10 +425,13 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
             continue
         c = spec[col]
         raw = df[col].astype(str)
-        s = raw.str.strip() if c.kind != "json" else raw
-        if c.kind in ("text", "email", "json"):  # the kinds export neutralises (enums never need it)
+        free = c.kind == "json" or (c.kind == "text" and col not in TRIMMED_TEXT)
+        s = raw if free else raw.str.strip()
+        if c.kind in ("text", "email", "json"):  # the kinds export escapes (enums never need it)
             s = _unneutralise(s)
         empty = (s.str.strip() == "").to_numpy()
+        # Free text is stored as written, spaces included; only a cell with nothing in it is empty.
+        absent = (s == "").to_numpy() if free and c.kind == "text" else empty
         if c.required:
             bad(empty, col, s, "required value is empty")
         if c.kind in ("text", "email"):
@@ -425,7 +442,7 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
                 too_long = ~nul & (stored.str.len() > c.max_len).to_numpy()
                 bad(too_long, col, s, f"too long: at most {c.max_len} characters")
         if c.kind in ("text", "json"):
-            out[col] = s.where(~empty, None)
+            out[col] = s.where(~absent, None)
         if c.kind == "email":
             lowered = s.str.lower()
             malformed = ~empty & ~lowered.str.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$").to_numpy()
@@ -518,6 +535,10 @@ def import_files(
     source: str = "",
 ) -> ImportReport:
     """Validate and import the given contract files atomically; see the module docstring."""
+    from db.backup import MANIFEST, restore_files
+
+    if MANIFEST in files:  # an export with its backup: a full restore (db/backup.py)
+        return restore_files(files, url=url, dry_run=dry_run, actor=actor, progress=progress, source=source)
     t0 = time.perf_counter()
     report = ImportReport(dry_run=dry_run)
     # File names are matched case-insensitively (Accounts.csv is accounts.csv).
