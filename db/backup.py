@@ -40,7 +40,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session, SQLModel
 
 from db.importer import FileReport, ImportReport, Problem
@@ -362,7 +362,7 @@ def restore_files(
                 _reset_sequences(conn)
                 if kept_runs:
                     conn.execute(ImportRun.__table__.insert(), kept_runs)
-        except IntegrityError as exc:
+        except (IntegrityError, DataError) as exc:
             session.rollback()
             reason = str(exc.orig or exc).strip().splitlines()[0][:300]
             report.add(Problem(MANIFEST, 0, "", "", f"the backup's rows do not fit together: {reason}"))
@@ -553,12 +553,19 @@ def _restore_table(conn: Connection, table: Table, entry: dict, source: Source, 
 def _insert(conn: Connection, table: Table, keys: list[str], batch: list[dict], *, copy: bool) -> None:
     if copy:
         # COPY on PostgreSQL: the events table may hold millions of rows.
+        dbapi = conn.dialect.dbapi
         cur = conn.connection.dbapi_connection.cursor()
         columns = ", ".join(f'"{table.c[k].name}"' for k in keys)
-        with cur.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as cp:
-            for r in batch:
-                cp.write_row([r[k] for k in keys])
-        cur.close()
+        statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
+        try:
+            with cur.copy(statement) as cp:
+                for r in batch:
+                    cp.write_row([r[k] for k in keys])
+        except (dbapi.IntegrityError, dbapi.DataError) as exc:  # the raw cursor's errors, as SQLAlchemy's
+            wrapped = IntegrityError if isinstance(exc, dbapi.IntegrityError) else DataError
+            raise wrapped(statement, None, exc) from exc
+        finally:
+            cur.close()
     else:
         conn.execute(table.insert(), batch)
 
