@@ -32,6 +32,7 @@ def run_import(
 
 
 def export_all(user: User, *, url: str | None = None, progress: Any = None) -> bytes:
+    """The six contract files and the complete backup (backup/) in one zip."""
     return export_zip(url=url, progress=progress)
 
 
