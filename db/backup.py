@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -345,7 +344,13 @@ def restore_files(
                     keys = _meta_keys(files[name])
                     if keys:
                         conn.execute(delete(table).where(table.c.key.in_(keys)))
-                n = _restore_table(conn, table, entry, files[name], report, name)
+                step = None
+                if progress:
+
+                    def step(k: int, before: int = done, t: str = table.name) -> None:
+                        progress((before + k) / total, f"restoring {t}: {k:,} rows")
+
+                n = _restore_table(conn, table, entry, files[name], report, name, on_rows=step)
                 report.files[name].rows = report.files[name].inserted = n
                 if n != entry["rows"]:
                     report.add(
@@ -376,8 +381,8 @@ def restore_files(
             raise
         report.written = report.ok and not dry_run
         if report.written:
-            stamp = json.dumps({"at": utcnow().isoformat(), "by": actor, "source": source[:120]})
-            session.merge(Meta(key=LAST_RESTORE_KEY, value=stamp[:200]))
+            stamp = {"at": utcnow().isoformat(timespec="seconds"), "by": actor[:60], "source": source[-80:]}
+            session.merge(Meta(key=LAST_RESTORE_KEY, value=json.dumps(stamp)[:200]))
             bump_data_version(session)
             session.commit()
         else:
@@ -507,7 +512,16 @@ def _meta_keys(source: Source) -> list[str]:
     return keys
 
 
-def _restore_table(conn: Connection, table: Table, entry: dict, source: Source, report: ImportReport, name: str) -> int:
+def _restore_table(
+    conn: Connection,
+    table: Table,
+    entry: dict,
+    source: Source,
+    report: ImportReport,
+    name: str,
+    *,
+    on_rows: Callable[[int], None] | None = None,
+) -> int:
     """Insert one table's rows in chunks; report unreadable rows (file, line, column); return rows read."""
     names = list(entry["columns"])
     cols = [table.c[c] for c in names]
@@ -533,8 +547,6 @@ def _restore_table(conn: Connection, table: Table, entry: dict, source: Source, 
             v = obj.get(col_name)
             try:
                 row[key] = _load(kind, v)
-                if isinstance(row[key], float) and not math.isfinite(row[key]) and not col.nullable:
-                    raise ValueError("not a finite number")
             except ValueError as exc:
                 report.add(Problem(name, number, col_name, str(v)[:200], str(exc)))
                 continue
@@ -545,6 +557,8 @@ def _restore_table(conn: Connection, table: Table, entry: dict, source: Source, 
             if len(batch) >= CHUNK:
                 _insert(conn, table, keys, batch, copy=copy)
                 batch = []
+                if on_rows:
+                    on_rows(n)
     if batch and report.ok:
         _insert(conn, table, keys, batch, copy=copy)
     return n

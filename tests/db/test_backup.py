@@ -18,7 +18,7 @@ from db import backup
 from db.exporter import export_dir, export_zip, export_zip_to
 from db.importer import SPECS, files_from_dir, files_from_uploads, import_dir, import_files
 from db.models import Account, ChangeLog, ChecklistItem, Intervention
-from db.session import get_engine, session_scope
+from db.session import dispose_engine, get_engine, session_scope
 from db.settings_store import init_db
 from services.health import snapshot
 from services.plans import ItemChange, add_intervention, in_session, save_checklist, save_plan
@@ -379,3 +379,24 @@ def test_data_page_export_is_the_backup(full_db: str, unmigrated_db: str, use_db
     report = import_files(files_from_uploads([("export.zip", data)]), url=unmigrated_db)
     assert report.ok, [str(p) for p in report.problems]
     assert table_rows(unmigrated_db) == table_rows(full_db)
+
+
+def test_a_sqlite_backup_restores_into_the_test_database(databases, tmp_path: Path) -> None:
+    """The backup does not depend on the database kind: a SQLite file's backup restores into
+    PostgreSQL (when the suite runs on it) with the same rows, and exports the same files."""
+    from services.setup import seed_demo
+    from tests.conftest import SMALL
+
+    src = f"sqlite:///{tmp_path / 'source.db'}"
+    try:
+        seed_demo(url=src, **{**SMALL, "history_weeks": 1})
+        export_dir(tmp_path / "one", url=src)
+        target = databases.new()
+        init_db(target)
+        report = import_dir(tmp_path / "one", url=target)
+        assert report.ok, [str(p) for p in report.problems]
+        assert table_rows(target) == table_rows(src)
+        export_dir(tmp_path / "two", url=target)
+        assert tree(tmp_path / "two") == tree(tmp_path / "one")
+    finally:
+        dispose_engine(src)
