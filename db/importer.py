@@ -429,6 +429,8 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
         s = raw if free else raw.str.strip()
         if c.kind in ("text", "email", "json"):  # the kinds export escapes (enums never need it)
             s = _unneutralise(s)
+            if not free:  # `' x` is x: a trimmed value never keeps a space, so it round-trips
+                s = s.str.strip()
         empty = (s.str.strip() == "").to_numpy()
         # Free text is stored as written, spaces included; only a cell with nothing in it is empty.
         absent = (s == "").to_numpy() if free and c.kind == "text" else empty

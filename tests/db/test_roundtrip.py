@@ -387,3 +387,15 @@ def test_any_free_text_survives_export_and_import(empty_db: str, value: str) -> 
     assert rows(empty_db, "SELECT industry, plan FROM accounts") == [(value[:100], value[:100])]
     again = files_from_uploads([("y.zip", export_zip(url=empty_db, backup=False))])
     assert again["accounts.csv"] == files["accounts.csv"]
+
+
+def test_an_escaped_space_in_an_identifier_does_not_survive_as_a_space(empty_db: str, tmp_path: Path) -> None:
+    """`'<space>x` in a trimmed column is x, so its export imports back as the same key."""
+    files = {
+        "accounts.csv": b"account_id,name,segment,contract_start\n'\x1dK-1,K,SMB,2026-01-05\n' K-2,K2,SMB,2026-01-05\n"
+    }
+    assert import_files(files, url=empty_db).ok
+    assert rows(empty_db, "SELECT external_id FROM accounts ORDER BY external_id") == [("K-1",), ("K-2",)]
+    export_dir(tmp_path, url=empty_db, backup=False)
+    again = import_files({"accounts.csv": (tmp_path / "accounts.csv").read_bytes()}, url=empty_db)
+    assert again.ok and again.files["accounts.csv"].unchanged == 2
