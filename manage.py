@@ -143,7 +143,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if target.suffix.lower() == ".zip":
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
-        counts = export_zip_to(partial, backup=not args.contract_only)
+        try:
+            counts = export_zip_to(partial, backup=not args.contract_only)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(target)  # a half-written zip never takes the name
     else:
         counts = export_dir(target, backup=not args.contract_only)

@@ -203,6 +203,17 @@ def backup_files_in_dir(path: Path) -> dict[str, Path]:
     return {f"{BACKUP_DIR}/{p.name}": p for p in sorted(folder.iterdir()) if p.is_file() and _is_backup_name(p.name)}
 
 
+def remove_backup_files(path: Path) -> None:
+    """Delete the backup files an earlier export wrote into a folder (and backup/ if then empty)."""
+    folder = path / BACKUP_DIR
+    if not folder.is_dir():
+        return
+    for name in ["manifest.json", *(f"{t.name}.jsonl" for t in tables())]:
+        (folder / name).unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def _is_backup_name(name: str) -> bool:
     return name == "manifest.json" or name.endswith(".jsonl")
 

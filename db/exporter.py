@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from db.backup import write_backup
+from db.backup import remove_backup_files, write_backup
 from db.importer import FORMULA_PREFIXES, SPECS
 from db.session import get_engine
 
@@ -191,6 +191,9 @@ def export_dir(path: str | Path, *, url: str | None = None, backup: bool = True)
     """Write the contract files (and, with `backup`, the backup/ folder) into a directory."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    if not backup:
+        # A backup/ left by an earlier export would be restored instead of these files.
+        remove_backup_files(path)
     handles: dict[str, io.TextIOBase] = {}
     try:
 

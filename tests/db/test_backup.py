@@ -208,6 +208,9 @@ def test_cli_export_and_import_restore_a_backup_folder_and_zip(
 
 
 def test_contract_only_export_is_the_six_files(full_db: str, cli, tmp_path: Path) -> None:
+    # Over an earlier full export: its backup/ goes, or it would be restored instead of the new files.
+    assert cli(full_db, "export", str(tmp_path / "c")).returncode == 0
+    assert backup.MANIFEST in files_from_dir(tmp_path / "c")
     res = cli(full_db, "export", str(tmp_path / "c"), "--contract-only")
     assert res.returncode == 0, res.stderr
     assert sorted(tree(tmp_path / "c")) == sorted(SPECS)
