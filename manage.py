@@ -83,7 +83,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.dir)
     is_zip = path.is_file() and path.suffix.lower() == ".zip"
     if not path.is_dir() and not is_zip:
-        print(f"error: {path} is not a directory or a .zip file", file=sys.stderr)
+        what = "zip file" if path.suffix.lower() == ".zip" else "directory"
+        print(f"error: {path} is not a {what}", file=sys.stderr)
         return 1
     init_db()
     if is_zip:
