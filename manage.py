@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+import zipfile
 from datetime import date
 from pathlib import Path
 
@@ -96,11 +97,23 @@ def cmd_import(args: argparse.Namespace) -> int:
     importer_log.propagate = False
 
     path = Path(args.dir)
-    if not path.is_dir():
-        print(f"error: {path} is not a directory", file=sys.stderr)
+    is_zip = path.is_file() and path.suffix.lower() == ".zip"
+    if not path.is_dir() and not is_zip:
+        what = "zip file" if path.suffix.lower() == ".zip" else "directory"
+        print(f"error: {path} is not a {what}", file=sys.stderr)
         return 1
     init_db()
-    files = files_from_dir(path)
+    if is_zip:
+        from db.backup import files_from_zip
+        from db.importer import files_from_uploads
+
+        try:
+            files = files_from_zip(path) or files_from_uploads([(path.name, path.read_bytes())])
+        except zipfile.BadZipFile:
+            print(f"error: {path} is not a readable zip file", file=sys.stderr)
+            return 1
+    else:
+        files = files_from_dir(path)
     if not files:
         print(
             f"error: no .csv files in {path}; expected some of team.csv, accounts.csv, events.csv, "
@@ -143,11 +156,22 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from db.exporter import export_dir
+    from db.exporter import export_dir, export_zip_to
     from db.settings_store import init_db
 
     init_db()
-    counts = export_dir(args.dir)
+    target = Path(args.dir)
+    if target.suffix.lower() == ".zip":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            counts = export_zip_to(partial, backup=not args.contract_only)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(target)  # a half-written zip never takes the name
+    else:
+        counts = export_dir(target, backup=not args.contract_only)
     for name, n in counts.items():
         print(f"{name}: {n:,} rows")
     return 0
@@ -415,10 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_seed_demo)
 
-    s = sub.add_parser("import", help="validate and import the contract CSV files in DIR (atomic)")
+    s = sub.add_parser(
+        "import", help="validate and import the contract CSV files in DIR (atomic), or restore an export's backup"
+    )
     s.add_argument(
         "dir",
-        help="directory with team.csv, accounts.csv, events.csv, milestones.csv, outcomes.csv, checklist.csv (any subset)",
+        help="directory with team.csv, accounts.csv, events.csv, milestones.csv, outcomes.csv, checklist.csv (any "
+        "subset), or a zip of them; a folder or zip written by export (with backup/) is restored into an empty database",
     )
     s.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
     s.add_argument("--actor", default="cli", help="who is importing (recorded in the import log)")
@@ -427,8 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_import)
 
-    s = sub.add_parser("export", help="write every table as contract CSV files into DIR")
-    s.add_argument("dir", help="output directory (created if missing)")
+    s = sub.add_parser("export", help="write the contract CSV files and a complete backup into DIR (or a .zip)")
+    s.add_argument("dir", help="output directory (created if missing), or a file name ending in .zip")
+    s.add_argument(
+        "--contract-only", action="store_true", help="only the six contract CSV files, without the backup/ folder"
+    )
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser(

@@ -129,7 +129,7 @@ if report is not None:
 
 st.subheader("Export")
 st.caption(
-    "Every table in the same CSV format, in one zip: import it elsewhere, or keep it as a backup. Cells a spreadsheet would run as formulas are prefixed with '."
+    "One zip: the six contract CSV files (cells a spreadsheet would run as formulas, or that start with ', are prefixed with ') and a complete backup of every table in backup/. Upload it into an empty database to restore everything exactly."
 )
 if user.is_admin:
     # Made when clicked, for this admin's session only: the zip is never put in Streamlit's

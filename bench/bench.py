@@ -258,7 +258,7 @@ def bench_import(url: str) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-import-"))
     try:
         print("  exporting the benchmark database to CSV ...", flush=True)
-        export_dir(work / "csv", url=url)
+        export_dir(work / "csv", url=url, backup=False)  # the contract CSV import is what is measured
         target = f"sqlite:///{work / 'target.db'}"
         if url.startswith("postgres"):
             target = _scratch_pg_database(url, "onboarding_import_bench")

@@ -1,7 +1,8 @@
-"""Export every table in the import contract's format, so export -> import round-trips.
+"""Export every table in the import contract's format, so export -> import round-trips, plus
+the complete backup beside it (db/backup.py: every table, every column, as JSON lines).
 
-Text cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR)
-get a leading apostrophe; the importer removes it again.
+Text cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR), or
+that start with an apostrophe, get a leading apostrophe; the importer removes exactly one.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import csv
 import io
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from db.backup import remove_backup_files, write_backup
 from db.importer import FORMULA_PREFIXES, SPECS
 from db.session import get_engine
 
@@ -55,9 +59,10 @@ QUERIES = {
 
 
 def neutralise(s: pd.Series) -> pd.Series:
-    """Prefix a ' to text a spreadsheet would evaluate as a formula."""
+    """Prefix a ' to text a spreadsheet would evaluate as a formula, and to text that starts
+    with ' itself, so the importer's dropping of one leading ' gives the value back exactly."""
     s = s.astype(object).where(s.notna(), "").astype(str)
-    mask = s.str.startswith(FORMULA_PREFIXES)
+    mask = s.str.startswith((*FORMULA_PREFIXES, "'"))
     return s.where(~mask, "'" + s)
 
 
@@ -128,21 +133,44 @@ def _csv_text(cells: pd.DataFrame, header: bool) -> str:
 
 def _frames(conn: Connection, name: str) -> Iterator[pd.DataFrame]:
     if name == "events.csv":
-        yield from pd.read_sql_query(text(QUERIES[name]), conn, chunksize=EVENT_CHUNK)
+        # A server-side cursor on PostgreSQL: the rows arrive chunk by chunk, not all at once.
+        streamed = conn.execution_options(stream_results=True)
+        yield from pd.read_sql_query(text(QUERIES[name]), streamed, chunksize=EVENT_CHUNK)
     else:
         yield pd.read_sql_query(text(QUERIES[name]), conn)
 
 
+@contextmanager
+def _snapshot(url: str | None) -> Iterator[Connection]:
+    """One read-only snapshot for the whole export, so the files agree with each other (an
+    account created half-way cannot be in events but missing from accounts)."""
+    engine = get_engine(url)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN")  # pysqlite opens no transaction for reads by itself
+            yield conn
+    else:
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")  # the first statement: the transaction begins here
+            yield conn
+
+
 def export_to(
-    write: Callable[[str, str], None], *, url: str | None = None, progress: Callable[[float, str], None] | None = None
+    write: Callable[[str, str], None],
+    *,
+    url: str | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    backup: bool = True,
 ) -> dict[str, int]:
-    """Render every file and hand (name, text chunk) to `write`; return rows per file."""
+    """Render every contract file (then, with `backup`, the backup files) and hand
+    (name, text chunk) to `write`, one file after the other; return rows per file."""
     counts: dict[str, int] = {}
-    with get_engine(url).connect() as conn:
+    share = 0.5 if backup else 1.0
+    with _snapshot(url) as conn:
         names = list(SPECS)
         for i, name in enumerate(names):
             if progress:
-                progress(i / len(names), f"exporting {name}")
+                progress(share * i / len(names), f"exporting {name}")
             counts[name] = 0
             header = True
             for df in _frames(conn, name):
@@ -151,35 +179,65 @@ def export_to(
                 counts[name] += len(df)
             if header:  # no rows at all: still write the header
                 write(name, ",".join(c.name for c in SPECS[name]) + "\n")
+        if backup:
+            sub = (lambda f, m: progress(share + share * f, m)) if progress else None
+            counts.update(write_backup(conn, write, progress=sub))
     if progress:
         progress(1.0, "done")
     return counts
 
 
-def export_dir(path: str | Path, *, url: str | None = None) -> dict[str, int]:
-    """Write the contract files into a directory."""
+def export_dir(path: str | Path, *, url: str | None = None, backup: bool = True) -> dict[str, int]:
+    """Write the contract files (and, with `backup`, the backup/ folder) into a directory."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    if not backup:
+        # A backup/ left by an earlier export would be restored instead of these files.
+        remove_backup_files(path)
     handles: dict[str, io.TextIOBase] = {}
     try:
 
         def write(name: str, chunk: str) -> None:
             if name not in handles:
+                (path / name).parent.mkdir(parents=True, exist_ok=True)
                 handles[name] = open(path / name, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
             handles[name].write(chunk)
 
-        return export_to(write, url=url)
+        return export_to(write, url=url, backup=backup)
     finally:
         for h in handles.values():
             h.close()
 
 
-def export_zip(*, url: str | None = None, progress: Callable[[float, str], None] | None = None) -> bytes:
-    """All contract files in one zip (for the Data page's download)."""
-    parts: dict[str, list[str]] = {}
-    export_to(lambda n, c: parts.setdefault(n, []).append(c), url=url, progress=progress)
+def export_zip_to(
+    target: str | Path | BinaryIO,
+    *,
+    url: str | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    backup: bool = True,
+) -> dict[str, int]:
+    """Write the export as one zip, each member streamed in (never held whole in memory)."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        current: list = [None, None]  # name, open member
+
+        def write(name: str, chunk: str) -> None:
+            if current[0] != name:
+                if current[1] is not None:
+                    current[1].close()
+                current[:] = [name, zf.open(name, "w", force_zip64=True)]
+            current[1].write(chunk.encode("utf-8"))
+
+        try:
+            return export_to(write, url=url, progress=progress, backup=backup)
+        finally:
+            if current[1] is not None:
+                current[1].close()
+
+
+def export_zip(
+    *, url: str | None = None, progress: Callable[[float, str], None] | None = None, backup: bool = True
+) -> bytes:
+    """All contract files and the backup in one zip (for the Data page's download)."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, chunks in parts.items():
-            zf.writestr(name, "".join(chunks))
+    export_zip_to(buf, url=url, progress=progress, backup=backup)
     return buf.getvalue()

@@ -248,7 +248,10 @@ def files_from_dir(path: str | Path) -> dict[str, Path]:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory")
-    return {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
+    from db.backup import backup_files_in_dir
+
+    found = {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
+    return {**found, **backup_files_in_dir(path)}  # an export's backup/ folder, if any
 
 
 # ----------------------------------------------------------------------------- reading
@@ -410,11 +413,17 @@ def _date_reason(v: str) -> str:
 
 
 def _unneutralise(s: pd.Series) -> pd.Series:
-    """Undo export's formula neutralisation: a leading ' before = + - @ is dropped."""
-    mask = s.str.startswith("'") & s.str[1:2].isin(list(FORMULA_PREFIXES))
+    """Undo export's escaping: export prefixes ' to text that starts with a formula character
+    or with ' itself, so exactly one leading ' is dropped (`''=x` is read as `'=x`)."""
+    mask = s.str.startswith("'")
     if mask.any():
         s = s.where(~mask, s.str[1:])
     return s
+
+
+# Text columns that are identifiers or codes, trimmed like keys, enums, emails, dates and
+# numbers; every other text column is free text and kept exactly as written (docs/data-contract.md).
+TRIMMED_TEXT = frozenset({"account_id", "milestone", "event", "user_id", "channel"})
 
 
 def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportReport) -> tuple[pd.DataFrame, np.ndarray]:
@@ -436,10 +445,15 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
             continue
         c = spec[col]
         raw = df[col].astype(str)
-        s = raw.str.strip() if c.kind != "json" else raw
-        if c.kind in ("text", "email", "json"):  # the kinds export neutralises (enums never need it)
+        free = c.kind == "json" or (c.kind == "text" and col not in TRIMMED_TEXT)
+        s = raw if free else raw.str.strip()
+        if c.kind in ("text", "email", "json"):  # the kinds export escapes (enums never need it)
             s = _unneutralise(s)
+            if not free:  # `' x` is x: a trimmed value never keeps a space, so it round-trips
+                s = s.str.strip()
         empty = (s.str.strip() == "").to_numpy()
+        # Free text is stored as written, spaces included; only a cell with nothing in it is empty.
+        absent = (s == "").to_numpy() if free and c.kind == "text" else empty
         if c.required:
             bad(empty, col, s, "required value is empty")
         if c.kind in ("text", "email"):
@@ -450,7 +464,7 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
                 too_long = ~nul & (stored.str.len() > c.max_len).to_numpy()
                 bad(too_long, col, s, f"too long: at most {c.max_len} characters")
         if c.kind in ("text", "json"):
-            out[col] = s.where(~empty, None)
+            out[col] = s.where(~absent, None)
         if c.kind == "email":
             lowered = s.str.lower()
             malformed = ~empty & ~lowered.str.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$").to_numpy()
@@ -562,6 +576,10 @@ def import_files(
     A dry run only reads (no write lock, no row lock). A real import takes the import lock
     first; raises ImportBusy if another import holds it and ImportFailed (a message for the
     user, the detail logged) if the database refuses the import. Nothing is written then."""
+    from db.backup import MANIFEST, restore_files
+
+    if MANIFEST in files:  # an export with its backup: a full restore (db/backup.py)
+        return restore_files(files, url=url, dry_run=dry_run, actor=actor, progress=progress, source=source)
     t0 = time.perf_counter()
     report = ImportReport(dry_run=dry_run)
     files = _by_contract_name(files)

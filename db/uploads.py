@@ -141,9 +141,13 @@ def _zip_members(data: bytes, zipname: str) -> list[tuple[str, str, Source, int]
         raise _ZipRefused("not a readable zip file") from exc
     out: list[tuple[str, str, Source, int]] = []
     declared = 0
+    from db.backup import backup_member
+
     for info in infos:
         inner = Path(info.filename).name
-        if info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
+        if not info.is_dir() and (member := backup_member(info.filename)):
+            inner = member  # an export's backup/ files, streamed like the CSV files
+        elif info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
             continue
         if "__MACOSX" in Path(info.filename).parts:
             continue  # macOS Finder's resource forks

@@ -49,7 +49,8 @@ def run_import(
 
 
 def export_all(user: User, *, url: str | None = None, progress: Any = None) -> bytes:
-    """The whole database as a zip (admins only: it holds every account, person and note)."""
+    """The six contract files and the complete backup (backup/) in one zip (admins only: it
+    holds every account, person and note)."""
     require_admin(user, "export the data")
     return export_zip(url=url, progress=progress)
 

@@ -3,7 +3,8 @@ from the database and through export equals what went in) or rejects it with pro
 naming row and column. It never raises.
 
 An oracle below states the contract's rules for the generated cells independently of the
-importer: trim text, drop the export's formula apostrophe, required values, column lengths,
+importer: trim identifiers but keep free text as written, drop one leading apostrophe (the
+export's escape), required values, column lengths,
 enums case-insensitively, YYYY-MM-DD dates, ISO 8601 timestamps, numbers, JSON objects.
 """
 
@@ -116,12 +117,12 @@ ENCODINGS = ["utf-8"] * 5 + ["utf-8-sig"] * 2 + ["latin-1", "cp1252", "utf-16"]
 ENDINGS = ["\n", "\r\n", "\r"]
 
 
-def expect_text(cell: str, *, required: bool, max_len: int) -> object:
-    """What a text cell is stored as (None if empty), or BAD."""
-    v = cell.strip()
-    if v.startswith("'") and v[1:2] in FORMULA_PREFIXES:
-        v = v[1:]
-    if v.strip() == "":
+def expect_text(cell: str, *, required: bool, max_len: int, free: bool = False) -> object:
+    """What a text cell is stored as (None if empty), or BAD. Free text keeps its spaces."""
+    v = cell if free else cell.strip()
+    if v.startswith("'"):
+        v = v[1:] if free else v[1:].strip()
+    if v.strip() == "" and (required or not free or v == ""):
         return BAD if required else None
     if "\x00" in v or len(v) > max_len:
         return BAD
@@ -145,7 +146,7 @@ def expect_date(cell: str) -> object:
 
 
 def expect_properties(cell: str) -> object:
-    v = cell[1:] if cell.startswith("'") and cell[1:2] in FORMULA_PREFIXES else cell
+    v = cell[1:] if cell.startswith("'") else cell
     if v.strip() == "":
         return None
     try:
@@ -164,13 +165,13 @@ def table_cells(table: dict) -> st.SearchStrategy:
     return mostly(st.sampled_from([k for k, v in table.items() if v is not BAD]), st.sampled_from(sorted(table)))
 
 
-def text_cells(*, required: bool, max_len: int) -> st.SearchStrategy:
+def text_cells(*, required: bool, max_len: int, free: bool = False) -> st.SearchStrategy:
     valid = st.one_of(
         st.text(min_size=1, max_size=30),
         st.sampled_from(HOSTILE),
         PREFIXED,
         st.builds(lambda c, n: c * n, st.sampled_from(["x", "é", '"', ",", "<"]), st.integers(1, max_len - 10)),
-    ).filter(lambda v: expect_text(v, required=required, max_len=max_len) is not BAD)
+    ).filter(lambda v: expect_text(v, required=required, max_len=max_len, free=free) is not BAD)
     return mostly(valid, HOSTILE_TEXT)
 
 
@@ -276,14 +277,14 @@ ACC_HEADER = ["account_id", "name", "segment", "contract_start", "industry", "ar
 ACC_ROW = st.fixed_dictionaries(
     {
         "id": st.one_of(st.just("ACC"), text_cells(required=False, max_len=90)),  # "#<n>" is appended
-        "name": text_cells(required=True, max_len=300),
+        "name": text_cells(required=True, max_len=300, free=True),
         "segment": mostly(
             st.sampled_from([c for c in SEGMENT_CELLS if expect_segment(c) is not BAD]), st.sampled_from(SEGMENT_CELLS)
         ),
         "contract_start": mostly(
             st.sampled_from([c for c in DATE_CELLS if expect_date(c) is not BAD]), st.sampled_from(DATE_CELLS)
         ),
-        "industry": text_cells(required=False, max_len=100),
+        "industry": text_cells(required=False, max_len=100, free=True),
         "arr": table_cells(ARR_CELLS),
         "licensed_seats": table_cells(SEAT_CELLS),
     }
@@ -358,10 +359,10 @@ def test_hostile_accounts_import_faithfully_or_are_rejected(empty_db: str, tmp_p
     expected = [
         {
             "account_id": expect_text(row[0], required=True, max_len=100),
-            "name": expect_text(row[1], required=True, max_len=300),
+            "name": expect_text(row[1], required=True, max_len=300, free=True),
             "segment": expect_segment(row[2]),
             "contract_start": expect_date(row[3]),
-            "industry": expect_text(row[4], required=False, max_len=100),
+            "industry": expect_text(row[4], required=False, max_len=100, free=True),
             "arr": ARR_CELLS[row[5]],
             "licensed_seats": SEAT_CELLS[row[6]],
         }
