@@ -30,7 +30,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import groupby
 
 import numpy as np
 import pandas as pd
@@ -221,23 +220,38 @@ def _walk(
                 if i not in vector:
                     held[i] = None
 
-    for ts, grp in groupby(events, key=lambda e: e[0]):
-        grp = list(grp)
+    i, m = 0, len(events)
+    while i < m:
+        ts = events[i][0]
+        j = i + 1
+        while j < m and events[j][0] == ts:
+            j += 1
         held[0] = (ts, False, (), ())
-        if len(grp) == 1 or all(e[3] == grp[0][3] for e in grp):
-            for e in grp:
-                take(e[0], e[1], e[2], e[3], False)
+        if j == i + 1:
+            e = events[i]
+            take(ts, e[1], e[2], e[3], False)
+        elif all(e[3] == events[i][3] for e in events[i:j]):
+            for e in events[i:j]:
+                take(ts, e[1], e[2], e[3], False)
         else:
             # Different events at one instant: each step they fill, in step order; exclusions
             # and strict clearing are skipped for the group (as steps.rs does).
-            flat = sorted(((s, e) for e in grp for s in e[3] if s > 0), key=lambda p: p[0])
+            flat = sorted(((s, e) for e in events[i:j] for s in e[3] if s > 0), key=lambda p: p[0])
             for s, e in flat:
-                take(e[0], e[1], e[2], (s,), True)
+                take(ts, e[1], e[2], (s,), True)
         if held[n] is not None:
             break
+        i = j
     if best is None:
         return 0, False, ()
     return best_k, best[1], best[2]
+
+
+def _ts_ns(s: pd.Series) -> np.ndarray:
+    """Naive timestamps as int64 nanoseconds."""
+    if not pd.api.types.is_datetime64_any_dtype(s):
+        s = pd.to_datetime(s)
+    return s.to_numpy("datetime64[ns]").view(np.int64)
 
 
 def _touch(values: list, times: list[int], *, last: bool) -> object:
@@ -267,56 +281,110 @@ def _ordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list
         occ = occ[occ["name"].isin(set(vectors))]
     if occ.empty:
         return []
-    ts = pd.to_datetime(occ["ts"]).to_numpy("datetime64[ns]").astype(np.int64)
-    names = occ["name"].to_numpy(dtype=object)
-    acc = occ["account_id"].to_numpy(dtype=object)
+    ts = _ts_ns(occ["ts"])
+    acode, accounts = pd.factorize(occ["account_id"], sort=True)
     props = occ["prop"].map(_value).to_numpy(dtype=object) if by_prop and "prop" in occ else np.full(len(occ), None)
+    # Names as codes ("" = another event, in strict mode), with their step vectors.
+    ncode, nuniq = pd.factorize(occ["name"].astype(object).fillna(""), sort=True)
+    vec_u = [vectors.get(u, ()) for u in nuniq]
+    no_start_u = [tuple(x for x in v if x != 1) for v in vec_u]
     lo, hi = _ns(spec.entry_from), _ns(spec.entry_to)
     # Storage order never matters: sort by account, time, then name and value.
-    order = np.lexsort(
-        (
-            np.array([str(p) for p in props], dtype=object).astype(str),
-            np.array(["" if x is None else str(x) for x in names], dtype=object).astype(str),
-            ts,
-            pd.factorize(acc, sort=True)[0],
-        )
-    )
-    ts, names, acc, props = ts[order], names[order], acc[order], props[order]
-    no_start = {k: tuple(s for s in v if s != 1) for k, v in vectors.items()}
+    pcode = pd.factorize(props, sort=True)[0] if by_prop else np.zeros(len(ts), dtype=np.int64)
+    order = np.lexsort((pcode, ncode, ts, acode))
+    ts, ncode, acc, props, pcode = ts[order], ncode[order], acode[order], props[order], pcode[order]
+    names = np.asarray(nuniq, dtype=object)[ncode]
     outside = np.zeros(len(ts), dtype=bool)
     if lo is not None:
         outside |= ts < lo
     if hi is not None:
         outside |= ts > hi
-    vec = [(no_start if out else vectors).get(nm, ()) for nm, out in zip(names.tolist(), outside.tolist(), strict=True)]
     window = int(spec.window_seconds) * 1_000_000_000
     attr = spec.attribution_step if by_prop else None
-    last_touch = spec.attribution == "last"
-    rows = []
+    can_start = np.array([1 in v for v in vec_u], dtype=bool)[ncode] & ~outside
     bounds = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1], True])
-    ts_l, props_l = ts.tolist(), props.tolist()
-    for b0, b1 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        starts = [ts_l[i] for i in range(b0, b1) if 1 in vec[i]]
-        if not starts:
-            continue  # never did step 1 in the entry range: not in the funnel
-        evs = [(ts_l[i], i, props_l[i], vec[i]) for i in range(b0, b1)]
+    # Per account, the first and last start: nothing before the first start can fill a
+    # step, nothing after the last start's window can either, so the walk skips them
+    # (and an account that never starts has nothing left).
+    sizes = np.diff(bounds)
+    first_start = np.repeat(np.minimum.reduceat(np.where(can_start, ts, np.iinfo(np.int64).max), bounds[:-1]), sizes)
+    last_start = np.repeat(np.maximum.reduceat(np.where(can_start, ts, np.iinfo(np.int64).min), bounds[:-1]), sizes)
+    idx = np.flatnonzero((ts >= first_start) & (ts <= last_start + window))
+    if len(idx) == 0:
+        return []
+    short = np.array([len(v) <= 1 for v in vec_u], dtype=bool)[ncode]
+    idx = _drop_repeats(idx, acc=acc, ts=ts, kind=ncode * 2 + outside, val=pcode, short=short)
+    values = (
+        _bucket_values(acc, ts, names, props, vectors, attr=attr, last=spec.attribution == "last") if by_prop else {}
+    )
+    vec = [(no_start_u if o else vec_u)[c] for c, o in zip(ncode[idx].tolist(), outside[idx].tolist(), strict=True)]
+    events = list(zip(ts[idx].tolist(), idx.tolist(), props[idx].tolist(), vec, strict=True))
+    acc_k = acc[idx]
+    kb = np.flatnonzero(np.r_[True, acc_k[1:] != acc_k[:-1], True]).tolist()
+    starts_k = last_start[idx][kb[:-1]].tolist()
+    rows = []
+    for a, b0, b1, start in zip(acc_k[kb[:-1]].tolist(), kb[:-1], kb[1:], starts_k, strict=True):
+        evs = events[b0:b1]
         if attr is not None:
             # PostHog's step attribution: one run per value seen on a step-N event; in
             # each, step N may only be filled by an event with that value.
-            buckets = sorted(
-                {props_l[i] for i in range(b0, b1) if attr in vec[i]}, key=lambda v: (v is not None, str(v))
-            )
-            runs = [(v, _walk(evs, n=n, window=window, strict=strict, attr_step=attr, attr_value=v)) for v in buckets]
+            runs = [
+                (v, _walk(evs, n=n, window=window, strict=strict, attr_step=attr, attr_value=v))
+                for v in values.get(a, ())
+            ]
+        elif len(evs) == 1:
+            runs = [(values.get(a), (1, False, (evs[0][0],)))]  # a lone start
         else:
-            group = None
-            if by_prop:
-                touched = [i for i in range(b0, b1) if vec[i]]
-                group = _touch([props_l[i] for i in touched], [ts_l[i] for i in touched], last=last_touch)
-            runs = [(group, _walk(evs, n=n, window=window, strict=strict))]
+            runs = [(values.get(a), _walk(evs, n=n, window=window, strict=strict))]
         for group, (k, excluded, times) in runs:
             if k >= 1:
-                rows.append((acc[b0], group, k, excluded, max(starts), times))
+                rows.append((accounts[a], group, k, excluded, start, times))
     return rows
+
+
+def _drop_repeats(
+    idx: np.ndarray, *, acc: np.ndarray, ts: np.ndarray, kind: np.ndarray, val: np.ndarray, short: np.ndarray
+) -> np.ndarray:
+    """PostHog's pre-filter (base.py `_udf_event_array_filter`): an event that fills at most
+    one step, between two events of the same kind and value at other instants, changes
+    nothing in the walk, so it is left out."""
+    if len(idx) < 3:
+        return idx
+    a, t, k, v = acc[idx], ts[idx], kind[idx], val[idx]
+    same = (a[1:] == a[:-1]) & (k[1:] == k[:-1]) & (v[1:] == v[:-1]) & (t[1:] > t[:-1])
+    middle = np.r_[False, same[:-1] & same[1:], False] & short[idx]
+    return idx[~middle]
+
+
+def _bucket_values(
+    acc: np.ndarray,
+    ts: np.ndarray,
+    names: np.ndarray,
+    props: np.ndarray,
+    vectors: dict[str, tuple[int, ...]],
+    *,
+    attr: int | None,
+    last: bool,
+) -> dict:
+    """Per account: the values of step `attr`'s events (step attribution), else the first
+    or last touch among its step and exclusion events (ties: the smallest value)."""
+    df = pd.DataFrame({"a": acc, "t": ts, "v": props, "n": names})
+    if attr is not None:
+        df = df[df["n"].isin([k for k, v in vectors.items() if attr in v])]
+        key = df["v"].map(lambda v: (v is not None, "" if v is None else str(v)))
+        df = df.assign(k=key).drop_duplicates(["a", "k"]).sort_values(["a", "k"])
+        return {a: tuple(part["v"]) for a, part in df.groupby("a", sort=False)}
+    df = df[df["n"].isin(list(vectors)) & df["v"].notna()]
+    df = df.sort_values(["a", "t", "v"], ascending=[True, not last, True])
+    if last:
+        # The latest instant, then the smallest value at it.
+        top = df.groupby("a")["t"].transform("max")
+        df = df[df["t"] == top].sort_values(["a", "v"])
+    return (
+        dict(zip(df["a"], df["v"], strict=False))
+        if not len(df)
+        else df.drop_duplicates("a").set_index("a")["v"].to_dict()
+    )
 
 
 def _unordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list[tuple]:
@@ -326,15 +394,15 @@ def _unordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> li
     if occ.empty:
         return []
     codes, uniques = pd.factorize(occ["account_id"], sort=True)
-    ts = pd.to_datetime(occ["ts"]).to_numpy("datetime64[ns]").astype(np.int64)
-    # Rank = the instant's position in the account's stream: ties share one, so "at or
-    # after" includes events at the same instant and never depends on storage order.
-    rank = pd.DataFrame({"c": codes, "t": ts}).groupby("c")["t"].rank(method="dense").to_numpy(np.int64)
-    key = (codes.astype(np.int64) << RANK_BITS) + rank
+    ts = _ts_ns(occ["ts"])
     names = occ["name"].to_numpy()
     props = occ["prop"].map(_value).to_numpy(dtype=object) if by_prop and "prop" in occ else np.full(len(occ), None)
-    order = np.lexsort((names.astype(str), key))
-    key, ts, names, codes, props = key[order], ts[order], names[order], codes[order], props[order]
+    order = np.lexsort((pd.factorize(names, sort=True)[0], ts, codes))
+    ts, names, codes, props = ts[order], names[order], codes[order], props[order]
+    # Rank = the instant's position in the stream (monotone within an account): ties share
+    # one, so "at or after" includes events at the same instant, whatever the storage order.
+    rank = np.cumsum(np.r_[True, (codes[1:] != codes[:-1]) | (ts[1:] != ts[:-1])]).astype(np.int64)
+    key = (codes.astype(np.int64) << RANK_BITS) + rank
     window = np.int64(spec.window_seconds) * 1_000_000_000
     NONE = np.iinfo(np.int64).min
     lo, hi = _ns(spec.entry_from), _ns(spec.entry_to)
@@ -367,11 +435,12 @@ def _unordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> li
     if by_prop:
         for c, part in pd.DataFrame({"c": codes, "t": ts, "v": props}).groupby("c"):
             groups[c] = _touch(part["v"].tolist(), part["t"].tolist(), last=spec.attribution == "last")
-    rows = []
-    for i, c, r in zip(best.index.tolist(), best["acc"].tolist(), best["reached"].tolist(), strict=True):
-        times = tuple(int(x) for x in srt[i, :r])
-        rows.append((uniques[c], groups.get(c), int(r), False, int(last_start.loc[c]), times))
-    return rows
+    srt_l = srt[best.index.to_numpy()].tolist()
+    last_l = last_start.loc[best["acc"].to_numpy()].tolist()
+    return [
+        (uniques[c], groups.get(c), r, False, ls, tuple(t[:r]))
+        for c, r, ls, t in zip(best["acc"].tolist(), best["reached"].tolist(), last_l, srt_l, strict=True)
+    ]
 
 
 def per_account(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool = False) -> pd.DataFrame:
@@ -394,12 +463,10 @@ def per_account(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool = False) -
             "excluded": np.array([r[3] for r in rows], dtype=bool),
         }
     )
-    times = np.full((len(rows), k_steps), np.datetime64("NaT"), dtype="datetime64[ns]")
-    for i, r in enumerate(rows):
-        if r[5]:
-            times[i, : len(r[5])] = np.array(r[5], dtype=np.int64).astype("datetime64[ns]")
+    nat = np.iinfo(np.int64).min  # NaT's integer
+    times = np.array([(*r[5], *(nat,) * (k_steps - len(r[5]))) for r in rows], dtype=np.int64).view("datetime64[ns]")
     out["entered_at"] = times[:, 0]
-    out["last_start"] = pd.to_datetime(np.array([r[4] for r in rows], dtype=np.int64))
+    out["last_start"] = np.array([r[4] for r in rows], dtype=np.int64).view("datetime64[ns]")
     for k in range(k_steps):
         out[f"t{k}"] = times[:, k]
     return out
