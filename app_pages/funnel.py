@@ -190,10 +190,14 @@ if exclude:
         f"{res.meta['excluded_accounts']:,} accounts left the funnel."
     )
 if by_prop:
+    prop = _esc(by[5:])
     st.caption(
-        {"first": "First touch", "last": "Last touch"}.get(res.spec.attribution)
-        or f"Step {res.spec.attribution_step} attribution: an account appears under each value its step-"
-        f"{res.spec.attribution_step} events carry"
+        {
+            "first": f"First touch: each account under the first {prop} its step events carry",
+            "last": f"Last touch: each account under the last {prop} its step events carry",
+        }.get(res.spec.attribution)
+        or f"Step {res.spec.attribution_step} attribution: an account appears under each {prop} its step-"
+        f"{res.spec.attribution_step} events carry; one without a step-{res.spec.attribution_step} event under none"
     )
 st.plotly_chart(charts.funnel_chart(steps_df, group_col=group_col), key="funnel_chart")
 last = steps_df[steps_df["step"] == steps_df["step"].max()]

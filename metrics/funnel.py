@@ -293,7 +293,6 @@ def _ordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list
     pcode = pd.factorize(props, sort=True)[0] if by_prop else np.zeros(len(ts), dtype=np.int64)
     order = np.lexsort((pcode, ncode, ts, acode))
     ts, ncode, acc, props, pcode = ts[order], ncode[order], acode[order], props[order], pcode[order]
-    names = np.asarray(nuniq, dtype=object)[ncode]
     outside = np.zeros(len(ts), dtype=bool)
     if lo is not None:
         outside |= ts < lo
@@ -314,9 +313,19 @@ def _ordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list
         return []
     short = np.array([len(v) <= 1 for v in vec_u], dtype=bool)[ncode]
     idx = _drop_repeats(idx, acc=acc, ts=ts, kind=ncode * 2 + outside, val=pcode, short=short)
-    values = (
-        _bucket_values(acc, ts, names, props, vectors, attr=attr, last=spec.attribution == "last") if by_prop else {}
-    )
+    values = {}
+    if by_prop:
+        # The events that give values: step attr's (step attribution), else any step or
+        # exclusion event; a step-1 event outside the entry range is neither.
+        def pick(v: tuple[int, ...]) -> bool:
+            return attr in v if attr is not None else bool(v)
+
+        use = np.where(
+            outside,
+            np.array([pick(v) for v in no_start_u], bool)[ncode],
+            np.array([pick(v) for v in vec_u], bool)[ncode],
+        )
+        values = _bucket_values(acc[use], ts[use], props[use], attr=attr, last=spec.attribution == "last")
     vec = [(no_start_u if o else vec_u)[c] for c, o in zip(ncode[idx].tolist(), outside[idx].tolist(), strict=True)]
     events = list(zip(ts[idx].tolist(), idx.tolist(), props[idx].tolist(), vec, strict=True))
     acc_k = acc[idx]
@@ -356,35 +365,21 @@ def _drop_repeats(
     return idx[~middle]
 
 
-def _bucket_values(
-    acc: np.ndarray,
-    ts: np.ndarray,
-    names: np.ndarray,
-    props: np.ndarray,
-    vectors: dict[str, tuple[int, ...]],
-    *,
-    attr: int | None,
-    last: bool,
-) -> dict:
-    """Per account: the values of step `attr`'s events (step attribution), else the first
-    or last touch among its step and exclusion events (ties: the smallest value)."""
-    df = pd.DataFrame({"a": acc, "t": ts, "v": props, "n": names})
+def _bucket_values(acc: np.ndarray, ts: np.ndarray, props: np.ndarray, *, attr: int | None, last: bool) -> dict:
+    """Per account: every value on its step-`attr` events (step attribution, none included),
+    else the first or last value on its events (ties: the smallest value)."""
+    df = pd.DataFrame({"a": acc, "t": ts, "v": props})
     if attr is not None:
-        df = df[df["n"].isin([k for k, v in vectors.items() if attr in v])]
         key = df["v"].map(lambda v: (v is not None, "" if v is None else str(v)))
         df = df.assign(k=key).drop_duplicates(["a", "k"]).sort_values(["a", "k"])
         return {a: tuple(part["v"]) for a, part in df.groupby("a", sort=False)}
-    df = df[df["n"].isin(list(vectors)) & df["v"].notna()]
-    df = df.sort_values(["a", "t", "v"], ascending=[True, not last, True])
-    if last:
-        # The latest instant, then the smallest value at it.
-        top = df.groupby("a")["t"].transform("max")
-        df = df[df["t"] == top].sort_values(["a", "v"])
-    return (
-        dict(zip(df["a"], df["v"], strict=False))
-        if not len(df)
-        else df.drop_duplicates("a").set_index("a")["v"].to_dict()
-    )
+    df = df[df["v"].notna()]
+    if not len(df):
+        return {}
+    # The earliest (latest) instant, then the smallest value at it.
+    edge = df.groupby("a")["t"].transform("max" if last else "min")
+    df = df[df["t"] == edge].sort_values(["a", "v"])
+    return df.drop_duplicates("a").set_index("a")["v"].to_dict()
 
 
 def _unordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list[tuple]:

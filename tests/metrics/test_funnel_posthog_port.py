@@ -71,6 +71,10 @@ def port_view(j: dict, spec: FunnelSpec, *, attribution: str | None) -> dict:
     lo = seconds(spec.entry_from) if spec.entry_from else None
     out = {}
     for acc, evs in j.items():
+        # PostHog takes equal events at one instant in storage order, which can matter with
+        # step attribution (same step, different values); the engine fixes that order (name,
+        # then value, none first), so the port gets the events in that order.
+        evs = sorted(evs, key=lambda e: (e[1], e[0], e[2] is not None, e[2] or ""))
         res = run_account(
             [(n, seconds(ts), v) for n, ts, v in evs],
             steps=list(spec.steps),
