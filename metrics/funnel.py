@@ -12,10 +12,12 @@ times of the events that filled steps 1..k); a step-1 event replaces the attempt
 step 1; an event of step k copies the attempt at k-1, if within its window from step 1,
 to step k unless step k already holds an attempt with the same start. Different step
 events at the same instant are taken in step order (and, in strict mode, do not clear one
-another); equal ones one by one. The account counts at the furthest step; its times are
+another); equal ones one by one, by value (PostHog: in storage order, which only matters
+with step attribution). The account counts at the furthest step; its times are
 those of the attempt that first got there (so `a, a, b` converts from the second `a`).
-An exclusion event between steps i and j marks the attempt waiting at a step in (i, j];
-an account whose furthest attempt is marked leaves the funnel.
+An exclusion event between steps i and j, within the window, marks the attempt that has
+reached one of steps i..j-1 but not the next; an account whose furthest attempt is marked
+leaves the funnel (a later clean attempt that gets as far brings it back).
 
 - unordered: "completed N steps" = N distinct step events at or after a step event
   (the anchor) within the window.
