@@ -270,6 +270,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 by=args.by,
                 filters=flt,
                 as_of=as_of,
+                exclude=args.exclude,
+                attribution=args.attribution,
             )
             _emit(res.accounts if args.accounts else res.steps, args)
         elif args.report == "time-to-value":
@@ -511,7 +513,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--to", type=_date, help="funnel: step 1 on or before this date; retention: the end date")
     g.add_argument(
         "--by",
-        help="breakdown/group attribute: segment, industry, plan, channel, region, csm_name, cohort_month, cohort_quarter; cohorts also month|quarter",
+        help="breakdown/group attribute: segment, industry, plan, channel, region, csm_name, cohort_month, cohort_quarter; cohorts also month|quarter; funnel also prop:NAME (an event property)",
+    )
+    g.add_argument(
+        "--exclude",
+        action="append",
+        metavar="EVENT:FROM:TO",
+        help="funnel: an EVENT between step FROM and step TO (1-based) removes the account; repeatable",
+    )
+    g.add_argument(
+        "--attribution",
+        metavar="first|last|step:N",
+        help="funnel with --by prop:NAME: the value of the first event that has it (default), the last, or step N's event",
     )
     g.add_argument(
         "--accounts",

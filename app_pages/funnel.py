@@ -82,15 +82,43 @@ with c5:
 with c6:
     by = st.selectbox(
         "Break down by",
-        [None, "segment", "industry", "plan", "channel", "region", "csm_name", "cohort_quarter"],
+        [None, "segment", "industry", "plan", "channel", "region", "csm_name", "cohort_quarter"]
+        + [f"prop:{k}" for k in src.event_property_keys()],
         key="by",
         bind="query-params",
         format_func=lambda v: (
             "No breakdown"
             if v is None
+            else f"Event property · {v[5:]}"
+            if v.startswith("prop:")
             else {"csm_name": "CSM", "cohort_quarter": "Start quarter"}.get(v, v.capitalize())
         ),
+        help="An account attribute puts each account in one group; an event property takes its value from "
+        "the account's events, per the attribution.",
     )
+c7, c8 = st.columns([3, 2])
+with c7:
+    exclude_text = st.text_input(
+        "Exclusion steps (optional)",
+        key="exclude",
+        bind="query-params",
+        placeholder="EVENT:FROM:TO, e.g. support_ticket_opened:1:3",
+        help="An account that does EVENT between step FROM and step TO leaves the funnel (PostHog's exclusion "
+        "steps). Separate several with commas.",
+    )
+with c8:
+    by_prop = bool(by) and by.startswith("prop:")
+    attribution = st.selectbox(
+        "Attribution",
+        ["first", "last", *[f"step:{k}" for k in range(1, 11)]],
+        key="attribution",
+        bind="query-params",
+        disabled=not by_prop,
+        format_func=lambda v: {"first": "First touch", "last": "Last touch"}.get(v) or f"Step {v[5:]}",
+        help="Which event gives an account its value of the event property: the first that has it, the last, "
+        "or the event that fills step N (an account can then appear under several values).",
+    )
+exclude = [x.strip() for x in (exclude_text or "").split(",") if x.strip()]
 
 if steps:
     st.caption(
@@ -119,6 +147,8 @@ try:
             by=by,
             filters=flt,
             as_of=as_of,
+            exclude=exclude,
+            attribution=attribution if by_prop else None,
         )
 except ValueError as exc:
     st.error(md(exc))
@@ -147,6 +177,21 @@ if by:
     group_col = "group"
 
 st.caption(f"As of {as_of:%d %b %Y} · {md(flt.describe())} · window {window_n} {unit} from step 1 · {mode}")
+if exclude:
+    st.caption(
+        f"Exclusion steps {md(', '.join(str(x) for x in res.spec.exclusions))}: "
+        f"{res.meta['excluded_accounts']:,} accounts left the funnel."
+    )
+if by_prop:
+    prop = md(by[5:])
+    st.caption(
+        {
+            "first": f"First touch: each account under the first {prop} its step events carry",
+            "last": f"Last touch: each account under the last {prop} its step events carry",
+        }.get(res.spec.attribution)
+        or f"Step {res.spec.attribution_step} attribution: an account appears under each {prop} its step-"
+        f"{res.spec.attribution_step} events carry; one without a step-{res.spec.attribution_step} event under none"
+    )
 st.plotly_chart(charts.funnel_chart(steps_df, group_col=group_col), key="funnel_chart")
 last = steps_df[steps_df["step"] == steps_df["step"].max()]
 if not by:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
@@ -232,59 +231,89 @@ def activity_anchored(
     return df
 
 
-def step_occurrences(conn: Connection, *, names: list[str], milestone_keys: list[str], strict: bool) -> pd.DataFrame:
-    """Events (and milestone completions as `milestone:<key>`) that can fill funnel steps.
+def step_occurrences(
+    conn: Connection, *, names: list[str], milestone_keys: list[str], strict: bool, prop: str | None = None
+) -> pd.DataFrame:
+    """Events (and milestone completions as `milestone:<key>`) that can fill funnel steps
+    or exclusions, with `prop`: the value of the event property `prop` (None if unset).
 
-    `rank` orders each account's stream. In strict mode it is the position among all the
-    account's events (so adjacency can be checked), which needs one pass over the table.
+    Strict mode also needs to know where the account did something else: it gets one row
+    with name None at the first instant of each run of instants that hold only other
+    events (a later one would clear nothing more). An instant that also holds a step
+    event is no break: PostHog takes such a group without its strict clearing.
     """
+    cols = ["account_id", "name", "ts", "prop"]
     parts = []
     if names:
-        if strict:
-            df = _read(
-                conn,
-                "SELECT account_id, name, ts, rnk AS rank FROM ("
-                " SELECT account_id, event AS name, ts,"
-                " ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY ts, id) AS rnk FROM events"
-                ") s WHERE name IN :names",
-                {"names": names},
-                expanding=("names",),
+        if prop:
+            # The key is bound, never spliced into the SQL.
+            value = (
+                "CASE WHEN json_valid(properties) THEN json_extract(properties, :path) END"
+                if conn.dialect.name == "sqlite"
+                else "(CAST(properties AS json) ->> :path)"
             )
+            params = {"names": names, "path": '$."' + prop + '"' if conn.dialect.name == "sqlite" else prop}
         else:
-            df = _read(
+            value, params = "NULL", {"names": names}
+        parts.append(
+            _read(
                 conn,
-                "SELECT account_id, event AS name, ts, id FROM events WHERE event IN :names",
-                {"names": names},
+                f"SELECT account_id, event AS name, ts, {value} AS prop FROM events WHERE event IN :names",
+                params,
                 expanding=("names",),
             )
-        parts.append(df)
+        )
     if milestone_keys:
         ms = _read(
             conn,
-            "SELECT account_id, milestone_key AS name, completed_at AS ts FROM account_milestones "
+            "SELECT account_id, milestone_key AS name, completed_at AS ts, NULL AS prop FROM account_milestones "
             "WHERE completed_at IS NOT NULL AND milestone_key IN :keys",
             {"keys": milestone_keys},
             expanding=("keys",),
         )
         ms["name"] = "milestone:" + ms["name"]
         parts.append(ms)
+    if strict:
+        step = "CASE WHEN event IN :names THEN 1 ELSE 0 END" if names else "0"
+        done = (
+            " UNION ALL SELECT account_id, completed_at AS ts, 1 AS st FROM account_milestones"
+            " WHERE completed_at IS NOT NULL AND milestone_key IN :keys"
+            if milestone_keys
+            else ""
+        )
+        breaks = _read(
+            conn,
+            f"WITH s AS (SELECT account_id, ts, {step} AS st FROM events{done}),"
+            " t AS (SELECT account_id, ts, MAX(st) AS has_step FROM s GROUP BY account_id, ts),"
+            " l AS (SELECT account_id, ts, has_step,"
+            " LAG(has_step) OVER (PARTITION BY account_id ORDER BY ts) AS prev FROM t)"
+            " SELECT account_id, NULL AS name, ts, NULL AS prop FROM l WHERE has_step = 0 AND prev = 1",
+            {**({"names": names} if names else {}), **({"keys": milestone_keys} if milestone_keys else {})},
+            expanding=tuple(x for x, v in (("names", names), ("keys", milestone_keys)) if v),
+        )
+        parts.append(breaks)
+    parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.DataFrame(columns=["account_id", "name", "ts", "rank"])
+        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns]" if c == "ts" else object) for c in cols})
     out = pd.concat(parts, ignore_index=True)
     out["ts"] = naive_ts(out["ts"])
-    if strict and milestone_keys:
-        # Milestone completions join the stream after events at the same instant.
-        out["rank"] = out["rank"].fillna(np.inf)
-        out = out.sort_values(["account_id", "ts", "rank"], kind="stable")
-        out["rank"] = out.groupby("account_id").cumcount()
-    elif not strict:
-        if "id" not in out:
-            out["id"] = 0
-        out["id"] = out["id"].fillna(np.iinfo(np.int64).max)
-        out = out.sort_values(["account_id", "ts", "id"], kind="stable")
-        out["rank"] = out.groupby("account_id").cumcount()
-        out = out.drop(columns="id")
-    return out[["account_id", "name", "ts", "rank"]].reset_index(drop=True)
+    out["prop"] = out["prop"].astype(object).where(out["prop"].notna(), None)
+    return out[cols].reset_index(drop=True)
+
+
+def event_property_keys(conn: Connection) -> list[str]:
+    """The property names that events carry (for an event-property breakdown)."""
+    if conn.dialect.name == "sqlite":
+        sql = (
+            "SELECT DISTINCT j.key AS key FROM events e, json_each(e.properties) j "
+            "WHERE e.properties IS NOT NULL AND json_valid(e.properties) AND json_type(e.properties) = 'object'"
+        )
+    else:
+        sql = (
+            "SELECT DISTINCT jsonb_object_keys(CAST(properties AS jsonb)) AS key FROM events "
+            "WHERE properties IS NOT NULL AND substr(properties, 1, 1) = '{'"
+        )
+    return sorted(str(k) for k in _read(conn, sql)["key"].tolist())
 
 
 def event_names(conn: Connection) -> pd.DataFrame:

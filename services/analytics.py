@@ -297,11 +297,18 @@ class Facts:
             lambda: self._q(q.checklist_value_anchored, end_offset_days=int(end_offset(offset_days))),
         )
 
-    def step_occurrences(self, names: tuple[str, ...], milestone_keys: tuple[str, ...], strict: bool) -> pd.DataFrame:
+    def step_occurrences(
+        self, names: tuple[str, ...], milestone_keys: tuple[str, ...], strict: bool, prop: str | None = None
+    ) -> pd.DataFrame:
         return self.cached(
-            ("steps", names, milestone_keys, strict),
-            lambda: self._q(q.step_occurrences, names=list(names), milestone_keys=list(milestone_keys), strict=strict),
+            ("step_occ", names, milestone_keys, strict, prop),
+            lambda: self._q(
+                q.step_occurrences, names=list(names), milestone_keys=list(milestone_keys), strict=strict, prop=prop
+            ),
         )
+
+    def event_property_keys(self) -> list[str]:
+        return self.cached(("event_property_keys",), lambda: self._q(q.event_property_keys))
 
     def event_names(self) -> pd.DataFrame:
         return self.cached(("event_names",), lambda: self._q(q.event_names))
@@ -528,8 +535,24 @@ def funnel_report(
     by: str | None = None,
     filters: Filters | None = None,
     as_of: date | None = None,
+    exclude: list[str] | None = None,
+    attribution: str | None = None,
 ) -> fn.FunnelResult:
-    """A funnel over events and `milestone:<key>` steps for the filtered accounts."""
+    """A funnel over events and `milestone:<key>` steps for the filtered accounts.
+
+    `by`: an account attribute or `prop:NAME` (an event property, valued per `attribution`:
+    first, last or step:N); `exclude`: exclusion steps as EVENT:FROM:TO."""
+    prop = None
+    if by and by.startswith("prop:"):
+        prop = by.split(":", 1)[1].strip()
+        if not prop or '"' in prop or "\\" in prop:
+            raise ValueError(f"cannot break down by {by!r}: name an event property, e.g. prop:source")
+    elif by and by not in ATTRIBUTES:
+        raise ValueError(f"cannot break down by {by!r}; use one of {', '.join(ATTRIBUTES)} or prop:<event property>")
+    if attribution and not prop:
+        raise ValueError(
+            "attribution applies to an event-property breakdown (--by prop:NAME); an account attribute has one value"
+        )
     spec = fn.FunnelSpec(
         steps=tuple(steps),
         mode=mode,
@@ -537,17 +560,18 @@ def funnel_report(
         entry_from=datetime.combine(entry_from, datetime.min.time()) if entry_from else None,
         entry_to=datetime.combine(entry_to, datetime.max.time()) if entry_to else None,
         as_of=day_end(as_of).to_pydatetime() if as_of else None,
+        exclusions=tuple(fn.Exclusion.parse(x) for x in exclude or ()),
+        attribution=attribution or "first",
     )
     spec.validate()
-    if by and by not in ATTRIBUTES:
-        raise ValueError(f"cannot break down by {by!r}; use one of {', '.join(ATTRIBUTES)}")
-    names = tuple(sorted({s for s in steps if not s.startswith("milestone:")}))
-    keys = tuple(sorted({s.split(":", 1)[1] for s in steps if s.startswith("milestone:")}))
+    wanted = [*steps, *(x.event for x in spec.exclusions)]
+    names = tuple(sorted({s for s in wanted if not s.startswith("milestone:")}))
+    keys = tuple(sorted({s.split(":", 1)[1] for s in wanted if s.startswith("milestone:")}))
     known = {d["key"] for d in src.milestone_defs()}
     unknown = [k for k in keys if k not in known]
     if unknown:
         raise ValueError(f"unknown milestone {', '.join(unknown)}; defined: {', '.join(sorted(known))}")
-    occ = src.step_occurrences(names, keys, mode == "strict")
+    occ = src.step_occurrences(names, keys, mode == "strict", prop)
     a = _accounts(src, filters)
     occ = occ[occ["account_id"].isin(a["account_id"])]
     if as_of is not None:

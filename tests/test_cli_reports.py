@@ -202,6 +202,24 @@ VARIANTS: dict[str, tuple[list[str], Callable[[Facts], pd.DataFrame]]] = {
             an.funnel_report(s, steps=FUNNEL_STEPS, mode="unordered", by="plan", filters=Filters(), as_of=AS_OF).steps
         ),
     ),
+    "funnel-exclusion-and-property-breakdown": (
+        [
+            *["funnel", *steps_args(["workspace_created", "integration_connected", "dashboard_created"])],
+            *["--exclude", "data_imported:1:2", "--by", "prop:source", "--attribution", "step:2", "--window", "30d"],
+        ],
+        lambda s: (
+            an.funnel_report(
+                s,
+                steps=["workspace_created", "integration_connected", "dashboard_created"],
+                window="30d",
+                exclude=["data_imported:1:2"],
+                by="prop:source",
+                attribution="step:2",
+                filters=Filters(),
+                as_of=AS_OF,
+            ).steps
+        ),
+    ),
     "funnel-milestones-accounts": (
         ["funnel", *steps_args(MILESTONE_STEPS), "--accounts"],
         lambda s: an.funnel_report(s, steps=MILESTONE_STEPS, filters=Filters(), as_of=AS_OF).accounts,

@@ -177,3 +177,72 @@ def test_a_shared_link_keeps_its_steps_after_new_data(small_db: str, use_db) -> 
     assert report.ok and report.written
     after = open_page("funnel", query=link)
     assert after.multiselect(key="steps").value == steps
+
+
+def test_exclusion_steps_from_the_url(demo_db: str, use_db, labels) -> None:
+    """An exclusion typed in the page (kept in the URL) removes the accounts that did the
+    event between the two steps, as `funnel_report(..., exclude=...)` does."""
+    use_db(demo_db)
+    steps = ["workspace_created", "integration_connected", "dashboard_created"]
+    at = open_page(
+        "funnel",
+        query={
+            "as_of": AS_OF.isoformat(),
+            "steps": [labels[s] for s in steps],
+            "window": "30",
+            "exclude": "data_imported:1:2",
+        },
+    )
+    assert at.text_input(key="exclude").value == "data_imported:1:2"
+    expected = funnel_report(
+        Facts(demo_db), steps=steps, window="30d", filters=Filters(), as_of=AS_OF, exclude=["data_imported:1:2"]
+    )
+    plain = funnel_report(Facts(demo_db), steps=steps, window="30d", filters=Filters(), as_of=AS_OF)
+    table = table_with(at, "step", "accounts", "dropped", "in_progress")
+    assert table["accounts"].tolist() == expected.steps["accounts"].tolist()
+    n = expected.meta["excluded_accounts"]
+    assert n > 0 and table["accounts"].iloc[0] == plain.steps["accounts"].iloc[0] - n
+    assert any(f"{n:,} accounts left the funnel" in c for c in texts(at.caption))
+
+
+def test_a_bad_exclusion_says_what_is_wrong(demo_db: str, use_db, labels) -> None:
+    use_db(demo_db)
+    steps = ["workspace_created", "integration_connected"]
+    at = open_page(
+        "funnel",
+        query={"as_of": AS_OF.isoformat(), "steps": [labels[s] for s in steps], "exclude": "data_imported:1:5"},
+    )
+    assert any("within steps 1 to 2" in e.value for e in at.error)
+    assert not [d for d in at.dataframe if "accounts" in d.value.columns]
+
+
+def test_event_property_breakdown_with_step_attribution(demo_db: str, use_db, labels) -> None:
+    """Break down by the integration's `source` (an event property), valued by the event
+    that fills step 2: the groups are those of `funnel_report` with the same attribution."""
+    use_db(demo_db)
+    steps = ["workspace_created", "integration_connected", "dashboard_created"]
+    first = open_page("funnel", query={"as_of": AS_OF.isoformat()})
+    by_label = first.selectbox(key="by").format_func("prop:source")
+    attr_label = first.selectbox(key="attribution").format_func("step:2")
+    assert first.selectbox(key="attribution").disabled, "attribution only matters for an event property"
+    at = open_page(
+        "funnel",
+        query={
+            "as_of": AS_OF.isoformat(),
+            "steps": [labels[s] for s in steps],
+            "by": by_label,
+            "attribution": attr_label,
+        },
+    )
+    assert at.selectbox(key="by").value == "prop:source"
+    assert at.selectbox(key="attribution").value == "step:2"
+    assert not at.selectbox(key="attribution").disabled
+    res = funnel_report(
+        Facts(demo_db), steps=steps, by="prop:source", attribution="step:2", filters=Filters(), as_of=AS_OF
+    ).steps
+    shown = at.multiselect(key="groups").value
+    assert len(shown) == 2 and set(shown) <= set(res["group"])
+    table = table_with(at, "group", "step", "accounts")
+    for g in shown:
+        assert table[table["group"] == g]["accounts"].tolist() == res[res["group"] == g]["accounts"].tolist()
+    assert any("Step 2 attribution" in c for c in texts(at.caption))
