@@ -163,7 +163,7 @@ PAGES = [
     # The home page (Portfolio) lives at the root URL.
     ("portfolio", "", "Portfolio", "Onboarding completion rate"),
     ("funnel", "funnel", "Funnel", "Conversion from step 1"),
-    ("cohorts", "cohorts", "Cohorts", "Completed in time"),
+    ("cohorts", "cohorts", "Cohorts", "Completed by day N"),
     ("cohorts-time-to-value", "cohorts?view=Time+to+value", "Cohorts", "Naive median"),
     ("cohorts-retention", "cohorts?view=Usage+retention", "Cohorts", "Start event"),
     ("cohorts-signals", "cohorts?view=Early+signals", "Cohorts", "correlations, not causes"),
