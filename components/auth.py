@@ -174,9 +174,9 @@ def resolve(
             "([auth] in .streamlit/secrets.toml) or a trusted header (AUTH_HEADER)."
         )
     return error(
-        "Sign-in is not configured, and DATABASE_URL points at a database other than the local demo file: "
-        "configure OIDC ([auth] in .streamlit/secrets.toml) or a trusted header (AUTH_HEADER), or set DEMO_MODE=1 "
-        "to run the open local demo on it."
+        "Sign-in is not configured, and the database is not the local demo's (DATABASE_URL points elsewhere, or "
+        "data was imported into the demo file): configure OIDC ([auth] in .streamlit/secrets.toml) or a trusted "
+        "header (AUTH_HEADER), or set DEMO_MODE=1 to run the open local demo on it."
     )
 
 
@@ -374,7 +374,7 @@ def user_badge(user: User) -> None:
     """Who is signed in, in the sidebar."""
     if user.mode == "demo":
         st.sidebar.info(
-            f"**Local demo**: you are the *{user.name}* ({user.role}). Sign-in is off; configure OIDC or a trusted header to use real accounts.",
+            f"**Local demo**: you are the *{md(user.name)}* ({user.role}). Sign-in is off; configure OIDC or a trusted header to use real accounts.",
             icon=":material/person:",
         )
     else:

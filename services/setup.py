@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from db import demo
-from db.models import Account, ChangeLog, Meta, TeamMember
+from db.models import Account, ChangeLog, ImportRun, Meta, TeamMember
 from db.session import DEFAULT_URL, bump_data_version, database_url, session_scope
 from db.settings_store import init_db
 
@@ -78,8 +80,27 @@ def seed_demo(
 
 def is_demo_database(url: str | None = None) -> bool:
     """True for the default SQLite file (data/onboarding.db), the database the local demo
-    creates; any other DATABASE_URL holds someone's data until DEMO_MODE=1 says otherwise."""
-    return database_url(url) == database_url(DEFAULT_URL)
+    creates, as long as nobody has imported or restored data into it; any other
+    DATABASE_URL holds someone's data until DEMO_MODE=1 says otherwise."""
+    if database_url(url) != database_url(DEFAULT_URL):
+        return False
+    return not holds_imported_data(url)
+
+
+def holds_imported_data(url: str | None = None) -> bool:
+    """Whether an import or a restore ever succeeded here: then the data is someone's own,
+    and an open demo over it would hand it to every visitor."""
+    parsed = make_url(database_url(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        return False  # first start: nothing there yet (and connecting would create the file)
+    try:
+        with session_scope(url) as s:
+            imported = s.execute(select(ImportRun.id).where(ImportRun.status == "imported").limit(1)).first()
+            return imported is not None or s.get(Meta, "last_restore") is not None
+    except SQLAlchemyError:
+        # Not migrated yet (no tables: nothing imported), or unreadable: the database-error
+        # page follows, which shows no data either way.
+        return False
 
 
 def has_accounts(url: str | None = None) -> bool:

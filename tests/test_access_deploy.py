@@ -151,6 +151,40 @@ def test_the_default_sqlite_file_is_the_demo_database(monkeypatch: pytest.Monkey
     assert not is_demo_database()
 
 
+def test_the_demo_file_stops_being_the_demo_once_data_is_imported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, small_db: str
+) -> None:
+    """A default-path database into which someone imported their own data is no demo any
+    more: with nothing configured the app closes instead of opening it to every visitor."""
+    import services.setup as setup
+    from db.importer import import_files
+
+    demo_file = tmp_path / "onboarding.db"
+    monkeypatch.setattr(setup, "DEFAULT_URL", f"sqlite:///{demo_file}")
+    assert setup.is_demo_database(f"sqlite:///{demo_file}")  # first start: no file yet
+    assert not demo_file.exists()  # and asking did not create it
+    setup.ensure_ready(f"sqlite:///{demo_file}", demo_mode=True)
+    assert setup.is_demo_database(f"sqlite:///{demo_file}")  # the seeded demo is the demo
+    rejected = import_files(
+        {"accounts.csv": b"account_id,name,segment,contract_start\nX-1,X,Nope,2026-01-05\n"},
+        url=f"sqlite:///{demo_file}",
+    )
+    assert not rejected.ok and setup.is_demo_database(f"sqlite:///{demo_file}")  # nothing was imported
+    ok = import_files(
+        {"accounts.csv": b"account_id,name,segment,contract_start\nX-1,X,SMB,2026-01-05\n"},
+        url=f"sqlite:///{demo_file}",
+    )
+    assert ok.ok and not setup.is_demo_database(f"sqlite:///{demo_file}")
+    # The same rule holds on the test database (SQLite or PostgreSQL): seeded is not imported.
+    assert not setup.holds_imported_data(small_db)
+    assert import_files(
+        {"accounts.csv": b"account_id,name,segment,contract_start\nX-1,X,SMB,2026-01-05\n"}, url=small_db
+    ).ok
+    assert setup.holds_imported_data(small_db)
+    cfg = resolve(secrets={}, secrets_problem=None, env={}, database_is_demo=False, server_address=None)
+    assert cfg.mode == "error" and "data was imported into the demo file" in cfg.problem
+
+
 # ----------------------------------------------------------------------------- misconfiguration pages
 
 
