@@ -42,6 +42,13 @@ with st.expander("The data contract: which files and columns", icon=":material/d
     )
 
 st.subheader("Import")
+if user.mode == "demo":
+    st.info(
+        "This is the open local demo: everyone who reaches it is an admin. Once your own data is imported "
+        "into the demo database, the app closes until sign-in is configured (unless DEMO_MODE=1 is set), "
+        "so your data is never open to every visitor.",
+        icon=":material/lock:",
+    )
 uploads = st.file_uploader(
     "CSV files (team.csv, accounts.csv, events.csv, milestones.csv, outcomes.csv, checklist.csv) or one zip of them",
     type=["csv", "zip"],

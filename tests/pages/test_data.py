@@ -182,3 +182,9 @@ def test_a_second_import_while_one_runs_is_told_who_runs_it(small_db: str, use_d
         go.set()
         first.join(120)
     assert count(small_db, Account) == 32  # the first import's accounts; the second wrote nothing
+
+
+def test_the_local_demo_says_an_import_closes_the_open_demo(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("data", query={"as_of": AS_OF.isoformat()})
+    assert any("the app closes until sign-in is configured" in i for i in texts(at.info))
