@@ -294,6 +294,17 @@ def current_user(cfg: AuthConfig) -> User:
             st.button("Sign in", type="primary", on_click=st.login)
             st.stop()
         email = str(st.user.get("email") or "")
+        if st.user.get("email_verified") is False:
+            # A provider that lets people set an address they do not own says so here; the
+            # team is matched by address, so an unverified one could be anyone's.
+            log.warning("OIDC sign-in refused: %s is not verified by the identity provider", email)
+            st.title("Not signed in")
+            st.error(
+                f"Your identity provider has not verified the address {md(email)}, so it cannot be matched to "
+                "the team. Verify it with the provider, then sign in again."
+            )
+            st.button("Sign out", on_click=st.logout)
+            st.stop()
     else:
         try:
             email = header_identity(st.context.headers, cfg)

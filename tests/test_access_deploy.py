@@ -590,3 +590,19 @@ def test_the_data_page_offers_the_export_to_admins_only_and_makes_it_on_click(sm
     assert len(export) == 1
     # Nothing in the media store until the click: a deferred file, no /media URL.
     assert export[0].proto.deferred_file_id and not export[0].proto.url
+
+
+def test_an_address_the_identity_provider_has_not_verified_is_refused(small_db: str, use_db) -> None:
+    """OIDC sign-in matches the team by address: one the provider marks unverified could be
+    anyone's, so it is refused (an admin's address typed into a self-service profile)."""
+    use_db(small_db)
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.secrets["auth"] = dict(OIDC_SECRETS)
+    at.user = {"is_logged_in": True, "email": ADMIN, "name": "Mallory", "email_verified": False}
+    at.run()
+    assert texts(at.title) == ["Not signed in"]
+    assert any("has not verified the address" in e for e in texts(at.error))
+    assert "_user" not in at.session_state
+    at.user = {"is_logged_in": True, "email": ADMIN, "name": "Admin", "email_verified": True}
+    at.run()
+    assert "_user" in at.session_state and at.session_state["_user"].is_admin
