@@ -123,12 +123,27 @@ def settle(page, title: str | None = None, timeout: float = 60) -> None:
             arg=title,
             timeout=timeout * 1000,
         )
-    quiet = 0
+    # With toolbarMode = "minimal" the status widget never appears, so it cannot tell that
+    # the script still runs: wait for the app's own script state, then for a quiet DOM.
+    page.wait_for_function(
+        "() => { const a = document.querySelector('[data-testid=stApp]');"
+        " return a && a.getAttribute('data-test-script-state') !== 'running'; }",
+        timeout=timeout * 1000,
+    )
+    page.evaluate(
+        "() => { window.__mutations = 0; new MutationObserver(m => { window.__mutations += m.length; })"
+        ".observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true}); }"
+    )
+    quiet, seen = 0, -1
     end = time.time() + timeout
-    while time.time() < end and quiet < 6:
+    while time.time() < end and quiet < 3:
         time.sleep(0.25)
-        quiet = 0 if page.locator('[data-testid="stStatusWidget"]').count() else quiet + 1
-    time.sleep(0.3)
+        running = page.evaluate(
+            "() => document.querySelector('[data-testid=stApp]').getAttribute('data-test-script-state')"
+        )
+        count = page.evaluate("() => window.__mutations")
+        quiet = quiet + 1 if (count == seen and running != "running") else 0
+        seen = count
 
 
 def no_exception(page) -> None:
