@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -116,23 +117,55 @@ class _ZipRefused(Exception):
     pass
 
 
-def _zip_entry_count(data: bytes) -> int | None:
-    """The number of entries the zip's end record declares, read before the directory itself."""
-    end = getattr(zipfile, "_EndRecData", None)
-    if end is None:  # pragma: no cover - a Python without the helper: the upload size bounds it
-        return 0
-    rec = end(io.BytesIO(data))
-    return None if rec is None else int(rec[4])  # _ECD_ENTRIES_TOTAL (zip64-aware)
+# The most bytes of central directory a zip of MAX_ZIP_ENTRIES entries may have: each entry
+# is a 46-byte header and its name, extra field and comment (up to 64 KB each by the format,
+# far less in practice); zipfile reads the whole directory into memory at once.
+ZIP_DIR_BYTES_PER_ENTRY = 70 * 1024
+
+
+def _check_zip_directory(data: bytes) -> None:
+    """Refuse a zip whose central directory holds more than MAX_ZIP_ENTRIES entries, before
+    zipfile parses it. The entry count in the end record is the uploader's word and zipfile
+    ignores it (it builds one ZipInfo per directory entry), so the entries are counted here by
+    walking the directory headers in place, stopping at the first one past the limit."""
+    try:
+        rec = zipfile._EndRecData(io.BytesIO(data))
+    except OSError as exc:
+        raise _ZipRefused("not a readable zip file") from exc
+    if not rec:
+        raise _ZipRefused("not a readable zip file")
+    size_cd = int(rec[zipfile._ECD_SIZE])
+    limit = MAX_ZIP_ENTRIES * ZIP_DIR_BYTES_PER_ENTRY
+    if size_cd > limit:
+        raise _ZipRefused(
+            f"the zip's list of entries is {human_size(size_cd)}; at most {human_size(limit)} "
+            f"({MAX_ZIP_ENTRIES:,} entries) is accepted"
+        )
+    # Where zipfile looks for the directory (its arithmetic, in which the offset the end record
+    # gives cancels out: data may precede the zip).
+    start = int(rec[zipfile._ECD_LOCATION]) - size_cd
+    if rec[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+        start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    if start < 0:
+        raise _ZipRefused("not a readable zip file")
+    directory = memoryview(data)[start : start + size_cd]  # a view: nothing is copied
+    pos = entries = 0
+    while pos < size_cd:
+        if pos + zipfile.sizeCentralDir > len(directory) or directory[pos : pos + 4] != zipfile.stringCentralDir:
+            raise _ZipRefused("not a readable zip file")
+        entries += 1
+        if entries > MAX_ZIP_ENTRIES:
+            raise _ZipRefused(
+                f"the zip has more than {MAX_ZIP_ENTRIES:,} entries; at most {MAX_ZIP_ENTRIES:,} are accepted"
+            )
+        name, extra, comment = struct.unpack_from("<3H", directory, pos + 28)
+        pos += zipfile.sizeCentralDir + name + extra + comment
 
 
 def _zip_members(data: bytes, zipname: str) -> list[tuple[str, str, Source, int]]:
     """(file name, label, source, declared size) of the CSV files in a zip, within the limits."""
     try:
-        entries = _zip_entry_count(data)
-        if entries is None:
-            raise _ZipRefused("not a readable zip file")
-        if entries > MAX_ZIP_ENTRIES:
-            raise _ZipRefused(f"the zip has {entries:,} entries; at most {MAX_ZIP_ENTRIES:,} are accepted")
+        _check_zip_directory(data)
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:

@@ -143,13 +143,63 @@ def test_too_many_zip_entries_and_too_much_in_total_are_refused(empty_db: str, m
     monkeypatch.setattr(uploads, "MAX_ZIP_ENTRIES", 3)
     many = _zip({f"x{i}/notes{i}.txt": b"" for i in range(5)})
     assert _problems(import_files(files_from_uploads([("many.zip", many)]), url=empty_db, dry_run=True)) == [
-        ("many.zip", 0, "the zip has 5 entries; at most 3 are accepted")
+        ("many.zip", 0, "the zip has more than 3 entries; at most 3 are accepted")
     ]
     monkeypatch.setattr(uploads, "MAX_TOTAL_BYTES", 150)
     both = _zip({"team.csv": TEAM, "accounts.csv": ACCOUNTS + b"A-2,Beta,SMB,2026-01-05,\n"})
     assert _problems(import_files(files_from_uploads([("both.zip", both)]), url=empty_db, dry_run=True)) == [
         ("both.zip", 0, "the files in the zip add up to more than 150 bytes uncompressed; split it")
     ]
+
+
+def _understated(data: bytes, entries: int) -> bytes:
+    """The zip with both entry counts of its end record set to `entries` (the directory untouched)."""
+    out = bytearray(data)
+    end = out.rindex(b"PK\x05\x06")
+    struct.pack_into("<HH", out, end + 8, entries, entries)
+    return bytes(out)
+
+
+def test_a_zip_that_understates_its_entries_is_refused_before_they_are_parsed(empty_db: str) -> None:
+    """5,000 entries behind an end record that says 1: zipfile would build all 5,000 (millions
+    in a 1 GB upload); the directory itself is counted, and the count stops past the limit."""
+    liar = _understated(_zip({f"x{i}.txt": b"" for i in range(5_000)}), 1)
+    with zipfile.ZipFile(io.BytesIO(liar)) as zf:
+        assert len(zf.infolist()) == 5_000  # what parsing it would have cost
+    refusal = "the zip has more than 100 entries; at most 100 are accepted"
+    assert uploads.expand([("x.zip", liar)], known=["events.csv"]) == {"x.zip": Refused(refusal)}
+    report = import_files(files_from_uploads([("x.zip", liar)]), url=empty_db, dry_run=True)
+    assert _problems(report) == [("x.zip", 0, refusal)]
+
+
+def test_a_zip_directory_too_large_for_the_entry_limit_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(uploads, "MAX_ZIP_ENTRIES", 3)
+    monkeypatch.setattr(uploads, "ZIP_DIR_BYTES_PER_ENTRY", 100)
+    long_names = _zip({f"{'n' * 200}{i}.csv": b"" for i in range(2)})
+    assert uploads.expand([("long.zip", long_names)], known=[]) == {
+        "long.zip": Refused("the zip's list of entries is 502 bytes; at most 300 bytes (3 entries) is accepted")
+    }
+
+
+def test_zips_within_the_entry_limit_still_expand(monkeypatch) -> None:
+    """Exactly the limit, an understated count within it, and a zip after other data (as a
+    self-extracting archive is): the directory is found where zipfile finds it."""
+    monkeypatch.setattr(uploads, "MAX_ZIP_ENTRIES", 3)
+    three = _zip({"team.csv": TEAM, "accounts.csv": PLAIN_ACCOUNTS, "notes.txt": b"hi"})
+    for data in (three, _understated(three, 1), b"#!/bin/sh\nexit 0\n" * 50 + three):
+        got = uploads.expand([("d.zip", data)], known=["team.csv", "accounts.csv"])
+        assert sorted(got) == ["accounts.csv", "team.csv"]
+        assert all(isinstance(src, ZipMember) for src in got.values())
+        stream, _size, _limit = uploads.open_source(got["accounts.csv"])
+        with stream:
+            assert stream.read() == PLAIN_ACCOUNTS
+    four = _zip({f"f{i}.csv": b"a\n" for i in range(4)})
+    assert uploads.expand([("four.zip", four)], known=[]) == {
+        "four.zip": Refused("the zip has more than 3 entries; at most 3 are accepted")
+    }
+    assert uploads.expand([("junk.zip", b"PK\x05\x06 not a zip")], known=[]) == {
+        "junk.zip": Refused("not a readable zip file")
+    }
 
 
 def test_a_loose_file_over_the_limit_is_refused(empty_db: str, monkeypatch) -> None:
