@@ -10,7 +10,8 @@ format, the schema revision and each table's columns and row count.
 A restore goes into an empty database only (see `database_contents`), in one transaction,
 and keeps every id, so foreign keys, and the change log's references to records by id, stay
 valid. Tables are written and read in chunks, so memory stays bounded however big the
-events table is.
+events table is. A dry run (Validate) reads on a read-only connection, takes no lock and
+inserts nothing: it checks the emptiness rule and every row's types, not foreign keys.
 """
 
 from __future__ import annotations
