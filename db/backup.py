@@ -10,7 +10,8 @@ format, the schema revision and each table's columns and row count.
 A restore goes into an empty database only (see `database_contents`), in one transaction,
 and keeps every id, so foreign keys, and the change log's references to records by id, stay
 valid. Tables are written and read in chunks, so memory stays bounded however big the
-events table is.
+events table is. A dry run (Validate) reads on a read-only connection, takes no lock and
+inserts nothing: it checks the emptiness rule and every row's types, not foreign keys.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from sqlalchemy import (
     text,
     type_coerce,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session, SQLModel
 
+from db import import_lock
 from db.import_lock import ADVISORY_CLASS
 from db.importer import FileReport, ImportReport, Problem
 from db.models import ImportRun, Meta, utcnow
@@ -319,7 +321,8 @@ def restore_files(
     source: str = "",
 ) -> ImportReport:
     """Restore a backup (`backup/...` files; other files are ignored) into an empty database,
-    atomically; a dry run checks everything and writes nothing."""
+    atomically, under the import lock; a dry run checks everything it can and takes no lock
+    and writes nothing (see `_check_backup`)."""
     t0 = time.perf_counter()
     report = ImportReport(dry_run=dry_run)
     ignored = sorted(n for n in files if not n.startswith(f"{BACKUP_DIR}/"))
@@ -333,32 +336,29 @@ def restore_files(
         plan = _plan(manifest, files)
     except BackupError as exc:
         report.add(Problem(MANIFEST, 0, "", "", str(exc)))
-        return _finish(report, url=url, actor=actor, source=source, t0=t0)
+        return _finish(report, url=url, actor=actor, source=source, t0=t0, dry_run=dry_run)
     for name, _entry in plan:
         report.files[name] = FileReport(name)
     total = max(sum(entry["rows"] for _, entry in plan), 1)
     done = 0
 
     engine = get_engine(url)
-    with Session(engine, expire_on_commit=False) as session:
+    if dry_run:
+        _check_backup(engine, plan, files, report, progress=progress, total=total)
+        if not report.ok:
+            for fr in report.files.values():
+                fr.inserted = 0
+        return _finish(report, url=url, actor=actor, source=source, t0=t0, dry_run=True, progress=progress)
+    with (
+        import_lock.import_connection(engine, dry_run=False) as bound,
+        Session(bind=bound, expire_on_commit=False) as session,
+    ):
         try:
             conn = session.connection()
             _lock(conn)
             contents = database_contents(conn)
             if contents:
-                report.add(
-                    Problem(
-                        MANIFEST,
-                        0,
-                        "",
-                        "",
-                        "a backup restores only into an empty database, and this one holds "
-                        + ", ".join(contents)
-                        + ". Nothing was written. Point DATABASE_URL at a new database (manage.py migrate "
-                        "creates it) and restore there; to merge only the six contract files into this "
-                        "database, import them without the backup/ folder.",
-                    )
-                )
+                report.add(_not_empty(contents))
                 session.rollback()
                 return _finish(report, url=url, actor=actor, source=source, t0=t0, dry_run=dry_run)
             kept_runs = _take_rejected_runs(conn)
@@ -419,6 +419,72 @@ def restore_files(
         for fr in report.files.values():
             fr.inserted = 0
     return _finish(report, url=url, actor=actor, source=source, t0=t0, dry_run=dry_run, progress=progress)
+
+
+def _not_empty(contents: list[str]) -> Problem:
+    """The refusal of a restore into a database that holds data (real restore and dry run alike)."""
+    return Problem(
+        MANIFEST,
+        0,
+        "",
+        "",
+        "a backup restores only into an empty database, and this one holds "
+        + ", ".join(contents)
+        + ". Nothing was written. Point DATABASE_URL at a new database (manage.py migrate "
+        "creates it) and restore there; to merge only the six contract files into this "
+        "database, import them without the backup/ folder.",
+    )
+
+
+def _check_backup(
+    engine: Engine,
+    plan: list[tuple[str, dict]],
+    files: dict[str, Any],
+    report: ImportReport,
+    *,
+    progress: ProgressFn | None,
+    total: int,
+) -> None:
+    """A dry run: on a read-only connection (import_connection), with no lock, check that the
+    database is empty and parse and type-check every row of every backup file, counting rows
+    per file as a restore would. Nothing is inserted, so whether the restored rows fit together
+    (foreign keys, unique keys) is only checked by the real restore, which is atomic."""
+    done = 0
+    # Read-only for the whole dry run (SQLite query_only, a PostgreSQL read-only transaction),
+    # so it can never take the write lock; the rollback ends the read before the files are read.
+    with import_lock.import_connection(engine, dry_run=True) as conn:
+        contents = database_contents(conn)
+        conn.rollback()
+        if contents:
+            report.add(_not_empty(contents))
+            return
+        for name, entry in plan:
+            table = SQLModel.metadata.tables[entry["table"]]
+            if progress:
+                progress(done / total, f"checking {table.name}")
+            step = None
+            if progress:
+
+                def step(k: int, before: int = done, t: str = table.name) -> None:
+                    progress((before + k) / total, f"checking {t}: {k:,} rows")
+
+            try:
+                n = _restore_table(None, table, entry, files[name], report, name, on_rows=step)
+            except BackupError as exc:
+                report.add(Problem(MANIFEST, 0, "", "", str(exc)))
+                return
+            report.files[name].rows = report.files[name].inserted = n
+            if n != entry["rows"]:
+                report.add(
+                    Problem(
+                        name,
+                        0,
+                        "",
+                        "",
+                        f"holds {n:,} rows but the manifest says {entry['rows']:,}: the backup is incomplete",
+                    )
+                )
+            done += entry["rows"]
 
 
 def _finish(
@@ -542,7 +608,7 @@ def _meta_keys(source: Source) -> list[str]:
 
 
 def _restore_table(
-    conn: Connection,
+    conn: Connection | None,
     table: Table,
     entry: dict,
     source: Source,
@@ -551,14 +617,15 @@ def _restore_table(
     *,
     on_rows: Callable[[int], None] | None = None,
 ) -> int:
-    """Insert one table's rows in chunks; report unreadable rows (file, line, column); return rows read."""
+    """Insert one table's rows in chunks (no connection: only check them, a dry run); report
+    unreadable rows (file, line, column); return rows read."""
     names = list(entry["columns"])
     cols = [table.c[c] for c in names]
     kinds = [_kind(c) for c in cols]
     keys = [c.key for c in cols]
     # COPY needs every column; a backup from before a column existed goes through inserts,
     # which fill the model's defaults.
-    copy = conn.dialect.name == "postgresql" and len(cols) == len(table.columns)
+    copy = conn is not None and conn.dialect.name == "postgresql" and len(cols) == len(table.columns)
     batch: list[dict] = []
     n = 0
     for number, line in _lines(source):
@@ -581,14 +648,16 @@ def _restore_table(
                 continue
             if row[key] is None and not col.nullable and col.default is None:
                 report.add(Problem(name, number, col_name, "", "required value is missing"))
-        if report.ok:
+        if report.ok and conn is not None:
             batch.append(row)
             if len(batch) >= CHUNK:
                 _insert(conn, table, keys, batch, copy=copy)
                 batch = []
                 if on_rows:
                     on_rows(n)
-    if batch and report.ok:
+        elif on_rows and n % CHUNK == 0:
+            on_rows(n)
+    if batch and report.ok and conn is not None:
         _insert(conn, table, keys, batch, copy=copy)
     return n
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import tracemalloc
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from db import backup
 from db.exporter import export_dir, export_zip, export_zip_to
@@ -261,6 +262,103 @@ def test_dry_run_checks_and_writes_nothing(full_db: str, empty_db: str, tmp_path
     assert report.ok and not report.written
     assert report.files["backup/accounts.jsonl"].inserted == 30
     assert table_rows(empty_db) == before
+
+
+class Statements:
+    """Every SQL statement run on a database's engine while in use (a real listener)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = get_engine(url)
+        self.seen: list[str] = []
+
+    def _record(self, _conn, _cursor, statement: str, *_args) -> None:
+        self.seen.append(" ".join(statement.split()))
+
+    def __enter__(self) -> Statements:
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def writes(self) -> list[str]:
+        """Statements that write or lock: anything but a read, a pragma or a session setting,
+        and PostgreSQL's advisory locks (a SELECT that blocks other imports)."""
+        read = ("SELECT", "PRAGMA", "SET", "RESET", "SHOW", "WITH")
+        return [s for s in self.seen if not s.upper().startswith(read) or "advisory" in s.lower()]
+
+
+def test_dry_run_restore_only_reads_and_counts_every_row(full_db: str, empty_db: str, tmp_path: Path) -> None:
+    """Validating a backup takes no lock and sends no INSERT, UPDATE or DELETE (issue 10.6)."""
+    counts = export_dir(tmp_path / "one", url=full_db)
+    with Statements(empty_db) as sql:
+        report = import_dir(tmp_path / "one", url=empty_db, dry_run=True)
+    assert report.ok and not report.written, [str(p) for p in report.problems]
+    assert sql.seen, "the listener saw no statement"
+    assert sql.writes() == []
+    # Every row of every backup file was read and counted, as a restore would.
+    assert {n: f.rows for n, f in report.files.items()} == {n: c for n, c in counts.items() if n.startswith("backup/")}
+    assert report.files["backup/events.jsonl"].inserted == counts["backup/events.jsonl"] > 0
+
+
+def test_a_user_write_does_not_wait_for_a_dry_run_restore(full_db: str, empty_db: str, tmp_path: Path) -> None:
+    """While a backup is being validated (held mid-way by its progress callback), an admin's
+    settings change and a write to the tables a restore replaces go through at once: before,
+    the dry run held SQLite's write lock (or PostgreSQL row locks) and they failed after the
+    5 s busy/lock timeout."""
+    export_dir(tmp_path / "one", url=full_db)
+    reached, go = threading.Event(), threading.Event()
+    calls: list[str] = []
+    result: dict = {}
+
+    def progress(_fraction: float, label: str) -> None:
+        calls.append(label)
+        if len(calls) == 2:  # the first table is done; the second is next
+            reached.set()
+            go.wait(60)
+
+    def validate() -> None:
+        try:
+            result["report"] = import_dir(tmp_path / "one", url=empty_db, dry_run=True, progress=progress)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=validate)
+    worker.start()
+    try:
+        assert reached.wait(60), "the dry run never reached its second table"
+        assert worker.is_alive()
+        in_session(update_setting, member(full_db, ADMIN), url=empty_db, key="analysis", value={"week_start": "monday"})
+        with get_engine(empty_db).begin() as c:
+            assert c.execute(text("UPDATE milestone_definitions SET name = name")).rowcount > 0
+    finally:
+        go.set()
+        worker.join(120)
+    assert "error" not in result, result
+    assert result["report"].ok, [str(p) for p in result["report"].problems]
+    assert result["report"].files["backup/accounts.jsonl"].rows == 30
+    with session_scope(empty_db) as s:
+        assert (
+            "monday"
+            in s.execute(text("SELECT value FROM setting_versions WHERE key = 'analysis' ORDER BY version"))
+            .scalars()
+            .all()[-1]
+        )
+
+
+def test_dry_run_into_a_database_with_data_is_refused_without_a_lock(full_db: str, tmp_path: Path) -> None:
+    """Validate into a database that holds data: the same refusal as a restore, and no lock taken."""
+    export_dir(tmp_path / "one", url=full_db)
+    before = table_rows(full_db)
+    with Statements(full_db) as sql:
+        report = import_dir(tmp_path / "one", url=full_db, dry_run=True)
+    assert not report.ok and not report.written
+    assert sql.writes() == []
+    assert table_rows(full_db) == before  # not even a rejected-run record
+    real = import_dir(tmp_path / "one", url=full_db)
+    assert [str(p) for p in report.problems] == [str(p) for p in real.problems]
+    assert "a backup restores only into an empty database" in str(report.problems[0])
+    assert "30 accounts" in str(report.problems[0])
 
 
 def _break(path: Path, name: str, edit) -> None:
