@@ -379,17 +379,7 @@ def restore_files(
                         progress((before + k) / total, f"restoring {t}: {k:,} rows")
 
                 n = _restore_table(conn, table, entry, files[name], report, name, on_rows=step)
-                report.files[name].rows = report.files[name].inserted = n
-                if n != entry["rows"]:
-                    report.add(
-                        Problem(
-                            name,
-                            0,
-                            "",
-                            "",
-                            f"holds {n:,} rows but the manifest says {entry['rows']:,}: the backup is incomplete",
-                        )
-                    )
+                _tally_rows(report, name, n, expected=entry["rows"])
                 done += entry["rows"]
             if report.ok:
                 _reset_sequences(conn)
@@ -473,18 +463,17 @@ def _check_backup(
             except BackupError as exc:
                 report.add(Problem(MANIFEST, 0, "", "", str(exc)))
                 return
-            report.files[name].rows = report.files[name].inserted = n
-            if n != entry["rows"]:
-                report.add(
-                    Problem(
-                        name,
-                        0,
-                        "",
-                        "",
-                        f"holds {n:,} rows but the manifest says {entry['rows']:,}: the backup is incomplete",
-                    )
-                )
+            _tally_rows(report, name, n, expected=entry["rows"])
             done += entry["rows"]
+
+
+def _tally_rows(report: ImportReport, name: str, n: int, *, expected: int) -> None:
+    """Record the rows read from one backup file; fewer or more than the manifest says is a problem."""
+    report.files[name].rows = report.files[name].inserted = n
+    if n != expected:
+        report.add(
+            Problem(name, 0, "", "", f"holds {n:,} rows but the manifest says {expected:,}: the backup is incomplete")
+        )
 
 
 def _finish(
