@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -195,8 +197,52 @@ def alembic_config(url: str | None = None):
     return cfg
 
 
+MIGRATIONS = ROOT / "db" / "migrations" / "versions"
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(?:None|['\"]([^'\"]+)['\"])\s*$", re.M)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The head revision id read from the migration files' `revision` / `down_revision`
+    lines, without importing Alembic; None where that is not one clear answer (a file it
+    cannot read, a merge, several heads): migrate() then asks Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in MIGRATIONS.glob("*.py"):
+        text_ = path.read_text(encoding="utf-8")
+        rev, down = _REVISION.findall(text_), _DOWN.findall(text_)
+        if len(rev) != 1 or len(down) != 1:
+            return None
+        revisions.add(rev[0])
+        if down[0]:
+            parents.add(down[0])
+    heads = revisions - parents
+    return next(iter(heads)) if len(heads) == 1 and parents <= revisions else None
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The revision recorded in the database's alembic_version table (None: no table yet,
+    or not exactly one row)."""
+    try:
+        with get_engine(url).connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DatabaseUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 - no table (a new database): Alembic decides
+        return None
+    return rows[0][0] if len(rows) == 1 else None
+
+
 def migrate(url: str | None = None) -> str:
-    """Bring the database to the latest revision; return that revision."""
+    """Bring the database to the latest revision; return that revision.
+
+    At head (the usual case: every CLI call and app start) this is one SELECT and Alembic is
+    not imported; a database behind, new, or with a revision the files do not name goes
+    through Alembic, which upgrades it or fails with its own message."""
+    head = head_revision()
+    if head is not None and current_revision(url) == head:
+        return head
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory

@@ -6,21 +6,26 @@ share reached by day 30/60/90 (by the end of that day, metrics/days.py) with an 
 that does not collapse at 0 or 100 % (see `reached_by`), the log-rank test across
 groups, and the naive median over completers only (biased: it ignores everyone still on
 the way). A milestone completed before the contract start counts as day 0.
+
+lifelines (and with it SciPy) is imported only inside `kaplan_meier`, where a curve and the
+log-rank test are computed: the medians and their intervals (`km_median`, `km_median_ci`)
+are NumPy, so the reports and pages that need only those start without it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from lifelines import KaplanMeierFitter
-from lifelines.statistics import multivariate_logrank_test
-from lifelines.utils import median_survival_times
 
 from metrics.days import end_of, end_offset
-from metrics.stats import wilson
+from metrics.stats import Z95, wilson
+
+if TYPE_CHECKING:
+    from lifelines import KaplanMeierFitter
 
 CHECKPOINTS = (30, 60, 90)
 GROUP_COLUMNS = [
@@ -96,6 +101,54 @@ def km_median(days: np.ndarray, reached: np.ndarray) -> float:
     return float(times[hit[0]]) if len(hit) else math.nan
 
 
+def _km_steps(days: np.ndarray, reached: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Kaplan-Meier table as lifelines' KaplanMeierFitter builds it: its timeline (the
+    distinct durations, plus time 0 where everyone enters if no duration is 0), log S(t) as
+    the cumulative sum of log(n - d) - log(n), and Greenwood's sum of d / (n (n - d)) with
+    the terms where everyone left (n == d) taken as 0."""
+    times, inv = np.unique(days, return_inverse=True)
+    deaths = np.bincount(inv, weights=reached, minlength=len(times))
+    removed = np.bincount(inv, minlength=len(times)).astype(float)
+    if times[0] > 0:  # lifelines' births at min(0, first duration)
+        times = np.concatenate([[0.0], times])
+        deaths = np.concatenate([[0.0], deaths])
+        removed = np.concatenate([[0.0], removed])
+    at_risk = len(days) - np.concatenate([[0.0], np.cumsum(removed)[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_s = np.cumsum(np.log(at_risk - deaths) - np.log(at_risk))
+        var = deaths / (at_risk * (at_risk - deaths))
+    var[np.isposinf(var)] = 0.0
+    return times, log_s, np.cumsum(var)
+
+
+def _first_at_or_below(times: np.ndarray, curve: np.ndarray, q: float) -> float:
+    """lifelines' qth_survival_time: the first time the curve is at or below q (a binary
+    search over the curve as lifelines does it), NaN where it never gets there."""
+    if curve[-1] > q:
+        return math.nan
+    return float(times[np.searchsorted(-curve, -q, side="left")])
+
+
+def km_median_ci(days: np.ndarray, reached: np.ndarray, z: float = Z95) -> tuple[float, float]:
+    """The 95 % interval of the Kaplan-Meier median, as lifelines reports it with
+    median_survival_times(kmf.confidence_interval_): the times at which the lower and the
+    upper band of the exponential Greenwood (log(-log)) interval of S(t) fall to 0.5 or
+    below. NaN for a bound that never does (or with no accounts)."""
+    days = np.asarray(days, dtype=float)
+    reached = np.asarray(reached, dtype=bool)
+    if len(days) == 0:
+        return (math.nan, math.nan)
+    times, log_s, var = _km_steps(days, reached)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.log(np.exp(log_s))  # as lifelines: the log of the survival function it stored
+        spread = z * np.sqrt(var) / v
+        lower = np.exp(-np.exp(np.log(-v) - spread))
+        upper = np.exp(-np.exp(np.log(-v) + spread))
+    lower[np.isnan(lower)] = 1.0
+    upper[np.isnan(upper)] = 1.0
+    return (_first_at_or_below(times, lower, 0.5), _first_at_or_below(times, upper, 0.5))
+
+
 def reached_by(kmf: KaplanMeierFitter, days: np.ndarray, reached: np.ndarray, n: int) -> tuple[float, float, float]:
     """Share that reached the milestone by (the end of) day N, with a 95 % interval that
     does not collapse to a point at 0 % or 100 %.
@@ -125,6 +178,10 @@ def kaplan_meier(
     d: pd.DataFrame, group_col: str | None = None, milestone: str = "", *, logrank: bool = True
 ) -> TTVResult:
     """KM per group (or one group 'All') from a durations frame."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import multivariate_logrank_test
+    from lifelines.utils import median_survival_times
+
     d = d.copy()
     d["group"] = d[group_col].fillna("(none)").astype(str) if group_col else "All"
     rows, curves = [], []

@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter, datasets
 from lifelines.statistics import logrank_test
+from lifelines.utils import median_survival_times
 
 from db.settings_store import init_db
-from metrics.time_to_value import durations, kaplan_meier, km_median
+from metrics.time_to_value import durations, kaplan_meier, km_median, km_median_ci
 from tests.metrics.test_funnel_reference import import_contract
 
 START = pd.Timestamp("2020-01-06")
@@ -248,3 +249,68 @@ def test_km_median_edge_cases(days, reached, expected) -> None:
         assert (math.isnan(got) and math.isnan(lifelines_median(days, reached))) or got == lifelines_median(
             days, reached
         )
+
+
+# ----------------------------------------------------------------------------- km_median_ci
+
+
+def lifelines_median_ci(days, reached) -> tuple[float, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = median_survival_times(KaplanMeierFitter().fit(days, reached).confidence_interval_)
+    return tuple(float(x) if math.isfinite(x) else math.nan for x in (ci.iloc[0, 0], ci.iloc[0, 1]))
+
+
+def same(got: tuple[float, ...], exp: tuple[float, ...]) -> bool:
+    return len(got) == len(exp) and all((math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(got, exp))
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_km_median_ci_equals_lifelines_on_its_datasets(name: str) -> None:
+    df = DATASETS[name]()
+    for g, part in df.groupby("group"):
+        days, reached = part["T"].to_numpy(float), part["E"].to_numpy(bool)
+        got, exp = km_median_ci(days, reached), lifelines_median_ci(days, reached)
+        assert same(got, exp), (name, g, got, exp)
+    # the whole dataset too (ties across groups), and the interval holds the median
+    days, reached = df["T"].to_numpy(float), df["E"].to_numpy(bool)
+    lo, hi = km_median_ci(days, reached)
+    assert same((lo, hi), lifelines_median_ci(days, reached))
+    assert math.isnan(hi) or lo <= km_median(days, reached) <= hi
+
+
+def test_km_median_ci_equals_lifelines_on_random_data() -> None:
+    """Censoring from 0 to 95 %, many ties (integer days, curves that land on 0.5), durations
+    of 0, groups that never reach 0.5 and bands that never do."""
+    rng = np.random.default_rng(20261202)
+    finite = 0
+    for i in range(600):
+        n = int(rng.integers(1, 60))
+        if i % 3 == 0:
+            days = rng.integers(0, 15, size=n).astype(float)
+        elif i % 3 == 1:
+            days = rng.exponential(25, size=n).round(3)
+        else:
+            days = rng.integers(1, 90, size=n).astype(float)  # no duration at 0
+        reached = rng.random(n) < rng.uniform(0.05, 1.0)
+        got, exp = km_median_ci(days, reached), lifelines_median_ci(days, reached)
+        assert same(got, exp), (i, days.tolist(), reached.tolist(), got, exp)
+        finite += all(math.isfinite(x) for x in got)
+    assert 100 < finite < 600  # both kinds of answer were checked
+
+
+@pytest.mark.parametrize(
+    ("days", "reached", "expected"),
+    [
+        ([], [], (math.nan, math.nan)),
+        ([1.0, 2.0], [False, False], (math.nan, math.nan)),  # nobody reached it
+        ([4.0], [True], (4.0, 4.0)),  # S falls from 1 to 0 at day 4: both bands with it
+        ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], [True] * 8, (1.0, 7.0)),
+        ([3.0] * 6 + [9.0] * 6, [True] * 12, (3.0, 9.0)),  # ties
+    ],
+)
+def test_km_median_ci_edge_cases(days, reached, expected) -> None:
+    got = km_median_ci(np.array(days), np.array(reached, dtype=bool))
+    assert same(got, expected), got
+    if days:
+        assert same(got, lifelines_median_ci(days, reached))
