@@ -59,6 +59,9 @@ BUDGETS = [
     ("checklist_save_page", "Checklist save through the Success plans page (click Save to page shown again)", 0.3, 5),
     ("load_page_p95", "20 concurrent sessions: page time p95", 3.0, 6),
     ("load_lost_saves", "20 concurrent sessions: acknowledged saves lost or duplicated", 0.0, 6),
+    ("cli_funnel_ratio", "`manage.py report funnel`, whole process, CPU ÷ a DuckDB script's", 2.0, 16),
+    ("cli_retention_ratio", "`manage.py report retention`, whole process, CPU ÷ a DuckDB script's", 2.0, 16),
+    ("cli_health_ratio", "`manage.py report health`, whole process, CPU ÷ a DuckDB script's", 2.0, 16),
 ]
 
 
@@ -380,7 +383,13 @@ def write_markdown(results: dict) -> Path:
             if key not in r:
                 continue
             v = r[key]
-            if key.endswith("_mb"):
+            if key.endswith("_ratio"):  # the CLI budget (bench/cli.py): report CPU / DuckDB script CPU
+                name = key[len("cli_") : -len("_ratio")]
+                meas = (
+                    f"{v:.2f}× ({r.get(f'cli_{name}_app_cpu', 0):.2f} s vs {r.get(f'cli_{name}_ref_cpu', 0):.2f} s CPU)"
+                )
+                bud = f"≤ {budget:g}×"
+            elif key.endswith("_mb"):
                 meas, bud = f"{v:,.0f} MB", f"< {budget:,.0f} MB"
             elif key == "load_lost_saves":
                 meas, bud = f"{int(v)}", "0"
@@ -388,7 +397,7 @@ def write_markdown(results: dict) -> Path:
                 meas, bud = f"{v * 1000:.0f} ms", (f"< {budget * 1000:.0f} ms" if budget < 1 else f"< {budget:g} s")
             else:
                 meas, bud = f"{v:.2f} s", f"< {budget:g} s"
-            ok = v <= budget if key == "load_lost_saves" else v < budget
+            ok = v <= budget if key == "load_lost_saves" or key.endswith("_ratio") else v < budget
             lines.append(f"| {issue} | {what} | {bud} | {meas} | {'yes' if ok else '**no**'} |")
         extra = r.get("notes")
         if extra:
@@ -406,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db-url", default=None, help="benchmark database (default: data/bench.db, built if missing)")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument(
-        "--only", default="analytics,pages,save,import", help="comma list of: analytics, pages, save, import"
+        "--only",
+        default="analytics,pages,save,import,cli",
+        help="comma list of: analytics, pages, save, import, cli",
     )
     p.add_argument(
         "--no-write", action="store_true", help="print only; do not update bench/results.json and BENCHMARKS.md"
@@ -429,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     if "import" in only:
         print("import (issue 2)", flush=True)
         r.update(bench_import(url))
+    if "cli" in only and backend == "sqlite":
+        print("whole CLI report processes vs a DuckDB script (issue 16)", flush=True)
+        from bench.cli import bench_cli
+
+        r.update(bench_cli(url, args.runs))
     if args.no_write:
         print(json.dumps(r, indent=2))
         return 0
