@@ -220,8 +220,6 @@ def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
     the dashboard's downloads, unless --raw."""
     import pandas as pd
 
-    from db.exporter import neutralise
-
     df = df.copy()
     for c in df.columns:
         if pd.api.types.is_datetime64_any_dtype(df[c]):
@@ -231,14 +229,21 @@ def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
         print(json.dumps({**(extra or {}), "rows": records} if extra else records, indent=2, default=str))
     else:
         if not args.raw:
+            from db.importer import FORMULA_PREFIXES  # what db.exporter.neutralise prefixes
+
+            starts = (*FORMULA_PREFIXES, "'")
             for c in df.columns:
                 if pd.api.types.is_numeric_dtype(df[c]):
                     continue
-                # Text cells only: a negative number is a number, not a formula.
-                text = df[c].map(lambda v: isinstance(v, str)).astype(bool)
-                if text.any():
-                    df[c] = df[c].astype(object)
-                    df.loc[text, c] = neutralise(df.loc[text, c])
+                # Text cells only: a negative number is a number, not a formula. One pass
+                # over the cells, as db.exporter.neutralise does to each text cell.
+                cells = df[c].to_numpy(dtype=object)
+                if any(isinstance(v, str) for v in cells):
+                    out = [
+                        (("'" + str(v)) if str(v).startswith(starts) else str(v)) if isinstance(v, str) else v
+                        for v in cells
+                    ]
+                    df[c] = pd.Series(out, index=df.index, dtype=object)
         sys.stdout.write(df.to_csv(index=False, lineterminator="\n"))
 
 
