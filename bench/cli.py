@@ -9,7 +9,7 @@ mostly measures the neighbours), with wall time beside it. One untimed run of ea
 so that files the app keeps beside the database (its columnar copy) exist, as they would
 after any earlier command.
 
-    python -m bench.cli [--db PATH] [--runs 5]
+    python -m bench.cli [--db PATH] [--runs 5] [--report health] [--app-root OLD_CHECKOUT] [--write]
 """
 
 from __future__ import annotations
@@ -115,14 +115,15 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, cpu, proc.stdout
 
 
-def bench_cli(url: str, runs: int, app_root: Path = ROOT) -> dict:
+def bench_cli(url: str, runs: int, app_root: Path = ROOT, reports: list[str] | None = None) -> dict:
     db = sqlite_path(url)
     parquet = parquet_copy(db)
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}"}
     app = [sys.executable, str(app_root / "manage.py"), "report"]
     ref = [sys.executable, str(ROOT / "bench" / "duckdb_reference.py"), str(parquet)]
     out: dict = {}
-    for name, (app_args, ref_args) in REPORTS.items():
+    for name in reports or list(REPORTS):
+        app_args, ref_args = REPORTS[name]
         _, _, text = run(app + app_args, env)  # untimed: files beside the database settle
         run(ref + ref_args, env)
         times: dict[str, list[tuple[float, float]]] = {"app": [], "ref": []}
@@ -148,15 +149,25 @@ def bench_cli(url: str, runs: int, app_root: Path = ROOT) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.bench import BENCH_DB
+    import json
+
+    from bench.bench import BENCH_DB, RESULTS, machine, write_markdown
 
     p = argparse.ArgumentParser(prog="python -m bench.cli", description=__doc__.split("\n\n")[0])
     p.add_argument("--db", default=None, help="the benchmark SQLite file (default data/bench.db)")
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--report", action="append", choices=list(REPORTS), help="only these (repeatable; default all)")
     p.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose manage.py is timed (before/after)")
+    p.add_argument("--write", action="store_true", help="merge into bench/results.json and rewrite BENCHMARKS.md")
     args = p.parse_args(argv)
     url = f"sqlite:///{Path(args.db).resolve()}" if args.db else BENCH_DB
-    bench_cli(url, args.runs, args.app_root.resolve())
+    r = bench_cli(url, args.runs, args.app_root.resolve(), args.report)
+    if args.write:
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results.setdefault("sqlite", {}).update(r)
+        results["machine"] = machine()
+        RESULTS.write_text(json.dumps(results, indent=2, default=str))
+        print(f"wrote {RESULTS.relative_to(ROOT)} and {write_markdown(results).relative_to(ROOT)}")
     return 0
 
 
