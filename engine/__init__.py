@@ -24,14 +24,17 @@ import re
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from engine import sql as S
-from engine.copy import ParquetCopy
+
+if TYPE_CHECKING:  # duckdb, pyarrow, chdb load on first use: the CLI's start-up stays short
+    import pyarrow as pa
+
+    from engine.copy import ParquetCopy
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +310,7 @@ class PostgresPushdown(Analytics):
     def _run(self, conn: Any, sql: str) -> pa.Table:
         import io
 
+        import pyarrow as pa
         import pyarrow.csv as pacsv
 
         buf = io.BytesIO()
@@ -402,6 +406,8 @@ def _copy_beside(db_url: str) -> Path:
 
 def _build(db_url: str, setting: str) -> Analytics | None:
     from sqlalchemy.engine import make_url
+
+    from engine.copy import ParquetCopy
 
     backend = make_url(db_url).get_backend_name()
     if setting in ("", "default"):

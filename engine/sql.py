@@ -18,8 +18,6 @@ import functools
 import re
 from datetime import date, datetime
 
-import sqlglot
-
 DIALECTS = ("duckdb", "postgres", "clickhouse")
 
 ACTIVITY = """
@@ -119,6 +117,8 @@ def transpiled(template: str, dialect: str) -> str:
     """The template in the target dialect, placeholders kept as `:name`."""
     if dialect == "duckdb":
         return template
+    import sqlglot
+
     # Placeholders survive transpiling as named parameters; protect them as identifiers.
     protected = _PLACEHOLDER.sub(lambda m: f"__p_{m.group(1)}", template)
     out = sqlglot.transpile(protected, read="duckdb", write=dialect)[0]
