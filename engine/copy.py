@@ -51,16 +51,23 @@ def _dialect(conn: Any) -> str:
 
 
 def source_state(conn: Any) -> dict:
-    """What the copy must match, from index lookups: the data version, and count and
-    largest id of events, accounts and milestones."""
+    """What the copy must match, from index lookups only (a read checks it every time):
+    the data version (every write through the app bumps it), the smallest and largest
+    event id (an append, or a direct insert, moves the largest), and count and largest id
+    of accounts (small) and the largest milestone id."""
     from sqlalchemy import text
 
     dv = conn.execute(text("SELECT value FROM meta WHERE key = 'data_version'")).scalar()
-    out: dict = {"data_version": int(dv or 0)}
-    for key, table in (("events", "events"), ("accounts", "accounts"), ("milestones", "account_milestones")):
-        n, mx = conn.execute(text(f"SELECT COUNT(*), MAX(id) FROM {table}")).one()
-        out[key] = [int(n or 0), int(mx or 0)]
-    return out
+    lo = conn.execute(text("SELECT MIN(id) FROM events")).scalar()
+    hi = conn.execute(text("SELECT MAX(id) FROM events")).scalar()
+    n_acc, max_acc = conn.execute(text("SELECT COUNT(*), MAX(id) FROM accounts")).one()
+    max_ms = conn.execute(text("SELECT MAX(id) FROM account_milestones")).scalar()
+    return {
+        "data_version": int(dv or 0),
+        "events": [int(lo or 0), int(hi or 0)],
+        "accounts": [int(n_acc or 0), int(max_acc or 0)],
+        "milestones": int(max_ms or 0),
+    }
 
 
 def _read_source(conn: Any, sql: str, types: dict[str, pa.DataType]) -> pa.Table:
@@ -170,12 +177,17 @@ class ParquetCopy:
         hi = state["events"][1]
         append = False
         if m is not None and not rebuild:
-            old_n, old_max = m["state"]["events"]
-            n_new = int(conn.execute(text("SELECT COUNT(*) FROM events WHERE id > :m"), {"m": old_max}).scalar_one())
-            append = state["events"][0] - old_n == n_new and hi >= old_max
+            old_max = m["state"]["events"][1]
+            counts = conn.execute(
+                text("SELECT COUNT(*), SUM(CASE WHEN id > :m THEN 1 ELSE 0 END) FROM events"), {"m": old_max}
+            ).one()
+            n_now, n_new = int(counts[0] or 0), int(counts[1] or 0)
+            append = (
+                m["state"]["events"][0] == state["events"][0] and hi >= old_max and n_now - m["rows"]["events"] == n_new
+            )
         if append:
             gen_name, segments, seq = m["generation"], list(m["segments"]), m["seq"] + 1
-            events_n = m["state"]["events"][0]
+            events_n = m["rows"]["events"]
             lo = m["state"]["events"][1]
         else:
             seq = (m["seq"] + 1) if m else 1
@@ -231,9 +243,10 @@ class ParquetCopy:
             gen / ms_name,
         )
         written = dict(state)
-        written["events"] = [events_n, max_read]
-        written["accounts"] = state["accounts"] if len(accounts) == state["accounts"][0] else [len(accounts), -1]
-        written["milestones"] = state["milestones"] if len(ms) == state["milestones"][0] else [len(ms), -1]
+        if max_read != hi:  # the database moved while we read: the next check syncs again
+            written["events"] = [state["events"][0], max_read]
+        if len(accounts) != state["accounts"][0]:
+            written["accounts"] = [len(accounts), -1]
         new = {
             "format": FORMAT,
             "generation": gen_name,

@@ -100,6 +100,6 @@ def test_the_reports_are_not_empty(results: dict) -> None:
     """The comparison means something: the demo's funnels and health have accounts in them."""
     r = results["direct"]
     assert r["funnel"].accounts.shape[0] > 100
-    assert r["funnel_by_event_property"].steps[r["funnel_by_event_property"].group_by].nunique() > 3
+    assert len(r["funnel_by_event_property"].steps) > 3 * 3  # several sources, three steps each
     assert len(r["health"]) > 100
     assert r["health"]["active_users"].sum() > 0

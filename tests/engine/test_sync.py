@@ -61,6 +61,9 @@ def add_event(url: str, account_id: int, event: str, ts: datetime) -> None:
         )
 
 
+BUMP = "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(200)) WHERE key = 'data_version'"
+
+
 def db_counts(url: str) -> int:
     with get_engine(url).connect() as c:
         return int(c.execute(text("SELECT COUNT(*) FROM events")).scalar_one())
@@ -95,7 +98,8 @@ def test_a_deleted_event_rebuilds_the_copy(small_db: str, store: Path, monkeypat
     engine.sync_after_write(small_db)
     before = manifest(store)
     with get_engine(small_db).begin() as c:
-        c.execute(text("DELETE FROM events WHERE id = (SELECT MIN(id) FROM events)"))
+        c.execute(text("DELETE FROM events WHERE id = (SELECT MAX(id) - 10 FROM events)"))
+        c.execute(text(BUMP))  # as every write through the app does
     assert names(small_db) == names(small_db, direct, monkeypatch)  # the read itself syncs
     after = manifest(store)
     assert after["generation"] != before["generation"]
@@ -108,9 +112,7 @@ def test_a_changed_milestone_reaches_the_copy(small_db: str, store: Path, monkey
     kw = {"names": [], "milestone_keys": ["kickoff_complete"], "strict": False}
     with get_engine(small_db).begin() as c:
         c.execute(text("UPDATE account_milestones SET completed_at = NULL WHERE milestone_key = 'kickoff_complete'"))
-        c.execute(
-            text("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(200)) WHERE key = 'data_version'")
-        )
+        c.execute(text(BUMP))
     assert via_engine(small_db, q.step_occurrences, **kw).empty
     assert direct(small_db, q.step_occurrences, monkeypatch, **kw).empty
 
@@ -134,6 +136,7 @@ def test_a_crash_mid_sync_leaves_the_old_copy_and_reads_stay_right(small_db: str
     old = manifest(store)
     with get_engine(small_db).begin() as c:
         c.execute(text("DELETE FROM events WHERE event = 'login' AND account_id = 3"))
+        c.execute(text(BUMP))
     writes = []
 
     def dies_after_one_file(con, select, path):
