@@ -404,6 +404,13 @@ def _copy_beside(db_url: str) -> Path:
     return p.with_name(p.stem + ".analytics")
 
 
+def _require(module: str, package: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise AnalyticsConfigError(f"ANALYTICS_URL needs the {module} package: pip install {package}")
+
+
 def _build(db_url: str, setting: str) -> Analytics | None:
     from sqlalchemy.engine import make_url
 
@@ -425,8 +432,12 @@ def _build(db_url: str, setting: str) -> Analytics | None:
     if m:
         directory = Path(m.group(2)) if m.group(2) and m.group(2) != "/" else _copy_beside(db_url)
         copy = ParquetCopy(directory)
-        return DuckDBCopy(copy) if m.group(1) == "duckdb" else ChdbCopy(copy)
+        if m.group(1) == "chdb":
+            _require("chdb", "chdb==4.4.0")
+            return ChdbCopy(copy)
+        return DuckDBCopy(copy)
     if setting.startswith(("clickhouse://", "clickhouses://")):
+        _require("clickhouse_connect", "clickhouse-connect")
         return ClickHouseServer(setting)
     raise AnalyticsConfigError(
         f"ANALYTICS_URL={setting!r} is not an engine: use direct, duckdb:///dir, chdb:///dir or clickhouse://host/db"
