@@ -337,52 +337,92 @@ _INFERRED = {"account_id", "active_users", "active_days", "weekly_users", "event
 
 
 class ClickHouseServer(Analytics):
-    """A ClickHouse server through clickhouse-connect (untested here: no server in CI).
-    Events are synced by id into a MergeTree ordered by (account_id, ts)."""
+    """A ClickHouse server through clickhouse-connect. NOT TESTED HERE (no server in CI; the
+    same SQL is tested on ClickHouse's engine through chdb). Events are appended by id into
+    a MergeTree ordered by (account_id, ts); accounts and milestones are replaced; a read
+    checks the database's state first, as the copy engines do."""
 
     dialect = "clickhouse"
     name = "clickhouse"
+    _DDL = (
+        "CREATE TABLE IF NOT EXISTS events (id Int64, account_id Int64, event String, "
+        "ts DateTime64(6), user_id String, properties Nullable(String)) "
+        "ENGINE = MergeTree ORDER BY (account_id, ts)",
+        "CREATE TABLE IF NOT EXISTS accounts (id Int64, contract_start Nullable(Date)) ENGINE = MergeTree ORDER BY id",
+        "CREATE TABLE IF NOT EXISTS account_milestones (account_id Int64, milestone_key String, "
+        "completed_at Nullable(DateTime64(6))) ENGINE = MergeTree ORDER BY account_id",
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = None
+        self._state: dict | None = None
+        self._sync_lock = threading.Lock()
 
     def client(self):
         if self._client is None:
-            import clickhouse_connect  # optional: pip install clickhouse-connect
+            import clickhouse_connect
 
             self._client = clickhouse_connect.get_client(dsn=self.url)
         return self._client
 
     def _run(self, conn: Any, sql: str) -> pa.Table:
-        return self.client().query_arrow(sql)
+        from engine.copy import source_state
+
+        if source_state(conn) != self._state:
+            self.sync(conn)
+        return self.client().query_arrow(sql + " SETTINGS session_timezone = 'UTC'")
 
     def sync(self, conn: Any) -> None:
-        from engine.copy import _EVENT_TYPES, _read_source, _ts_text
+        import duckdb
+        import pyarrow as pa
 
-        c = self.client()
-        c.command(
-            "CREATE TABLE IF NOT EXISTS events (id Int64, account_id Int64, event String, ts DateTime64(6, 'UTC'), "
-            "user_id String, properties Nullable(String)) ENGINE = ReplacingMergeTree ORDER BY (account_id, ts, id)"
-        )
-        hi = int(c.command("SELECT max(id) FROM events") or 0)
-        tbl = _read_source(
-            conn,
-            f"SELECT id, account_id, event, {_ts_text(conn, 'ts')}, user_id, properties FROM events WHERE id > {hi}",
-            _EVENT_TYPES,
-        )
-        if len(tbl):
-            c.insert_arrow("events", tbl)
-        for name, sql in (
-            ("accounts", "SELECT id, contract_start FROM accounts"),
-            (
-                "account_milestones",
+        from engine.copy import _EVENT_TYPES, _read_source, _ts_text, source_state
+
+        with self._sync_lock:
+            state = source_state(conn)
+            c = self.client()
+            for ddl in self._DDL:
+                c.command(ddl)
+            old = self._state
+            if old is None or old["events"][0] != state["events"][0] or state["events"][1] < old["events"][1]:
+                c.command("TRUNCATE TABLE events")
+                lo = 0
+            else:
+                lo = old["events"][1]
+            duck = duckdb.connect()
+            ev = _read_source(
+                conn,
+                f"SELECT id, account_id, event, {_ts_text(conn, 'ts')}, user_id, properties FROM events "
+                f"WHERE id > {int(lo)} AND id <= {int(state['events'][1])}",
+                _EVENT_TYPES,
+            )
+            duck.register("ev", ev)
+            c.insert_arrow(
+                "events", duck.sql("SELECT * REPLACE (CAST(ts AS TIMESTAMP) AS ts) FROM ev").to_arrow_table()
+            )
+            acc = _read_source(
+                conn, "SELECT id, contract_start FROM accounts", {"id": pa.int64(), "contract_start": pa.string()}
+            )
+            ms = _read_source(
+                conn,
                 f"SELECT account_id, milestone_key, {_ts_text(conn, 'completed_at')} FROM account_milestones",
-            ),
-        ):
-            df = pd.read_sql(sql, conn)
-            c.command(f"DROP TABLE IF EXISTS {name}")
-            c.insert_df(name, df)
+                {"account_id": pa.int64(), "milestone_key": pa.string(), "completed_at": pa.string()},
+            )
+            duck.register("acc", acc)
+            duck.register("ms", ms)
+            c.command("TRUNCATE TABLE accounts")
+            c.insert_arrow(
+                "accounts",
+                duck.sql("SELECT id, CAST(contract_start AS DATE) AS contract_start FROM acc").to_arrow_table(),
+            )
+            c.command("TRUNCATE TABLE account_milestones")
+            c.insert_arrow(
+                "account_milestones",
+                duck.sql("SELECT * REPLACE (CAST(completed_at AS TIMESTAMP) AS completed_at) FROM ms").to_arrow_table(),
+            )
+            duck.close()
+            self._state = state
 
 
 # ----------------------------------------------------------------------------- choosing
