@@ -321,9 +321,11 @@ class PostgresPushdown(Analytics):
         head = buf.getvalue().split(b"\n", 1)[0].decode()
         names = next(iter(__import__("csv").reader([head]))) if head else []
         buf.seek(0)
-        # Text stays text (an event named "42" is not a number); timestamps are parsed
-        # by _naive; days and counts are inferred.
-        types = {n: pa.string() for n in names if n not in _INFERRED}
+        # Text stays text (an event named "42" is not a number); timestamps are parsed by
+        # Arrow's C++ reader (PostgreSQL's "2026-06-01 10:00:00.5+00"); days, counts inferred.
+        types = {
+            n: pa.timestamp("us", tz="UTC") if n in _TIMESTAMPS else pa.string() for n in names if n not in _INFERRED
+        }
         return pacsv.read_csv(
             buf,
             convert_options=pacsv.ConvertOptions(
@@ -333,6 +335,7 @@ class PostgresPushdown(Analytics):
         )
 
 
+_TIMESTAMPS = {"ts", "last_event", "first_ts"}
 _INFERRED = {"account_id", "active_users", "active_days", "weekly_users", "events", "accounts", "n", "users", "day"}
 
 
