@@ -34,7 +34,7 @@ import pyarrow.csv as pacsv
 
 FORMAT = 1
 COMPACT_AFTER = 8  # segments; more than this and the events are merged into one file
-_CHUNK = 250_000
+_CHUNK = 5_000  # rows per fetch: Python objects stay small, the rows accumulate in Arrow
 
 _EVENT_TYPES = {
     "id": pa.int64(),
