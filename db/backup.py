@@ -405,6 +405,10 @@ def restore_files(
             session.commit()
         else:
             session.rollback()
+    if report.written:  # a restore replaces everything: rebuild the columnar copy (engine/)
+        from engine import sync_after_write
+
+        sync_after_write(url, rebuild=True)
     if not report.ok:
         for fr in report.files.values():
             fr.inserted = 0

@@ -90,6 +90,13 @@ def _read(conn: Connection, sql: str, params: dict | None = None, *, expanding: 
     return pd.DataFrame.from_records(rows, columns=cols)
 
 
+def _analytics(conn: Connection):
+    """The analytics engine for this database (engine/), or None to read it directly."""
+    from engine import for_connection
+
+    return for_connection(conn)
+
+
 def accounts(conn: Connection) -> pd.DataFrame:
     """Accounts with their CSM (email and name)."""
     df = _read(
@@ -173,6 +180,9 @@ def activity(conn: Connection, *, as_of_end: datetime, users_days: int, active_d
     d0 = as_of_end - timedelta(days=active_days_window)
     w0 = as_of_end - timedelta(days=7)
     lb = min(u0, d0, w0)
+    eng = _analytics(conn)
+    if eng is not None and (df := eng.activity(conn, u0=u0, d0=d0, w0=w0, lb=lb, end=as_of_end)) is not None:
+        return df
     df = _read(
         conn,
         f"SELECT account_id, "
@@ -195,6 +205,12 @@ def activity(conn: Connection, *, as_of_end: datetime, users_days: int, active_d
 
 def last_events(conn: Connection, *, account_ids: list[int], as_of_end: datetime) -> pd.DataFrame:
     """The last event before as_of_end of each given account (index seeks per account)."""
+    eng = _analytics(conn)
+    if (
+        eng is not None
+        and (df := eng.last_events(conn, account_ids=list(account_ids), as_of_end=as_of_end)) is not None
+    ):
+        return df
     parts = []
     for i in range(0, len(account_ids), 5000):
         parts.append(
@@ -215,6 +231,13 @@ def activity_anchored(
 ) -> pd.DataFrame:
     """Like `activity`, but each account's as-of end is `end_offset_days` after its contract
     start (metrics/days.py: day N ends N + 1 days after it), for scores at day 30/60."""
+    eng = _analytics(conn)
+    if eng is not None:
+        df = eng.activity_anchored(
+            conn, off=end_offset_days, users_days=users_days, active_days_window=active_days_window
+        )
+        if df is not None:
+            return df
     end = _add_days_ts(conn, "a.contract_start", ":off")
     u0 = _add_days_ts(conn, "a.contract_start", ":off - :ud")
     d0 = _add_days_ts(conn, "a.contract_start", ":off - :ad")
@@ -242,6 +265,11 @@ def step_occurrences(
     events (a later one would clear nothing more). An instant that also holds a step
     event is no break: PostHog takes such a group without its strict clearing.
     """
+    eng = _analytics(conn)
+    if eng is not None:
+        df = eng.step_occurrences(conn, names=names, milestone_keys=milestone_keys, strict=strict, prop=prop)
+        if df is not None:
+            return df
     cols = ["account_id", "name", "ts", "prop"]
     parts = []
     if names:
@@ -303,6 +331,9 @@ def step_occurrences(
 
 def event_property_keys(conn: Connection) -> list[str]:
     """The property names that events carry (for an event-property breakdown)."""
+    eng = _analytics(conn)
+    if eng is not None and (keys := eng.event_property_keys(conn)) is not None:
+        return keys
     if conn.dialect.name == "sqlite":
         sql = (
             "SELECT DISTINCT j.key AS key FROM events e, json_each(e.properties) j "
@@ -318,6 +349,9 @@ def event_property_keys(conn: Connection) -> list[str]:
 
 def event_names(conn: Connection) -> pd.DataFrame:
     """Event names with their volume and how many accounts do them."""
+    eng = _analytics(conn)
+    if eng is not None and (df := eng.event_names(conn)) is not None:
+        return df
     return _read(
         conn,
         "SELECT event, COUNT(*) AS events, COUNT(DISTINCT account_id) AS accounts FROM events GROUP BY event ORDER BY events DESC",
@@ -328,6 +362,9 @@ def early_event_counts(conn: Connection, *, days: int) -> pd.DataFrame:
     """Per account and event: how many times it happened in the first `days` days (days 0
     to days - 1). An event before the contract start counts as day 0, as a milestone
     completed before it does (and as time to value clamps it)."""
+    eng = _analytics(conn)
+    if eng is not None and (df := eng.early_event_counts(conn, days=days)) is not None:
+        return df
     end = _add_days_ts(conn, "a.contract_start", ":days")
     return _read(
         conn,
@@ -342,6 +379,11 @@ def event_periods(
 ) -> pd.DataFrame:
     """Distinct (account, day) of an event in [start, end); with first_ever, each account's
     first-ever occurrence instead (over all time)."""
+    eng = _analytics(conn)
+    if eng is not None:
+        df = eng.event_periods(conn, event=event, start=start, end=end, first_ever=first_ever)
+        if df is not None:
+            return df
     if first_ever:
         df = _read(
             conn,
@@ -406,6 +448,9 @@ def recent_events(conn: Connection, *, account_id: int, limit: int = 50) -> pd.D
 
 def daily_activity(conn: Connection, *, account_id: int, since: datetime) -> pd.DataFrame:
     """One account's events and active users per day since a date."""
+    eng = _analytics(conn)
+    if eng is not None and (df := eng.daily_activity(conn, account_id=account_id, since=since)) is not None:
+        return df
     df = _read(
         conn,
         f"SELECT {_day(conn, 'ts')} AS day, COUNT(*) AS events, "

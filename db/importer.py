@@ -648,6 +648,10 @@ def import_files(
     finally:
         if run_id is not None and status != "imported":
             import_lock.end_run(engine, run_id, report, status)
+    if status == "imported":  # the columnar copy follows the events (engine/)
+        from engine import sync_after_write
+
+        sync_after_write(url)
     report.seconds = time.perf_counter() - t0
     if progress:
         progress(1.0, "done")

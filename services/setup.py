@@ -16,6 +16,7 @@ from db import demo
 from db.models import Account, ChangeLog, ImportRun, Meta, TeamMember
 from db.session import DEFAULT_URL, bump_data_version, database_url, session_scope
 from db.settings_store import init_db
+from engine import sync_after_write
 
 # Child tables first, so foreign keys hold while deleting.
 PORTFOLIO_TABLES = [
@@ -75,6 +76,7 @@ def seed_demo(
         demo.load(s, data, progress=progress)
     if history_weeks > 0:
         backfill_snapshots(url=url, as_of=data.as_of, weeks=history_weeks, progress=progress)
+    sync_after_write(url, rebuild=True)  # the demo replaced the events: rebuild the columnar copy
     return data.meta
 
 
