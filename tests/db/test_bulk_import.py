@@ -14,6 +14,7 @@ from db import bulk, importer
 from db.importer import import_files
 from db.models import EVENTS_ANALYTICS_INDEXES, Event
 from db.session import alembic_config, get_engine, migrate
+from tests.conftest import AS_OF as SMALL_AS_OF
 
 ACCOUNTS = "account_id,name,segment,contract_start\nA-1,Acme,SMB,2026-01-05\nA-2,Beta,Enterprise,2026-02-01\n"
 EV_HEAD = "account_id,event,timestamp,user_id,properties\n"
@@ -239,3 +240,69 @@ def test_the_model_has_the_dialect_conditional_indexes() -> None:
     assert {"ix_events_account_ts", *EVENTS_ANALYTICS_INDEXES} == names
     assert set(model_indexes("postgresql")) == names
     assert set(model_indexes("sqlite")) == {"ix_events_account_ts"}
+
+
+# ----------------------------------------------------------------------------- seed-demo streams
+
+
+def _portfolio(url: str) -> dict[str, list[tuple]]:
+    tables = {
+        "accounts": "external_id, name, segment, contract_start, arr, csm_id",
+        "account_milestones": "account_id, milestone_key, due_date, completed_at",
+        "outcomes": "account_id, date, type, arr_change",
+        "checklist_items": "account_id, category, criterion, status, done_at, metric, position",
+        "success_plans": "account_id, champion",
+        "events": "account_id, event, ts, user_id, properties",
+    }
+    with get_engine(url).connect() as c:
+        return {
+            t: [tuple(r) for r in c.execute(text(f"SELECT {cols} FROM {t} ORDER BY id"))] for t, cols in tables.items()
+        }
+
+
+def test_one_chunk_is_exactly_the_demo_as_before(databases, empty_db: str) -> None:
+    """The default demo (one chunk) is what `generate` + `load` wrote before streaming."""
+    from db import demo
+    from db.session import session_scope
+    from db.settings_store import init_db
+    from services.setup import seed_demo
+    from tests.conftest import SMALL
+
+    meta = seed_demo(url=empty_db, **SMALL)
+    other = databases.new()
+    init_db(other)
+    cfg = {k: v for k, v in SMALL.items() if k != "history_weeks"}
+    data = demo.generate(**cfg)
+    with session_scope(other) as s:
+        demo.load(s, data)
+    assert meta == data.meta
+    assert _portfolio(empty_db) == _portfolio(other)
+
+
+def test_seed_demo_streams_in_chunks(empty_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from db import demo
+    from services.setup import seed_demo
+
+    monkeypatch.setattr(demo, "CHUNK_ACCOUNTS", 25)
+    seen: list[int] = []
+    real = demo.generate
+
+    def spy(**kw):
+        seen.append(kw["accounts"])
+        return real(**kw)
+
+    monkeypatch.setattr(demo, "generate", spy)
+    meta = seed_demo(url=empty_db, accounts=60, seed=5, as_of=SMALL_AS_OF, events=6_000, history_weeks=0)
+    assert seen == [25, 25, 10]  # never more than one chunk generated at a time
+    got = _portfolio(empty_db)
+    ext = [r[0] for r in got["accounts"]]
+    assert ext == [f"ACC-{i:05d}" for i in range(1, 61)]
+    assert meta["accounts"] == 60 and meta["events"] == len(got["events"])
+    assert 5_000 < meta["events"] < 7_000  # the target is met approximately, as by one chunk
+    per_account = {}
+    for r in got["account_milestones"]:
+        per_account[r[0]] = per_account.get(r[0], 0) + 1
+    assert len(per_account) == 60 and set(per_account.values()) == {6}
+    assert len(got["checklist_items"]) == 60 * 12 and len(got["success_plans"]) == 60
+    # Chunks draw from their own streams: the second chunk is not a copy of the first.
+    assert [r[1:] for r in got["accounts"][:25]] != [r[1:] for r in got["accounts"][25:50]]
