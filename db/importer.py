@@ -792,7 +792,9 @@ def _load_reference(ctx: _Context) -> None:
 
 def _check_duplicates(ctx: _Context, name: str, df: pd.DataFrame, rows: np.ndarray, ok: np.ndarray) -> np.ndarray:
     key = KEYS[name]
-    keys = df[key].astype(str).agg("\x1f".join, axis=1) if len(key) > 1 else df[key[0]].astype(str)
+    keys = df[key[0]].astype(str)
+    for k in key[1:]:  # vectorised: the same text as joining each row's parts with \x1f
+        keys = keys + "\x1f" + df[k].astype(str)
     # Rows with an empty key part are already reported as such, not as duplicates of each other.
     dup = keys.duplicated(keep="first").to_numpy() & df[key].notna().all(axis=1).to_numpy()
     if dup.any():
