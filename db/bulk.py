@@ -3,7 +3,9 @@
 Entity files are upserted by natural key with a diff, so a re-import changes nothing
 and reports what it inserted, updated and left unchanged. Events are appended with
 ON CONFLICT DO NOTHING on their natural key (COPY into a temporary table on
-PostgreSQL), which makes re-imports idempotent and counts duplicates skipped.
+PostgreSQL), which makes re-imports idempotent and counts duplicates skipped. A large
+load into PostgreSQL drops the secondary events indexes and builds them again once at
+the end, in the same transaction (the natural key's unique index stays, for dedup).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, bindparam, select, tuple_, update
+from sqlalchemy import Index, Table, bindparam, select, tuple_, update
 from sqlmodel import Session
 
 from db.models import ChangeLog, Event, utcnow
@@ -204,64 +206,119 @@ def _chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
         yield seq[i : i + size]
 
 
+def _ts_text(ts: pd.Series, fmt: str) -> list[str]:
+    """UTC timestamps as text (microseconds, as SQLite stores them), formatted in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    micro = pa.array(ts.dt.tz_localize(None).to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
+    return pc.strftime(micro, format=fmt).to_pylist()
+
+
 def insert_events(session: Session, frame: pd.DataFrame) -> int:
     """Append events (account_id as the internal id); return how many were new.
 
     `frame` columns: account_id (int), event, ts (tz-aware UTC), user_id ('' if none),
-    properties (str or None).
+    properties (str or None). SQLite: one executemany of prebuilt tuples; PostgreSQL: COPY
+    (CSV) into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING.
     """
     if frame.empty:
         return 0
     conn = session.connection()
     dbapi = conn.connection.dbapi_connection
     ts = pd.to_datetime(frame["ts"], utc=True)
-    if conn.dialect.name == "sqlite":
-        ts_text = ts.dt.tz_localize(None).dt.strftime(SQLITE_TS)
-        props = frame["properties"].astype(object).where(frame["properties"].notna(), None)
-        rows = zip(
-            frame["account_id"].astype(int).tolist(),
-            frame["event"].tolist(),
-            ts_text.tolist(),
-            frame["user_id"].tolist(),
-            props.tolist(),
-            strict=True,
-        )
-        cur = dbapi.cursor()
-        cur.executemany(
-            "INSERT INTO events (account_id, event, ts, user_id, properties) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            rows,
-        )
-        inserted = cur.rowcount
-        cur.close()
-        return int(inserted)
-    # PostgreSQL: COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING.
+    props = frame["properties"].astype(object).where(frame["properties"].notna(), None).tolist()
+    accounts = frame["account_id"].astype("int64").tolist()
+    events = frame["event"].tolist()
+    users = frame["user_id"].tolist()
     cur = dbapi.cursor()
-    cur.execute(
-        "CREATE TEMPORARY TABLE IF NOT EXISTS _import_events "
-        "(account_id integer, event text, ts timestamptz, user_id text, properties text) ON COMMIT DROP"
-    )
-    cur.execute("TRUNCATE _import_events")
-    ts_text = ts.dt.strftime("%Y-%m-%d %H:%M:%S.%f+00")
-    props = frame["properties"].astype(object).where(frame["properties"].notna(), None)
-    with cur.copy("COPY _import_events (account_id, event, ts, user_id, properties) FROM STDIN") as copy:
-        for row in zip(
-            frame["account_id"].astype(int).tolist(),
-            frame["event"].tolist(),
-            ts_text.tolist(),
-            frame["user_id"].tolist(),
-            props.tolist(),
-            strict=True,
-        ):
-            copy.write_row(row)
-    cur.execute(
-        "INSERT INTO events (account_id, event, ts, user_id, properties) "
-        "SELECT account_id, event, ts, user_id, properties FROM _import_events "
-        "ON CONFLICT DO NOTHING"
-    )
-    inserted = cur.rowcount
-    cur.close()
-    return int(inserted)
+    try:
+        if conn.dialect.name == "sqlite":
+            # Arrow's %S prints the microseconds of a timestamp[us]: SQLITE_TS exactly.
+            rows = zip(accounts, events, _ts_text(ts, "%Y-%m-%d %H:%M:%S"), users, props, strict=True)
+            cur.executemany(
+                "INSERT INTO events (account_id, event, ts, user_id, properties) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                rows,
+            )
+            return int(cur.rowcount)
+        cur.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS _import_events "
+            "(account_id integer, event text, ts timestamptz, user_id text, properties text) ON COMMIT DROP"
+        )
+        cur.execute("TRUNCATE _import_events")
+        csv_text = pd.DataFrame(
+            {
+                "a": accounts,
+                "e": events,
+                "t": [t + "+00" for t in _ts_text(ts, "%Y-%m-%d %H:%M:%S")],
+                "u": users,
+                "p": props,
+            }
+        ).to_csv(index=False, header=False, lineterminator="\r\n")
+        # CSV: an unquoted empty field is NULL (properties), but user_id '' stays ''. With
+        # CRLF rows the writer quotes every field holding a carriage return or a newline.
+        with cur.copy(
+            "COPY _import_events (account_id, event, ts, user_id, properties) FROM STDIN "
+            "(FORMAT csv, FORCE_NOT_NULL (user_id))"
+        ) as copy:
+            copy.write(csv_text.encode("utf-8"))
+        cur.execute(
+            "INSERT INTO events (account_id, event, ts, user_id, properties) "
+            "SELECT account_id, event, ts, user_id, properties FROM _import_events "
+            "ON CONFLICT DO NOTHING"
+        )
+        return int(cur.rowcount)
+    finally:
+        cur.close()
+
+
+# ----------------------------------------------------------------------------- large loads
+
+# A load of at least this many events into PostgreSQL drops the events table's secondary
+# indexes and builds them again at the end (in the same transaction), when that is cheaper
+# than maintaining them row by row: the rows loaded outnumber those already there.
+LARGE_LOAD_EVENTS = 1_000_000
+
+
+def secondary_event_indexes(dialect: str) -> list[Index]:
+    """The events indexes this dialect has, besides the primary key and the natural key."""
+    out = []
+    for ix in EVENTS_TABLE.indexes:
+        cond = getattr(ix, "_ddl_if", None)
+        if cond is None or cond.dialect in (None, dialect):
+            out.append(ix)
+    return sorted(out, key=lambda ix: ix.name or "")
+
+
+def stored_event_estimate(session: Session) -> int:
+    """About how many events are stored (PostgreSQL's planner estimate: no table scan)."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return int(conn.exec_driver_sql("SELECT COUNT(*) FROM events").scalar_one())
+    est = conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE oid = 'events'::regclass").scalar_one()
+    return max(int(est or 0), 0)
+
+
+def drop_event_indexes(session: Session) -> list[Index]:
+    """Drop the events table's secondary indexes (PostgreSQL, inside the caller's
+    transaction: a rollback brings them back). Returns what to rebuild."""
+    conn = session.connection()
+    dropped = secondary_event_indexes(conn.dialect.name)
+    for ix in dropped:
+        conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{ix.name}"')
+    return dropped
+
+
+def rebuild_event_indexes(session: Session, indexes: Sequence[Index]) -> None:
+    """Create the dropped indexes again (same definitions as the model's)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    for ix in indexes:
+        ix.create(conn, checkfirst=False)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE events")
 
 
 EVENTS_TABLE: Table = Event.__table__  # type: ignore[assignment]

@@ -2,7 +2,11 @@
 
 `generate(accounts=600, seed=42, as_of=today)` returns the portfolio as DataFrames in the
 import contract's format (PRODUCT.md §3) plus success plans; `load(session, demo)` writes
-it through the same bulk writers the importer uses.
+it through the same bulk writers the importer uses. At scale, `generate_chunks` yields the
+portfolio `CHUNK_ACCOUNTS` accounts at a time (each chunk the same model, from its own
+seeded stream) and `load_chunks` writes them one by one, so no more than one chunk's rows
+are ever held. A portfolio of at most one chunk (the default demo, the tests' data) is
+exactly what `generate` gives.
 
 The model behind it, so every analysis shows something true:
 - onboarding length follows the segment targets (SMB ~14-30 days ... Strategic 90-120);
@@ -16,6 +20,7 @@ The model behind it, so every analysis shows something true:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -236,11 +241,13 @@ def default_event_target(accounts: int) -> int:
 def generate(
     *,
     accounts: int = 600,
-    seed: int = 42,
+    seed: int | Sequence[int] = 42,
     as_of: date | None = None,
     events: int | None = None,
+    first_account: int = 0,
 ) -> DemoData:
-    """Generate a demo portfolio, deterministic for a given (accounts, seed, as_of)."""
+    """Generate a demo portfolio, deterministic for a given (accounts, seed, as_of).
+    `first_account` numbers the accounts from ACC-(first_account + 1) (one chunk of many)."""
     as_of = as_of or datetime.now(UTC).date()
     target_events = events if events is not None else default_event_target(accounts)
     rng = np.random.default_rng(seed)
@@ -281,7 +288,7 @@ def generate(
     csm = rng.choice(csm_emails, size=n)
     csm_eff = np.array([CSM_EFFECT[c] for c in csm])
 
-    ext_ids = np.array([f"ACC-{i + 1:05d}" for i in range(n)])
+    ext_ids = np.array([f"ACC-{first_account + i + 1:05d}" for i in range(n)])
     names = np.array(
         [
             f"{_ADJ[a]} {_NOUN[b]} {_SUFFIX[c]}"
@@ -861,3 +868,133 @@ def load(session, data: DemoData, *, progress=None) -> None:
         meta.value = value
     bump_data_version(session)
     say(1.0, "done")
+
+
+# ----------------------------------------------------------------------------- at scale
+
+CHUNK_ACCOUNTS = 5_000
+_CHECKLIST_COLUMNS = [
+    "account_id",
+    "category",
+    "criterion",
+    "target",
+    "actual",
+    "status",
+    "owner_id",
+    "due_date",
+    "note",
+    "metric",
+    "position",
+    "done_at",
+]
+
+
+def generate_chunks(
+    *,
+    accounts: int = 600,
+    seed: int = 42,
+    as_of: date | None = None,
+    events: int | None = None,
+    chunk_accounts: int | None = None,
+) -> Iterator[DemoData]:
+    """The portfolio in chunks of `chunk_accounts` accounts, deterministic for (accounts,
+    seed, as_of). One chunk is `generate(...)` itself; beyond that chunk k draws from the
+    stream seeded (seed, k) and gets its share of the event target."""
+    as_of = as_of or datetime.now(UTC).date()
+    chunk_accounts = chunk_accounts or CHUNK_ACCOUNTS
+    if accounts <= chunk_accounts:
+        yield generate(accounts=accounts, seed=seed, as_of=as_of, events=events)
+        return
+    total_events = events if events is not None else default_event_target(accounts)
+    done_events = 0
+    for k, lo in enumerate(range(0, accounts, chunk_accounts)):
+        n = min(chunk_accounts, accounts - lo)
+        # Shares by cumulative rounding, so the chunks' targets add up to the total.
+        share = round(total_events * (lo + n) / accounts) - done_events
+        done_events += share
+        yield generate(accounts=n, seed=[seed, k], as_of=as_of, events=share, first_account=lo)
+
+
+def load_chunks(session, chunks: Iterator[DemoData], *, accounts: int, progress=None) -> dict:
+    """Write a chunked portfolio into a database without portfolio data (no commit); the
+    demo's meta is the chunks' summed. Rows are inserted, not diffed: nothing is there."""
+    from sqlalchemy import func, select
+
+    from db.bulk import ACCOUNT_COLUMNS, insert_events, upsert
+    from db.models import Account, AccountMilestone, ChecklistItem, Meta, Outcome, SuccessPlan, TeamMember
+    from db.session import bump_data_version
+    from db.settings_store import ensure_defaults
+
+    if session.execute(select(func.count()).select_from(Account)).scalar_one():
+        raise ValueError("load_chunks writes into a database without accounts")
+    ensure_defaults(session)
+    meta: dict = {}
+    team: dict = {}
+    written = 0
+    for data in chunks:
+        if not team:
+            upsert(session, TeamMember.__table__, data.team, key=["email"], columns=["name", "role"], actor="demo")
+            team = dict(session.execute(select(TeamMember.email, TeamMember.id)).all())
+        if progress:
+            progress(0.95 * written / max(accounts, 1), f"accounts {written:,} of {accounts:,}")
+        acc = data.accounts.rename(columns={"account_id": "external_id"})
+        acc = acc.assign(csm_id=acc.pop("csm_email").map(team))
+        _insert(session, Account.__table__, acc[["external_id", *ACCOUNT_COLUMNS]])
+        ext = acc["external_id"].tolist()
+        ids = dict(session.execute(select(Account.external_id, Account.id).where(Account.external_id.in_(ext))).all())
+        ms = data.milestones.rename(columns={"milestone": "milestone_key"})
+        ms = ms.assign(account_id=ms["account_id"].map(ids))
+        _insert(session, AccountMilestone.__table__, ms[["account_id", "milestone_key", "due_date", "completed_at"]])
+        out = data.outcomes.assign(account_id=data.outcomes["account_id"].map(ids))
+        _insert(session, Outcome.__table__, out[["account_id", "date", "type", "arr_change"]])
+        cl = data.checklist.assign(account_id=data.checklist["account_id"].map(ids))
+        cl = cl.assign(owner_id=cl.pop("owner_email").map(team))
+        _insert(
+            session,
+            ChecklistItem.__table__,
+            cl[_CHECKLIST_COLUMNS],
+        )
+        plans = data.success_plans.assign(account_id=data.success_plans["account_id"].map(ids))
+        _insert(session, SuccessPlan.__table__, plans)
+        ev = data.events
+        for i in range(0, len(ev), 200_000):
+            part = ev.iloc[i : i + 200_000]
+            insert_events(
+                session,
+                pd.DataFrame(
+                    {
+                        "account_id": part["account_id"].map(ids).to_numpy(),
+                        "event": part["event"].to_numpy(),
+                        "ts": part["ts"].to_numpy(),
+                        "user_id": part["user_id"].to_numpy(),
+                        "properties": part["properties"].to_numpy(),
+                    }
+                ),
+            )
+        written += len(acc)
+        if not meta:
+            meta = dict(data.meta)
+        else:
+            for k in ("accounts", "events", "stalled", "churned"):
+                meta[k] += data.meta[k]
+    row = session.get(Meta, "demo")
+    value = json.dumps(meta)[:200]
+    if row is None:
+        session.add(Meta(key="demo", value=value))
+    else:
+        row.value = value
+    bump_data_version(session)
+    if progress:
+        progress(1.0, "done")
+    return meta
+
+
+def _insert(session, table, frame: pd.DataFrame) -> None:
+    """Insert a frame's rows (NaN/NaT as NULL, numpy scalars as Python values)."""
+    from db.bulk import _norm
+
+    if frame.empty:
+        return
+    cols = list(frame.columns)
+    rows = [dict(zip(cols, map(_norm, r), strict=True)) for r in frame.itertuples(index=False, name=None)]
+    session.execute(table.insert(), rows)

@@ -17,7 +17,9 @@ at a time, and the second is told who started the first.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import io
 import json
 import logging
@@ -38,7 +40,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from db import import_lock, uploads
-from db.bulk import ACCOUNT_COLUMNS, SQLITE_TS, insert_events, upsert
+from db.bulk import (
+    ACCOUNT_COLUMNS,
+    LARGE_LOAD_EVENTS,
+    SQLITE_TS,
+    drop_event_indexes,
+    insert_events,
+    rebuild_event_indexes,
+    stored_event_estimate,
+    upsert,
+)
 from db.defaults import DEFAULT_CHECKLIST
 from db.import_lock import ImportBusy, ImportFailed
 from db.models import (
@@ -65,6 +76,10 @@ log = logging.getLogger(__name__)
 MAX_PROBLEMS = 5000
 UNKNOWN_ACCOUNT = "unknown account: not in accounts.csv or the database"
 EVENT_BATCH = 50_000
+# SQLite's page cache while events load (KiB, negative as PRAGMA cache_size takes it), and
+# the connection's usual one (db/session.py) it returns to afterwards.
+LOAD_CACHE_KIB = -262_144
+NORMAL_CACHE_KIB = -65_536
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -308,7 +323,7 @@ def _read_chunks(
             lines.record = 0
             start_line = prev_end + 1
             prev_end = reader.line_num
-            if not rec or all(not f.strip() for f in rec):
+            if not rec or not "".join(rec).strip():
                 continue  # a blank line, or a spreadsheet's empty row (",,,")
             if len(rec) != width:
                 report.add(
@@ -525,6 +540,70 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
     return out, ok
 
 
+_NOT_PRINTABLE_ASCII = r"[^\x20-\x7e]"
+_TS_OFFSET_RE = r"[T ].*(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+
+
+def _validate_fast(name: str, df: pd.DataFrame) -> pd.DataFrame | None:
+    """`_validate` for a chunk without problems, in Arrow compute instead of per-cell Python;
+    None when the chunk needs the full check (any problem, or any cell outside printable
+    ASCII, where Python's and Arrow's ideas of whitespace could differ). Only the kinds of
+    events.csv are handled; so the typed columns are exactly those `_validate` returns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    spec = {c.name: c for c in SPECS[name]}
+    out: dict[str, Any] = {}
+    null = pa.scalar(None, pa.string())
+    for col in df.columns:
+        if col not in spec:
+            continue
+        c = spec[col]
+        if c.kind not in ("text", "ts", "json") or (c.kind == "text" and col not in TRIMMED_TEXT):
+            return None
+        arr = pa.array(df[col].to_numpy(), type=pa.string())
+        if pc.any(pc.match_substring_regex(arr, _NOT_PRINTABLE_ASCII)).as_py():
+            return None
+        # In printable ASCII the only whitespace is the space: str.strip() is trimming spaces.
+        s = arr if c.kind == "json" else pc.utf8_trim(arr, " ")
+        if c.kind in ("text", "json"):
+            quoted = pc.starts_with(s, "'")
+            if pc.any(quoted).as_py():
+                s = pc.if_else(quoted, pc.utf8_slice_codeunits(s, 1), s)
+                if c.kind == "text":
+                    s = pc.utf8_trim(s, " ")
+        empty = pc.equal(pc.utf8_trim(s, " "), "")
+        if c.required and pc.any(empty).as_py():
+            return None
+        if c.max_len and pc.any(pc.greater(pc.utf8_length(s), c.max_len)).as_py():
+            return None
+        if c.kind == "ts":
+            values = s.to_numpy(zero_copy_only=False)
+            iso = pc.match_substring_regex(s, _TS_RE.pattern).to_numpy(zero_copy_only=False)
+            if not iso[~empty.to_numpy(zero_copy_only=False)].all():
+                return None
+            has_offset = pc.match_substring_regex(s, _TS_OFFSET_RE).to_numpy(zero_copy_only=False)
+            parsed = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+            for part in (iso & has_offset, iso & ~has_offset):
+                if part.any():
+                    parsed[part] = pd.to_datetime(values[part], format="ISO8601", utc=True, errors="coerce")
+            if parsed.isna().to_numpy()[iso].any():
+                return None
+            out[col] = parsed
+            continue
+        s = pc.if_else(empty, null, s)
+        if c.kind == "json":
+            for v in pc.unique(s.drop_null()).to_pylist():
+                try:
+                    obj = json.loads(v)
+                except (ValueError, RecursionError):
+                    return None
+                if not isinstance(obj, dict):
+                    return None
+        out[col] = pd.Series(s.to_numpy(zero_copy_only=False), index=df.index, dtype=object)
+    return pd.DataFrame(out, index=df.index)
+
+
 # ----------------------------------------------------------------------------- the import
 
 
@@ -690,7 +769,7 @@ def _read_all(
         if progress:
             progress(done_before / total, f"reading {name}")
         if name == "events.csv":
-            _import_events(ctx, files[name], on_bytes)
+            _import_events(ctx, files[name], on_bytes, size=sizes[name])
         else:
             _import_entity(ctx, name, files[name])
         ctx.stop_writing_if_problems()
@@ -717,7 +796,9 @@ def _load_reference(ctx: _Context) -> None:
 
 def _check_duplicates(ctx: _Context, name: str, df: pd.DataFrame, rows: np.ndarray, ok: np.ndarray) -> np.ndarray:
     key = KEYS[name]
-    keys = df[key].astype(str).agg("\x1f".join, axis=1) if len(key) > 1 else df[key[0]].astype(str)
+    keys = df[key[0]].astype(str)
+    for k in key[1:]:  # vectorised: the same text as joining each row's parts with \x1f
+        keys = keys + "\x1f" + df[k].astype(str)
     # Rows with an empty key part are already reported as such, not as duplicates of each other.
     dup = keys.duplicated(keep="first").to_numpy() & df[key].notna().all(axis=1).to_numpy()
     if dup.any():
@@ -1004,13 +1085,45 @@ def _tally(fr: FileReport, res: Any) -> None:
     fr.unchanged += res.unchanged
 
 
-def _import_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None]) -> None:
+def _import_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None], *, size: int = 0) -> None:
+    """Stream events.csv in batches into the import's transaction. The garbage collector
+    waits meanwhile (the batches make no reference cycles, only many small objects);
+    SQLite gets a larger page cache for the index B-trees, and a large PostgreSQL load
+    builds the secondary indexes once at the end instead of row by row."""
+    sqlite = ctx.session.connection().dialect.name == "sqlite"
+    was_enabled = gc.isenabled()
+    gc.disable()
+    if sqlite and ctx.writing:
+        ctx.session.connection().exec_driver_sql(f"PRAGMA cache_size = {LOAD_CACHE_KIB}")
+    try:
+        _stream_events(ctx, source, on_bytes, size=size)
+    finally:
+        if was_enabled:
+            gc.enable()
+        if sqlite:
+            with contextlib.suppress(SQLAlchemyError):
+                ctx.session.connection().exec_driver_sql(f"PRAGMA cache_size = {NORMAL_CACHE_KIB}")
+
+
+def _stream_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None], *, size: int) -> None:
     name = "events.csv"
     report = ctx.report
     fr = report.files[name]
-    for _header, df, rows in _read_chunks(name, source, report, chunk_rows=EVENT_BATCH, on_bytes=on_bytes):
+    read = [0]
+
+    def seen(b: int) -> None:
+        read[0] = b
+        on_bytes(b)
+
+    dropped: list = []
+    decided = False
+    for _header, df, rows in _read_chunks(name, source, report, chunk_rows=EVENT_BATCH, on_bytes=seen):
         fr.rows += len(df)
-        typed, ok = _validate(name, df, rows, report)
+        fast = _validate_fast(name, df)
+        if fast is not None:
+            typed, ok = fast, np.ones(len(df), dtype=bool)
+        else:
+            typed, ok = _validate(name, df, rows, report)
         ok &= _ref_check(
             ctx,
             name,
@@ -1028,6 +1141,10 @@ def _import_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None
             _count_events(ctx, t)
             ctx.release()
             continue
+        if not decided:
+            decided = True
+            if _large_pg_load(ctx.session, rows_seen=len(df), bytes_seen=read[0], size=size):
+                dropped = drop_event_indexes(ctx.session)
         batch = pd.DataFrame(
             {
                 "account_id": t["account_id"].map(ctx.accounts).astype(int),
@@ -1040,12 +1157,24 @@ def _import_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None
         inserted = insert_events(ctx.session, batch)
         fr.inserted += inserted
         fr.duplicates_skipped += len(batch) - inserted
+    if dropped and ctx.writing and not report.problem_count:
+        # (With problems the import rolls back, which restores the dropped indexes.)
+        rebuild_event_indexes(ctx.session, dropped)
     if ctx.counting and ctx.new_event_keys:
         # New events, counted once however often they repeat in the file.
         candidates = np.concatenate(ctx.new_event_keys)
         fr.inserted = int(np.unique(candidates).size)
         fr.duplicates_skipped += len(candidates) - fr.inserted
         ctx.new_event_keys.clear()
+
+
+def _large_pg_load(session: Session, *, rows_seen: int, bytes_seen: int, size: int) -> bool:
+    """Whether this events file is a large PostgreSQL load (estimated from the first batch's
+    bytes per row): at least LARGE_LOAD_EVENTS rows, and more than are stored already."""
+    if session.connection().dialect.name != "postgresql" or rows_seen == 0 or bytes_seen == 0:
+        return False
+    expected = rows_seen * max(size, bytes_seen) / bytes_seen
+    return expected >= LARGE_LOAD_EVENTS and expected > stored_event_estimate(session)
 
 
 def _count_events(ctx: _Context, t: pd.DataFrame) -> None:

@@ -6,7 +6,9 @@ on SQLite, as SQLModel's UTCDateTime stores them); dates are plain dates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -86,6 +88,13 @@ class AccountMilestone(SQLModel, table=True):
     completed_at: datetime | None = None
 
 
+# Indexes of the events table that only analytics read. On SQLite the columnar copy beside
+# the file answers analytics, so these are PostgreSQL-only: every import would otherwise pay
+# for them on each row (migration 0003). `include_object` keeps autogenerate consistent.
+ANALYTICS_ONLY_DIALECT = "postgresql"
+EVENTS_ANALYTICS_INDEXES = ("ix_events_event_account_ts", "ix_events_ts_account_user")
+
+
 class Event(SQLModel, table=True):
     __tablename__ = "events"
     __table_args__ = (
@@ -93,9 +102,9 @@ class Event(SQLModel, table=True):
         UniqueConstraint("account_id", "event", "ts", "user_id", name="uq_events_natural"),
         # Covering for per-account time ranges (first N days, day-30 windows).
         Index("ix_events_account_ts", "account_id", "ts", "event", "user_id"),
-        Index("ix_events_event_account_ts", "event", "account_id", "ts"),
+        Index("ix_events_event_account_ts", "event", "account_id", "ts").ddl_if(dialect=ANALYTICS_ONLY_DIALECT),
         # Point-in-time windows (active users / days in the last N days).
-        Index("ix_events_ts_account_user", "ts", "account_id", "user_id"),
+        Index("ix_events_ts_account_user", "ts", "account_id", "user_id").ddl_if(dialect=ANALYTICS_ONLY_DIALECT),
     )
 
     # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -257,6 +266,19 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=60)
     value: str = Field(max_length=200)
+
+
+def include_object(dialect: str) -> Callable[..., bool]:
+    """Alembic's include_object for a database of this dialect: an index that exists only on
+    another dialect (`Index(...).ddl_if(dialect=...)`) is not part of its schema."""
+
+    def include(obj: Any, _name: str | None, type_: str, _reflected: bool, _compare_to: Any) -> bool:
+        if type_ != "index":
+            return True
+        cond = getattr(obj, "_ddl_if", None)
+        return cond is None or cond.dialect is None or cond.dialect == dialect
+
+    return include
 
 
 def _python_defaults_for_core_inserts() -> None:

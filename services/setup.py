@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,13 @@ def seed_demo(
     history_weeks: int = 26,
     progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, Any]:
-    """Generate and load a demo portfolio (one transaction) and back-fill health history."""
+    """Generate and load a demo portfolio (one transaction) and back-fill health history.
+    The portfolio streams in chunks (db/demo.py): memory stays that of one chunk."""
     from services.health import backfill_snapshots
 
     init_db(url)
-    data = demo.generate(accounts=accounts, seed=seed, as_of=as_of, events=events)
+    as_of = as_of or datetime.now(UTC).date()
+    chunks = demo.generate_chunks(accounts=accounts, seed=seed, as_of=as_of, events=events)
     with session_scope(url) as s:
         existing = int(s.execute(select(func.count()).select_from(Account)).scalar_one())
         if existing and not replace:
@@ -73,11 +75,11 @@ def seed_demo(
             for table in PORTFOLIO_TABLES:
                 s.execute(text(f"DELETE FROM {table}"))
             s.execute(text("DELETE FROM meta WHERE key = 'demo'"))
-        demo.load(s, data, progress=progress)
+        meta = demo.load_chunks(s, chunks, accounts=accounts, progress=progress)
     if history_weeks > 0:
-        backfill_snapshots(url=url, as_of=data.as_of, weeks=history_weeks, progress=progress)
+        backfill_snapshots(url=url, as_of=as_of, weeks=history_weeks, progress=progress)
     sync_after_write(url, rebuild=True)  # the demo replaced the events: rebuild the columnar copy
-    return data.meta
+    return meta
 
 
 def is_demo_database(url: str | None = None) -> bool:

@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 import db.models  # noqa: F401  (the tables)
 from db.importer import import_files
+from db.models import include_object
 from db.session import DatabaseUnavailable, alembic_config, check_connection, dispose_engine, get_engine, migrate
 from services.plans import ItemChange, in_session, save_checklist
 from tests.conftest import AS_OF, ROOT, SMALL
@@ -54,7 +55,9 @@ def counts(url: str) -> dict[str, int]:
 
 def test_the_models_and_the_migrations_agree(empty_db: str) -> None:
     with get_engine(empty_db).connect() as c:
-        assert compare_metadata(MigrationContext.configure(c), SQLModel.metadata) == []
+        # Indexes of another dialect only (db/models.py) are not this database's schema.
+        ctx = MigrationContext.configure(c, opts={"include_object": include_object(c.dialect.name)})
+        assert compare_metadata(ctx, SQLModel.metadata) == []
 
 
 def test_upgrading_the_previous_release_keeps_all_data(unmigrated_db: str) -> None:
@@ -121,7 +124,7 @@ def test_upgrading_the_previous_release_keeps_all_data(unmigrated_db: str) -> No
         )
     before = counts(url)
 
-    assert migrate(url) == "0002"
+    assert migrate(url) == "0003"
 
     assert counts(url) == before
     with engine.connect() as c:

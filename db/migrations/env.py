@@ -4,29 +4,42 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
+from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
-import db.models  # noqa: F401  (registers the tables)
+import db.models  # registers the tables
 
 config = context.config
 target_metadata = SQLModel.metadata
 
 
 def run_migrations_offline() -> None:
+    url = config.get_main_option("sqlalchemy.url")
     context.configure(
-        url=config.get_main_option("sqlalchemy.url"),
+        url=url,
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
+        include_object=db.models.include_object(make_url(url).get_backend_name()),
     )
     with context.begin_transaction():
         context.run_migrations()
 
 
+def _configure(conn) -> None:
+    context.configure(
+        connection=conn,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        # Indexes of another dialect only (db/models.py) are not this database's schema.
+        include_object=db.models.include_object(conn.dialect.name),
+    )
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        _configure(connection)
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -36,7 +49,7 @@ def run_migrations_online() -> None:
         poolclass=pool.NullPool,
     )
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+        _configure(conn)
         with context.begin_transaction():
             context.run_migrations()
 
