@@ -394,6 +394,9 @@ def write_markdown(results: dict) -> Path:
         if extra:
             lines += ["", *[f"- {n}" for n in extra]]
         lines.append("")
+        from bench.browser import markdown as browser_markdown
+
+        lines += browser_markdown(r)
     path = ROOT / "BENCHMARKS.md"
     path.write_text("\n".join(lines))
     return path
@@ -429,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     if "import" in only:
         print("import (issue 2)", flush=True)
         r.update(bench_import(url))
+    if "browser" in only:
+        print("browser (issue 16): headless Chromium, ratios to a trivial page", flush=True)
+        from bench.browser import bench_browser
+
+        r.update(bench_browser(url, args.runs))
     if args.no_write:
         print(json.dumps(r, indent=2))
         return 0
