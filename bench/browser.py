@@ -219,12 +219,28 @@ def filter_change(page, title: str, segment: str) -> float:
     return settle(page, t0, title, url_has=f"segment={segment}")
 
 
+def _progress(raw: dict) -> None:
+    """The raw figures so far (artifacts/bench-browser-progress.json), should a run be cut short."""
+    with open(ROOT / "artifacts" / "bench-browser-progress.json", "w") as f:
+        json.dump(raw, f, indent=1)
+
+
 def _med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def bench_browser(url: str, runs: int = 3, *, app_root: Path = ROOT, pages: list[str] | None = None) -> dict:
-    """Every figure in seconds, its ratio to the trivial page's, and the server RSS (MB)."""
+def bench_browser(
+    url: str,
+    runs: int = 3,
+    *,
+    app_root: Path = ROOT,
+    pages: list[str] | None = None,
+    first_pages: list[str] | None = None,
+    filter_pages: list[str] | None = None,
+) -> dict:
+    """Every figure in seconds, its ratio to the trivial page's, and the server RSS (MB).
+    pages: the pages switched between (default all); first_pages / filter_pages: the pages
+    whose first visit / filter change is timed (default: all of those)."""
     from playwright.sync_api import sync_playwright
 
     chosen = [p for p in PAGES if pages is None or p[0] in pages]
@@ -269,7 +285,7 @@ def bench_browser(url: str, runs: int = 3, *, app_root: Path = ROOT, pages: list
             )
 
             # --- the app: first visit of each page after a fresh server start
-            for key, path, title in chosen:
+            for key, path, title in [p for p in chosen if first_pages is None or p[0] in first_pages]:
                 times = []
                 for _ in range(runs):
                     s = Server(app_root / "app.py", app_root, app_env, logs / "bench-app.log")
@@ -278,6 +294,7 @@ def bench_browser(url: str, runs: int = 3, *, app_root: Path = ROOT, pages: list
                     finally:
                         s.stop()
                 raw[f"first_{key}"] = times
+                _progress(raw)
                 log(f"{title:14s} first visit {_med(times):.2f} s  {[round(t, 2) for t in times]}")
 
             # --- one warm server: switches by the sidebar, filter changes, RSS
@@ -293,8 +310,11 @@ def bench_browser(url: str, runs: int = 3, *, app_root: Path = ROOT, pages: list
                             continue
                         raw.setdefault(f"switch_{key}", []).append(switch(page, title))
                     raw.setdefault(f"switch_{chosen[0][0]}", []).append(switch(page, chosen[0][2]))
+                    _progress(raw)
                 ctx.close()
-                for key, _ in [(k, p) for k, p, _ in chosen if k in FILTERED]:
+                for key, _ in [
+                    (k, p) for k, p, _ in chosen if k in FILTERED and (filter_pages is None or k in filter_pages)
+                ]:
                     path = next(p for k, p, _ in chosen if k == key)
                     for i in range(runs):
                         ctx, page = open_page(browser, s, path, TITLES[key])
@@ -302,6 +322,7 @@ def bench_browser(url: str, runs: int = 3, *, app_root: Path = ROOT, pages: list
                             filter_change(page, TITLES[key], SEGMENTS[i % len(SEGMENTS)])
                         )
                         ctx.close()
+                        _progress(raw)
                 out["browser_rss_mb"] = s.rss_mb()
             finally:
                 s.stop()
@@ -382,10 +403,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--app-root", type=Path, default=ROOT, help="the app's checkout (for before/after figures)")
     p.add_argument("--pages", default=None, help="comma list of page keys (default: all)")
+    p.add_argument("--first-pages", default=None, help="comma list: time the first visit of these only")
+    p.add_argument("--filter-pages", default=None, help="comma list: time the filter change on these only")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = p.parse_args(argv)
+    split = lambda v: v.split(",") if v else None  # noqa: E731
     r = bench_browser(
-        args.db_url, args.runs, app_root=args.app_root, pages=args.pages.split(",") if args.pages else None
+        args.db_url,
+        args.runs,
+        app_root=args.app_root,
+        pages=split(args.pages),
+        first_pages=split(args.first_pages),
+        filter_pages=split(args.filter_pages),
     )
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))
