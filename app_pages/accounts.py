@@ -12,7 +12,7 @@ import streamlit as st
 
 from components import cache, charts, context
 from components.safe import md
-from components.ui import account_link, empty, fmt_num, reading, table
+from components.ui import account_link, empty, fmt_num, page_of, reading, table
 from db.models import INTERVENTION_TYPES
 from metrics.days import by_date, end_of
 from metrics.health import BANDS as BAND_NAMES
@@ -57,7 +57,9 @@ def show_list() -> None:
     if mine:
         view = view[view["csm_email"] == user.email]
     st.caption(f"{len(view):,} of {len(lst):,} accounts · as of {as_of:%d %b %Y} · {md(flt.describe())}")
-    shown = view.assign(link=view["external_id"].map(account_link))
+    # 100 rows a page: the browser draws one page; the download has them all.
+    page = page_of(view, key="account_table")
+    shown = page.assign(link=page["external_id"].map(account_link))
     event = table(
         shown[
             [

@@ -9,7 +9,7 @@ import streamlit as st
 
 from components import cache, charts, context
 from components.safe import md
-from components.ui import account_link, empty, reading, table
+from components.ui import account_link, empty, page_of, reading, table
 from services.analytics import funnel_report
 
 src = cache.facts()
@@ -309,7 +309,9 @@ if group_col:
 sel = sel.sort_values(["furthest", "entered_at"], ascending=[False, True])
 st.caption(f"{len(sel):,} accounts")
 if len(sel):
-    sv = sel.assign(link=sel["external_id"].map(account_link))
+    # 100 rows a page: the browser draws one page; the download has them all.
+    page = page_of(sel, key="drill_table")
+    sv = page.assign(link=page["external_id"].map(account_link))
     tcols = (
         ["link", "name", "owner", "furthest", "status"]
         + [f"t{k}" for k in range(len(steps))]

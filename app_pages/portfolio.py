@@ -8,10 +8,8 @@ import streamlit as st
 
 from components import cache, charts, context
 from components.safe import md
-from components.ui import account_link, empty, kpi_tile, reading, table
+from components.ui import account_link, empty, kpi_tile, page_of, reading, table
 from services.analytics import portfolio
-
-ATTENTION_ROWS = 300
 
 src = cache.facts()
 flt = context.filters()
@@ -67,9 +65,8 @@ st.caption("At Risk or Critical health, or a risk trigger firing; lowest health 
 if p.at_risk.empty:
     st.success("No account is at risk and no risk trigger fired.", icon=":material/check_circle:")
 else:
-    shown = p.at_risk.head(ATTENTION_ROWS)
-    if len(p.at_risk) > ATTENTION_ROWS:
-        st.caption(f"Showing the {ATTENTION_ROWS} with the lowest health; the download has all {len(p.at_risk):,}.")
+    # 100 rows a page: the browser draws one page; the download has them all.
+    shown = page_of(p.at_risk, key="at_risk")
     view = shown.assign(link=shown["external_id"].map(account_link))
     view = view[["link", "name", "segment", "owner", "health", "band", "reason", "days_overdue", "triggers", "action"]]
     table(
@@ -97,62 +94,65 @@ else:
     )
 
 st.subheader("Breakdowns")
-tab_seg, tab_csm = st.tabs(["By segment", "By CSM"])
+# Only the chosen tab's body runs (and is sent to the browser); the choice is in the URL.
+tab_seg, tab_csm = st.tabs(["By segment", "By CSM"], key="breakdown", bind="query-params")
 pct = {"format": "%.0f %%"}
 with tab_seg:
-    seg = p.by_segment.copy()
-    seg["completion_rate"] *= 100
-    seg["at_risk_share"] *= 100
-    table(
-        seg,
-        key="by_segment",
-        filename=f"by-segment-{as_of}",
-        column_config={
-            "segment": "Segment",
-            "accounts": "Accounts",
-            "onboarding": "Onboarding",
-            "completion_rate": st.column_config.NumberColumn(
-                "Completion on time", **pct, help="Recent onboarding deadlines met (denominator next column)"
-            ),
-            "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
-            "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
-            "ttfv_target_days": st.column_config.NumberColumn("TTFV target", format="%.0f d"),
-            "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
-            "at_risk": "At risk",
-            "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),
-        },
-        download_df=p.by_segment,
-    )
-    late = p.by_segment[p.by_segment["ttfv_median_days"] > p.by_segment["ttfv_target_days"]]
-    reading(
-        ("Median time to first value is over target in " + md(", ".join(late["segment"])) + ".")
-        if len(late)
-        else "Every segment reaches first value within its target (median, Kaplan-Meier)."
-    )
-with tab_csm:
-    csm = p.by_csm.copy()
-    csm["completion_rate"] *= 100
-    csm["at_risk_share"] *= 100
-    table(
-        csm,
-        key="by_csm",
-        filename=f"by-csm-{as_of}",
-        column_config={
-            "csm_name": "CSM",
-            "accounts": "Accounts",
-            "onboarding": "Onboarding",
-            "completion_rate": st.column_config.NumberColumn("Completion on time", **pct),
-            "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
-            "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
-            "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
-            "at_risk": "At risk",
-            "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),
-        },
-        download_df=p.by_csm,
-    )
-    if len(p.by_csm):
-        worst = p.by_csm.sort_values("at_risk_share", ascending=False).iloc[0]
-        best = p.by_csm.sort_values("at_risk_share").iloc[0]
-        reading(
-            f"At-risk share ranges from {best['at_risk_share']:.0%} ({md(best['csm_name'])}) to {worst['at_risk_share']:.0%} ({md(worst['csm_name'])})."
+    if tab_seg.open is not False:
+        seg = p.by_segment.copy()
+        seg["completion_rate"] *= 100
+        seg["at_risk_share"] *= 100
+        table(
+            seg,
+            key="by_segment",
+            filename=f"by-segment-{as_of}",
+            column_config={
+                "segment": "Segment",
+                "accounts": "Accounts",
+                "onboarding": "Onboarding",
+                "completion_rate": st.column_config.NumberColumn(
+                    "Completion on time", **pct, help="Recent onboarding deadlines met (denominator next column)"
+                ),
+                "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
+                "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
+                "ttfv_target_days": st.column_config.NumberColumn("TTFV target", format="%.0f d"),
+                "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
+                "at_risk": "At risk",
+                "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),
+            },
+            download_df=p.by_segment,
         )
+        late = p.by_segment[p.by_segment["ttfv_median_days"] > p.by_segment["ttfv_target_days"]]
+        reading(
+            ("Median time to first value is over target in " + md(", ".join(late["segment"])) + ".")
+            if len(late)
+            else "Every segment reaches first value within its target (median, Kaplan-Meier)."
+        )
+with tab_csm:
+    if tab_csm.open:
+        csm = p.by_csm.copy()
+        csm["completion_rate"] *= 100
+        csm["at_risk_share"] *= 100
+        table(
+            csm,
+            key="by_csm",
+            filename=f"by-csm-{as_of}",
+            column_config={
+                "csm_name": "CSM",
+                "accounts": "Accounts",
+                "onboarding": "Onboarding",
+                "completion_rate": st.column_config.NumberColumn("Completion on time", **pct),
+                "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
+                "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
+                "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
+                "at_risk": "At risk",
+                "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),
+            },
+            download_df=p.by_csm,
+        )
+        if len(p.by_csm):
+            worst = p.by_csm.sort_values("at_risk_share", ascending=False).iloc[0]
+            best = p.by_csm.sort_values("at_risk_share").iloc[0]
+            reading(
+                f"At-risk share ranges from {best['at_risk_share']:.0%} ({md(best['csm_name'])}) to {worst['at_risk_share']:.0%} ({md(worst['csm_name'])})."
+            )

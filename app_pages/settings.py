@@ -34,6 +34,7 @@ def report(exc: Exception) -> None:
         st.error(f"Not saved: {md(exc)}")
 
 
+# Only the chosen tab's body runs (and is sent to the browser); the choice is in the URL.
 t_team, t_ms, t_health, t_rules, t_tpl, t_log = st.tabs(
     ["Team", "Milestones", "Health model", "Risk rules", "Checklist templates", "Change log"],
     key="settings_tab",
@@ -41,215 +42,235 @@ t_team, t_ms, t_health, t_rules, t_tpl, t_log = st.tabs(
 )
 
 with t_team:
-    st.dataframe(snap["team"], hide_index=True)
-    if admin:
-        with st.form("member", clear_on_submit=True):
-            st.markdown("**Add a member or change one** (by email)")
-            c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
-            email = c1.text_input("Email")
-            name = c2.text_input("Name")
-            role = c3.selectbox("Role", ROLES)
-            active = c4.checkbox("Active", value=True)
-            if st.form_submit_button("Save member", type="primary"):
-                try:
-                    in_session(save_team_member, user, email=email, name=name, role=role, active=active)
-                    st.toast("Saved", icon=":material/check:")
-                    st.rerun()
-                except (ValidationFailed, PermissionDenied) as exc:
-                    report(exc)
+    if t_team.open is not False:
+        st.dataframe(snap["team"], hide_index=True)
+        if admin:
+            with st.form("member", clear_on_submit=True):
+                st.markdown("**Add a member or change one** (by email)")
+                c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
+                email = c1.text_input("Email")
+                name = c2.text_input("Name")
+                role = c3.selectbox("Role", ROLES)
+                active = c4.checkbox("Active", value=True)
+                if st.form_submit_button("Save member", type="primary"):
+                    try:
+                        in_session(save_team_member, user, email=email, name=name, role=role, active=active)
+                        st.toast("Saved", icon=":material/check:")
+                        st.rerun()
+                    except (ValidationFailed, PermissionDenied) as exc:
+                        report(exc)
 
 with t_ms:
-    ms = snap["milestones"]
-    st.caption(
-        "Target day = days after contract start, per segment. Changes apply to due dates of accounts created afterwards."
-    )
-    edited = st.data_editor(
-        ms,
-        key="ms_editor",
-        hide_index=True,
-        disabled=not admin or ["key"],
-        column_config={
-            "key": "Key",
-            "name": st.column_config.TextColumn("Name", required=True),
-            "phase": st.column_config.NumberColumn("Phase", min_value=1, max_value=5, step=1),
-            "order": st.column_config.NumberColumn("Order", min_value=1, step=1),
-            "is_value": st.column_config.CheckboxColumn("Value milestone"),
-            **{s: st.column_config.NumberColumn(f"{s} (days)", min_value=0, max_value=730, step=1) for s in SEGMENTS},
-        },
-    )
-    if admin and st.button("Save milestones", type="primary"):
-        rows = [
-            {
-                "key": r["key"],
-                "name": r["name"],
-                "phase": int(r["phase"]) if pd.notna(r["phase"]) else None,
-                "order": int(r["order"]) if pd.notna(r["order"]) else None,
-                "is_value": bool(r["is_value"]),
-                "target_days": {s: int(r[s]) if pd.notna(r[s]) else None for s in SEGMENTS},
-            }
-            for _, r in edited.iterrows()
-        ]
-        try:
-            in_session(save_milestones, user, rows=rows)
-            st.toast("Milestones saved", icon=":material/check:")
-            st.rerun()
-        except (ValidationFailed, PermissionDenied) as exc:
-            report(exc)
+    if t_ms.open:
+        ms = snap["milestones"]
+        st.caption(
+            "Target day = days after contract start, per segment. Changes apply to due dates of accounts created afterwards."
+        )
+        edited = st.data_editor(
+            ms,
+            key="ms_editor",
+            hide_index=True,
+            disabled=not admin or ["key"],
+            column_config={
+                "key": "Key",
+                "name": st.column_config.TextColumn("Name", required=True),
+                "phase": st.column_config.NumberColumn("Phase", min_value=1, max_value=5, step=1),
+                "order": st.column_config.NumberColumn("Order", min_value=1, step=1),
+                "is_value": st.column_config.CheckboxColumn("Value milestone"),
+                **{
+                    s: st.column_config.NumberColumn(f"{s} (days)", min_value=0, max_value=730, step=1)
+                    for s in SEGMENTS
+                },
+            },
+        )
+        if admin and st.button("Save milestones", type="primary"):
+            rows = [
+                {
+                    "key": r["key"],
+                    "name": r["name"],
+                    "phase": int(r["phase"]) if pd.notna(r["phase"]) else None,
+                    "order": int(r["order"]) if pd.notna(r["order"]) else None,
+                    "is_value": bool(r["is_value"]),
+                    "target_days": {s: int(r[s]) if pd.notna(r[s]) else None for s in SEGMENTS},
+                }
+                for _, r in edited.iterrows()
+            ]
+            try:
+                in_session(save_milestones, user, rows=rows)
+                st.toast("Milestones saved", icon=":material/check:")
+                st.rerun()
+            except (ValidationFailed, PermissionDenied) as exc:
+                report(exc)
 
 with t_health:
-    hm, hv = snap["health_model"]
-    st.caption(f"Version {hv}. Changes apply from the next health snapshot; score histories mark the change.")
-    with st.form("health_model"):
-        w = hm["weights"]
-        c = st.columns(4)
-        weights = {
-            k: c[i].number_input(f"{k.capitalize()} weight", 0, 100, int(w[k]), disabled=not admin)
-            for i, k in enumerate(["milestone", "adoption", "engagement", "value"])
-        }
-        b = hm["bands"]
-        d = st.columns(3)
-        bands = {
-            "excellent": d[0].number_input("Excellent from", 1, 100, int(b["excellent"]), disabled=not admin),
-            "on_track": d[1].number_input("On Track from", 1, 100, int(b["on_track"]), disabled=not admin),
-            "at_risk": d[2].number_input("At Risk from", 1, 100, int(b["at_risk"]), disabled=not admin),
-        }
-        e = st.columns(5)
-        value = dict(hm)
-        value["weights"] = weights
-        value["bands"] = bands
-        value["adoption_window_days"] = int(
-            e[0].number_input("Adoption window (days)", 1, 90, int(hm["adoption_window_days"]), disabled=not admin)
-        )
-        value["adoption_full_share"] = float(
-            e[1].number_input(
-                "Adoption for full points", 0.05, 1.0, float(hm["adoption_full_share"]), step=0.05, disabled=not admin
+    if t_health.open:
+        hm, hv = snap["health_model"]
+        st.caption(f"Version {hv}. Changes apply from the next health snapshot; score histories mark the change.")
+        with st.form("health_model"):
+            w = hm["weights"]
+            c = st.columns(4)
+            weights = {
+                k: c[i].number_input(f"{k.capitalize()} weight", 0, 100, int(w[k]), disabled=not admin)
+                for i, k in enumerate(["milestone", "adoption", "engagement", "value"])
+            }
+            b = hm["bands"]
+            d = st.columns(3)
+            bands = {
+                "excellent": d[0].number_input("Excellent from", 1, 100, int(b["excellent"]), disabled=not admin),
+                "on_track": d[1].number_input("On Track from", 1, 100, int(b["on_track"]), disabled=not admin),
+                "at_risk": d[2].number_input("At Risk from", 1, 100, int(b["at_risk"]), disabled=not admin),
+            }
+            e = st.columns(5)
+            value = dict(hm)
+            value["weights"] = weights
+            value["bands"] = bands
+            value["adoption_window_days"] = int(
+                e[0].number_input("Adoption window (days)", 1, 90, int(hm["adoption_window_days"]), disabled=not admin)
             )
-        )
-        value["engagement_window_days"] = int(
-            e[2].number_input("Engagement window (days)", 1, 90, int(hm["engagement_window_days"]), disabled=not admin)
-        )
-        full_days = engagement_full_days(hm)
-        shown_days = int(
-            e[3].number_input(
-                "Active days for full engagement points",
-                1,
-                90,
-                round(full_days),
-                help="Days with activity in the engagement window that earn full points (10 of 14 = every working day)",
-                disabled=not admin,
+            value["adoption_full_share"] = float(
+                e[1].number_input(
+                    "Adoption for full points",
+                    0.05,
+                    1.0,
+                    float(hm["adoption_full_share"]),
+                    step=0.05,
+                    disabled=not admin,
+                )
             )
-        )
-        # A setting stored as a share of the window is rewritten as days only when changed.
-        if "engagement_full_days" in hm or shown_days != full_days:
-            value.pop("engagement_full_share", None)
-            value["engagement_full_days"] = shown_days
-        value["late_credit"] = float(
-            e[4].number_input(
-                "Share of points for a late milestone",
-                0.0,
-                1.0,
-                float(hm["late_credit"]),
-                step=0.1,
-                help="A milestone completed after its due day earns this share of its points (0.5 = half)",
-                disabled=not admin,
+            value["engagement_window_days"] = int(
+                e[2].number_input(
+                    "Engagement window (days)", 1, 90, int(hm["engagement_window_days"]), disabled=not admin
+                )
             )
-        )
-        st.caption(f"Weights add up to {sum(weights.values())} (must be 100).")
-        if st.form_submit_button("Save health model", type="primary", disabled=not admin):
-            try:
-                in_session(update_setting, user, key="health_model", value=value, expected_version=hv)
-                st.toast("Health model saved", icon=":material/check:")
-                st.rerun()
-            except (ValidationFailed, PermissionDenied, StaleVersion) as exc:
-                report(exc)
+            full_days = engagement_full_days(hm)
+            shown_days = int(
+                e[3].number_input(
+                    "Active days for full engagement points",
+                    1,
+                    90,
+                    round(full_days),
+                    help="Days with activity in the engagement window that earn full points (10 of 14 = every working day)",
+                    disabled=not admin,
+                )
+            )
+            # A setting stored as a share of the window is rewritten as days only when changed.
+            if "engagement_full_days" in hm or shown_days != full_days:
+                value.pop("engagement_full_share", None)
+                value["engagement_full_days"] = shown_days
+            value["late_credit"] = float(
+                e[4].number_input(
+                    "Share of points for a late milestone",
+                    0.0,
+                    1.0,
+                    float(hm["late_credit"]),
+                    step=0.1,
+                    help="A milestone completed after its due day earns this share of its points (0.5 = half)",
+                    disabled=not admin,
+                )
+            )
+            st.caption(f"Weights add up to {sum(weights.values())} (must be 100).")
+            if st.form_submit_button("Save health model", type="primary", disabled=not admin):
+                try:
+                    in_session(update_setting, user, key="health_model", value=value, expected_version=hv)
+                    st.toast("Health model saved", icon=":material/check:")
+                    st.rerun()
+                except (ValidationFailed, PermissionDenied, StaleVersion) as exc:
+                    report(exc)
 
 with t_rules:
-    rules, rv = snap["risk_rules"]
-    st.caption(f"Version {rv}. Rules are evaluated as of the chosen date on every page.")
-    with st.form("rules"):
-        new = json.loads(json.dumps(rules))
-        rows = [
-            ("milestone_overdue", "Milestone overdue by more than N days", [("days", "N days")]),
-            ("no_activity", "No activity for N days", [("days", "N days")]),
-            (
-                "low_adoption",
-                "Adoption under X at day D (while onboarding)",
-                [("day", "Day D"), ("threshold", "Share X")],
-            ),
-            ("health_drop", "Health fell P points in D days", [("points", "P points"), ("days", "D days")]),
-            ("no_champion", "No champion by day D", [("day", "Day D")]),
-            ("ttfv_overdue", "First value later than the segment target + grace", [("grace_days", "Grace days")]),
-        ]
-        for key, label, params in rows:
-            cols = st.columns([3, 1, 1, 1])
-            new[key]["enabled"] = cols[0].checkbox(
-                label, value=bool(rules[key].get("enabled", True)), disabled=not admin, key=f"rule_{key}"
-            )
-            for i, (p, plabel) in enumerate(params):
-                cur = rules[key][p]
-                if isinstance(cur, float) and cur < 1:
-                    new[key][p] = float(
-                        cols[i + 1].number_input(
-                            plabel, 0.0, 1.0, float(cur), step=0.05, disabled=not admin, key=f"rule_{key}_{p}"
+    if t_rules.open:
+        rules, rv = snap["risk_rules"]
+        st.caption(f"Version {rv}. Rules are evaluated as of the chosen date on every page.")
+        with st.form("rules"):
+            new = json.loads(json.dumps(rules))
+            rows = [
+                ("milestone_overdue", "Milestone overdue by more than N days", [("days", "N days")]),
+                ("no_activity", "No activity for N days", [("days", "N days")]),
+                (
+                    "low_adoption",
+                    "Adoption under X at day D (while onboarding)",
+                    [("day", "Day D"), ("threshold", "Share X")],
+                ),
+                ("health_drop", "Health fell P points in D days", [("points", "P points"), ("days", "D days")]),
+                ("no_champion", "No champion by day D", [("day", "Day D")]),
+                ("ttfv_overdue", "First value later than the segment target + grace", [("grace_days", "Grace days")]),
+            ]
+            for key, label, params in rows:
+                cols = st.columns([3, 1, 1, 1])
+                new[key]["enabled"] = cols[0].checkbox(
+                    label, value=bool(rules[key].get("enabled", True)), disabled=not admin, key=f"rule_{key}"
+                )
+                for i, (p, plabel) in enumerate(params):
+                    cur = rules[key][p]
+                    if isinstance(cur, float) and cur < 1:
+                        new[key][p] = float(
+                            cols[i + 1].number_input(
+                                plabel, 0.0, 1.0, float(cur), step=0.05, disabled=not admin, key=f"rule_{key}_{p}"
+                            )
                         )
-                    )
-                else:
-                    new[key][p] = int(
-                        cols[i + 1].number_input(plabel, 0, 365, int(cur), disabled=not admin, key=f"rule_{key}_{p}")
-                    )
-        if st.form_submit_button("Save risk rules", type="primary", disabled=not admin):
+                    else:
+                        new[key][p] = int(
+                            cols[i + 1].number_input(
+                                plabel, 0, 365, int(cur), disabled=not admin, key=f"rule_{key}_{p}"
+                            )
+                        )
+            if st.form_submit_button("Save risk rules", type="primary", disabled=not admin):
+                try:
+                    in_session(update_setting, user, key="risk_rules", value=new, expected_version=rv)
+                    st.toast("Risk rules saved", icon=":material/check:")
+                    st.rerun()
+                except (ValidationFailed, PermissionDenied, StaleVersion) as exc:
+                    report(exc)
+
+with t_tpl:
+    if t_tpl.open:
+        templates, tv = snap["checklist_templates"]
+        seg = st.selectbox(
+            "Template for", ["default", *SEGMENTS], help="A segment without its own template uses the default"
+        )
+        items = templates.get(seg)
+        st.caption(
+            f"Version {tv}. "
+            + (
+                "This segment uses the default template; editing creates its own."
+                if items is None and seg != "default"
+                else "New accounts of this segment start with these items."
+            )
+        )
+        frame = pd.DataFrame(
+            items if items is not None else templates["default"], columns=["category", "criterion", "target", "metric"]
+        )
+        edited_t = st.data_editor(
+            frame,
+            key=f"tpl_{seg}",
+            num_rows="dynamic" if admin else "fixed",
+            disabled=not admin or ["metric"],
+            hide_index=True,
+            column_config={
+                "category": st.column_config.SelectboxColumn(
+                    "Category", options=list(CHECKLIST_CATEGORIES), required=True
+                ),
+                "criterion": st.column_config.TextColumn("Criterion", required=True),
+                "target": st.column_config.TextColumn("Target"),
+                "metric": st.column_config.TextColumn("Bound metric", help="Measured from events"),
+            },
+        )
+        if admin and st.button("Save template", type="primary"):
+            new_t = json.loads(json.dumps(templates))
+            new_t[seg] = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in edited_t.to_dict("records")]
             try:
-                in_session(update_setting, user, key="risk_rules", value=new, expected_version=rv)
-                st.toast("Risk rules saved", icon=":material/check:")
+                in_session(update_setting, user, key="checklist_templates", value=new_t, expected_version=tv)
+                st.toast("Template saved", icon=":material/check:")
                 st.rerun()
             except (ValidationFailed, PermissionDenied, StaleVersion) as exc:
                 report(exc)
 
-with t_tpl:
-    templates, tv = snap["checklist_templates"]
-    seg = st.selectbox(
-        "Template for", ["default", *SEGMENTS], help="A segment without its own template uses the default"
-    )
-    items = templates.get(seg)
-    st.caption(
-        f"Version {tv}. "
-        + (
-            "This segment uses the default template; editing creates its own."
-            if items is None and seg != "default"
-            else "New accounts of this segment start with these items."
-        )
-    )
-    frame = pd.DataFrame(
-        items if items is not None else templates["default"], columns=["category", "criterion", "target", "metric"]
-    )
-    edited_t = st.data_editor(
-        frame,
-        key=f"tpl_{seg}",
-        num_rows="dynamic" if admin else "fixed",
-        disabled=not admin or ["metric"],
-        hide_index=True,
-        column_config={
-            "category": st.column_config.SelectboxColumn("Category", options=list(CHECKLIST_CATEGORIES), required=True),
-            "criterion": st.column_config.TextColumn("Criterion", required=True),
-            "target": st.column_config.TextColumn("Target"),
-            "metric": st.column_config.TextColumn("Bound metric", help="Measured from events"),
-        },
-    )
-    if admin and st.button("Save template", type="primary"):
-        new_t = json.loads(json.dumps(templates))
-        new_t[seg] = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in edited_t.to_dict("records")]
-        try:
-            in_session(update_setting, user, key="checklist_templates", value=new_t, expected_version=tv)
-            st.toast("Template saved", icon=":material/check:")
-            st.rerun()
-        except (ValidationFailed, PermissionDenied, StaleVersion) as exc:
-            report(exc)
-
 with t_log:
-    log = snap["log"]
-    st.dataframe(
-        log,
-        hide_index=True,
-        height=420,
-        column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm")},
-    )
+    if t_log.open:
+        log = snap["log"]
+        st.dataframe(
+            log,
+            hide_index=True,
+            height=420,
+            column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm")},
+        )

@@ -501,6 +501,9 @@ def write_markdown(results: dict) -> Path:
         if extra:
             lines += ["", *[f"- {n}" for n in extra]]
         lines.append("")
+        from bench.browser import markdown as browser_markdown
+
+        lines += browser_markdown(r)
     path = ROOT / "BENCHMARKS.md"
     path.write_text("\n".join(lines))
     return path
@@ -514,8 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument(
         "--only",
-        default="analytics,pages,save,import,cli",
-        help="comma list of: analytics, pages, save, import, import-10m, seed-100k, cli",
+        default="analytics,pages,save,import,cli,browser",
+        help="comma list of: analytics, pages, save, import, import-10m, seed-100k, cli, browser",
     )
     p.add_argument(
         "--no-write", action="store_true", help="print only; do not update bench/results.json and BENCHMARKS.md"
@@ -554,6 +557,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cli import bench_cli
 
         r.update(bench_cli(url, args.runs))
+    if "browser" in only:
+        print("browser (issue 16): headless Chromium, ratios to a trivial page", flush=True)
+        from bench.browser import bench_browser
+
+        r.update(bench_browser(url, args.runs))
     if args.no_write:
         print(json.dumps(r, indent=2))
         return 0

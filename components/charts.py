@@ -107,10 +107,24 @@ def time_to_convert_chart(steps: pd.DataFrame, *, group_col: str | None = None) 
     return _layout(fig, "Time to convert from the previous step", "Funnel step", "Days from the previous step", 340)
 
 
+def per_day(c: pd.DataFrame) -> pd.DataFrame:
+    """A Kaplan-Meier curve with one point per day: its value by the end of each day (the
+    last step within the day), so the browser draws a few hundred points, not one per
+    account. The curve's values are unchanged at every day's end."""
+    if c.empty:
+        return c
+    day = np.ceil(c["day"].to_numpy(float))
+    keep = np.r_[day[1:] != day[:-1], True]
+    out = c[keep].copy()
+    out["day"] = day[keep]
+    return out
+
+
 def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str) -> go.Figure:
-    """Kaplan-Meier share that reached the milestone by day, with 95 % bands."""
+    """Kaplan-Meier share that reached the milestone by day, with 95 % bands (one point a day)."""
     fig = go.Figure()
-    for i, (g, c) in enumerate(curves.groupby("group", sort=True)):
+    for i, (g, c_all) in enumerate(curves.groupby("group", sort=True)):
+        c = per_day(c_all.sort_values("day", kind="stable"))
         color = PALETTE[i % len(PALETTE)]
         r, gg, b = tuple(int(color[j : j + 2], 16) for j in (1, 3, 5))
         fig.add_scatter(

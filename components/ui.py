@@ -110,3 +110,27 @@ def account_link(external_id: str) -> str:
 
 def slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
+
+
+PAGE_ROWS = 100
+
+
+def page_of(df: pd.DataFrame, *, key: str, size: int = PAGE_ROWS, noun: str = "rows") -> pd.DataFrame:
+    """One page of a long table, so the browser draws `size` rows, not thousands: a page
+    selector when there is more than one page, and "rows 1–100 of N" (the total). The
+    download beside the table keeps every row."""
+    n = len(df)
+    pages = max(1, math.ceil(n / size))
+    state = f"{key}_page"
+    if not isinstance(st.session_state.get(state), int) or not 1 <= st.session_state[state] <= pages:
+        st.session_state[state] = 1  # fewer pages than before (a filter changed): back to the first
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    if pages > 1:
+        with right:
+            page = st.selectbox("Page", range(1, pages + 1), key=state, format_func=lambda k: f"Page {k} of {pages:,}")
+    else:
+        page = 1
+    lo, hi = (page - 1) * size, min(page * size, n)
+    with left:
+        st.caption(f"{noun} {lo + 1 if n else 0:,}–{hi:,} of {n:,}")
+    return df.iloc[lo:hi]

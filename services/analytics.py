@@ -465,23 +465,52 @@ TRIGGER_COLUMNS = [
 
 
 def trigger_table(
-    src: Facts, *, as_of: date, filters: Filters | None = None, health: pd.DataFrame | None = None
+    src: Facts,
+    *,
+    as_of: date,
+    filters: Filters | None = None,
+    health: pd.DataFrame | None = None,
+    health_at: Callable[[date], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Fired risk triggers as of a date, with account, owner, reason and intervention."""
+    """Fired risk triggers as of a date, with account, owner, reason and intervention.
+    `health_at`: the caller's health tables by date (shared with the rest of its run)."""
     if health is None:
         key = ("triggers", as_of, filters, src.plans_version)
-        return src.cached(key, lambda: _trigger_table(src, as_of=as_of, filters=filters, health=None), result=True)
-    return _trigger_table(src, as_of=as_of, filters=filters, health=health)
+        return src.cached(
+            key, lambda: _trigger_table(src, as_of=as_of, filters=filters, health=None, health_at=None), result=True
+        )
+    return _trigger_table(src, as_of=as_of, filters=filters, health=health, health_at=health_at)
 
 
-def _trigger_table(src: Facts, *, as_of: date, filters: Filters | None, health: pd.DataFrame | None) -> pd.DataFrame:
+def _health_once(src: Facts, filters: Filters | None) -> Callable[[date], pd.DataFrame]:
+    """Health tables by date for one run: each date computed once, whatever the memo keeps."""
+    model = health_model(src)
+    got: dict[date, pd.DataFrame] = {}
+
+    def at(when: date) -> pd.DataFrame:
+        if when not in got:
+            got[when] = health_table(src, as_of=when, filters=filters, model=model)
+        return got[when]
+
+    return at
+
+
+def _trigger_table(
+    src: Facts,
+    *,
+    as_of: date,
+    filters: Filters | None,
+    health: pd.DataFrame | None,
+    health_at: Callable[[date], pd.DataFrame] | None,
+) -> pd.DataFrame:
     rules, _ = src.setting("risk_rules")
     model = health_model(src)
-    h = health if health is not None else health_table(src, as_of=as_of, filters=filters, model=model)
+    health_at = health_at or _health_once(src, filters)
+    h = health if health is not None else health_at(as_of)
     if h.empty:
         return pd.DataFrame(columns=TRIGGER_COLUMNS)
     days = int(rules.get("health_drop", {}).get("days", 14))
-    before = health_table(src, as_of=as_of - timedelta(days=days), filters=filters, model=model)
+    before = health_at(as_of - timedelta(days=days))
     a = _accounts(src, filters, as_of)
     fv_targets = _targets(src, FIRST_VALUE_MILESTONE)
     plans = src.plans().set_index("account_id")["champion"]
@@ -877,16 +906,24 @@ def _ttfv_median(src: Facts, a: pd.DataFrame, as_of: date) -> tuple[float, float
 
 
 def kpis(
-    src: Facts, *, as_of: date, filters: Filters | None = None, period_days: int = 7, completion_window_days: int = 180
+    src: Facts,
+    *,
+    as_of: date,
+    filters: Filters | None = None,
+    period_days: int = 7,
+    completion_window_days: int = 180,
+    health_at: Callable[[date], pd.DataFrame] | None = None,
 ) -> list[Kpi]:
-    """The Portfolio tiles, each with its value for the previous period."""
+    """The Portfolio tiles, each with its value for the previous period. `health_at`: the
+    caller's health tables by date (portfolio() shares one set per run)."""
     from metrics.stats import wilson
 
+    health_at = health_at or _health_once(src, filters)
     prev = as_of - timedelta(days=period_days)
     out: dict[str, list] = {}
     for when in (as_of, prev):
         a = _accounts(src, filters, when)
-        h = health_table(src, as_of=when, filters=filters)
+        h = health_at(when)
         live = h[h["status"] != "churned"]
         onboarding = int((h["status"] == "onboarding").sum())
         k, n = _completion(src, a, when, completion_window_days)
@@ -954,10 +991,12 @@ def kpis(
 
 @memoized(plans=True)
 def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period_days: int = 7) -> Portfolio:
-    """Everything on the Portfolio page."""
-    h = health_table(src, as_of=as_of, filters=filters)
+    """Everything on the Portfolio page. Health as of each date it needs (as of, the previous
+    period, the trigger rules' look-back) is computed once per run and shared."""
+    health_at = _health_once(src, filters)
+    h = health_at(as_of)
     live = h[h["status"] != "churned"]
-    k = kpis(src, as_of=as_of, filters=filters, period_days=period_days)
+    k = kpis(src, as_of=as_of, filters=filters, period_days=period_days, health_at=health_at)
     bands = (
         live["band"]
         .value_counts()
@@ -967,7 +1006,7 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
         .rename_axis("band")
         .reset_index(name="accounts")
     )
-    trig = trigger_table(src, as_of=as_of, filters=filters, health=h)
+    trig = trigger_table(src, as_of=as_of, filters=filters, health=h, health_at=health_at)
     trig["new"] = trig["firing_days"] < period_days
 
     risky = live[live["band"].isin(["At Risk", "Critical"])][["account_id"]]

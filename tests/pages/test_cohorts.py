@@ -131,3 +131,33 @@ def test_early_signals_tab_carries_the_caveat(demo_db: str, use_db) -> None:
     assert t["support"].tolist() == sig["support"].tolist()
     same_floats(t["rate_with"], sig["rate_with"], 100)
     same_floats(t["lift"], sig["lift"])
+
+
+def _array(v) -> np.ndarray:
+    """A Plotly trace's data: a list, or base64 typed-array data ({"dtype", "bdata"})."""
+    if isinstance(v, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).astype(float)
+    return np.asarray(v, float)
+
+
+def test_time_to_value_curve_has_one_point_a_day(demo_db: str, use_db) -> None:
+    """The Kaplan-Meier chart draws one point per day (not one per account), and at each of
+    them the curve's value by the end of that day, as the report computes it."""
+    import json
+
+    use_db(demo_db)
+    at = open_page("cohorts", query={**QUERY, "view": "Time to value", "ttv_by": "Segment"})
+    res = ttv_report(Facts(demo_db), milestone="first_value_achieved", by="segment", filters=Filters(), as_of=AS_OF)
+    fig = json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith("km_chart")).proto.spec)
+    lines = [t for t in fig["data"] if t.get("name")]  # the curves (the bands have no name)
+    assert len(lines) == res.curves["group"].nunique()
+    for trace, (_g, c) in zip(lines, res.curves.groupby("group", sort=True), strict=True):
+        x, y = _array(trace["x"]), _array(trace["y"])
+        assert np.array_equal(x, np.unique(np.ceil(c["day"].to_numpy(float)))), "one point per day"
+        assert len(x) < len(c) or len(c) == len(np.unique(np.ceil(c["day"])))
+        # The value at day d is the last step at or before d.
+        c = c.sort_values("day", kind="stable")
+        expected = [c.loc[c["day"] <= d, "reached"].iloc[-1] * 100 for d in x]
+        same_floats(y, expected)

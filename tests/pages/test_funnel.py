@@ -246,3 +246,24 @@ def test_event_property_breakdown_with_step_attribution(demo_db: str, use_db, la
     for g in shown:
         assert table[table["group"] == g]["accounts"].tolist() == res[res["group"] == g]["accounts"].tolist()
     assert any("Step 2 attribution" in c for c in texts(at.caption))
+
+
+def test_drilldown_pages_by_100_with_the_total(demo_db: str, use_db, labels) -> None:
+    """Every account that reached step 1: a page of 100 rows, "rows 1–100 of N"; the next
+    page goes on in the same order; the accounts are the report's."""
+    use_db(demo_db)
+    steps = ["workspace_created", "integration_connected"]
+    at = open_page("funnel", query={"as_of": AS_OF.isoformat(), "steps": [labels[s] for s in steps]})
+    at.selectbox(key="drill_step").set_value(1)
+    at.segmented_control(key="drill_who").set_value("reached").run()
+    acc = funnel_report(Facts(demo_db), steps=steps, filters=Filters(), as_of=AS_OF).accounts
+    sel = acc[acc["furthest"] >= 1].sort_values(["furthest", "entered_at"], ascending=[False, True])
+    n = len(sel)
+    assert n > 100
+    assert f"rows 1–100 of {n:,}" in texts(at.caption)
+    first = table_with(at, "link", "name", "furthest", "status")
+    assert first["name"].tolist() == sel["name"].head(100).tolist()
+    at.selectbox(key="drill_table_page").set_value(2).run()
+    assert f"rows 101–{min(n, 200)} of {n:,}" in texts(at.caption)
+    second = table_with(at, "link", "name", "furthest", "status")
+    assert second["name"].tolist() == sel["name"].iloc[100:200].tolist()

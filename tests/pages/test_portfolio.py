@@ -77,12 +77,15 @@ def test_at_risk_table_lists_the_accounts(demo_db: str, use_db) -> None:
     assert len(p.at_risk) > 0
     # The table's heading counts the accounts listed (its wording is the UI's to choose).
     assert [h for h in texts(at.subheader) if h.endswith(f"({len(p.at_risk):,})")]
+    n = len(p.at_risk)
+    assert f"rows 1–{min(n, 100)} of {n:,}" in texts(at.caption)
     t = table_with(at, "link", "name", "owner", "health", "band", "reason")
-    assert len(t) == len(p.at_risk)
-    assert t["link"].tolist() == [f"/accounts?account={e}" for e in p.at_risk["external_id"]]
-    assert t["name"].tolist() == p.at_risk["name"].tolist()
-    assert t["owner"].tolist() == p.at_risk["owner"].tolist()
-    assert t["reason"].tolist() == p.at_risk["reason"].tolist()
+    first = p.at_risk.head(100)  # one page of 100 rows
+    assert len(t) == len(first)
+    assert t["link"].tolist() == [f"/accounts?account={e}" for e in first["external_id"]]
+    assert t["name"].tolist() == first["name"].tolist()
+    assert t["owner"].tolist() == first["owner"].tolist()
+    assert t["reason"].tolist() == first["reason"].tolist()
     assert set(t["band"]) <= {"At Risk", "Critical", "On Track", "Excellent"}
     # Sorted with the weakest first.
     assert t["health"].is_monotonic_increasing
@@ -163,3 +166,49 @@ def test_deactivated_member_loses_access(small_db: str, use_db) -> None:
     at = open_page("portfolio", query=QUERY, as_user=PRIYA)
     assert texts(at.title) == ["No access"]
     assert len(at.metric) == 0
+
+
+def _breakdown_tables(at) -> list[str]:
+    return [c for d in at.dataframe for c in ("segment", "csm_name") if list(d.value.columns)[:1] == [c]]
+
+
+def test_only_the_chosen_breakdown_tab_is_drawn(demo_db: str, use_db) -> None:
+    """By segment is drawn and By CSM is not (its body does not run); the tab in the URL
+    draws By CSM alone. The numbers are the service's."""
+    use_db(demo_db)
+    p = portfolio(Facts(demo_db), as_of=AS_OF, filters=Filters())
+    at = open_page("portfolio", query=QUERY)
+    assert _breakdown_tables(at) == ["segment"]
+    seg = table_with(at, "segment", "accounts", "avg_health")
+    assert seg["accounts"].tolist() == p.by_segment["accounts"].tolist()
+    assert seg["avg_health"].round(6).tolist() == p.by_segment["avg_health"].round(6).tolist()
+    at = open_page("portfolio", query={**QUERY, "breakdown": "By CSM"})
+    assert _breakdown_tables(at) == ["csm_name"]
+    csm = table_with(at, "csm_name", "accounts", "at_risk")
+    assert csm["csm_name"].tolist() == p.by_csm["csm_name"].tolist()
+    assert csm["at_risk"].tolist() == p.by_csm["at_risk"].tolist()
+    # The KPI tiles are the same whichever tab is open.
+    assert metrics(at) == metrics(open_page("portfolio", query=QUERY))
+
+
+def test_portfolio_computes_each_health_table_once(demo_db: str, use_db, monkeypatch) -> None:
+    """Health as of the date, the previous week and the trigger look-back: each once per
+    Portfolio, even with the results memo off (it was computed twice as of the date)."""
+    import services.analytics as an
+
+    calls: list = []
+    real = an._health_table
+
+    def counted(src, **kw):
+        calls.append(kw["as_of"])
+        return real(src, **kw)
+
+    monkeypatch.setattr(an, "_health_table", counted)
+    src = Facts(demo_db)
+    src.results_enabled = False
+    p = portfolio(src, as_of=AS_OF, filters=Filters())
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 3, calls
+    # Same numbers as with the memo on.
+    q = portfolio(Facts(demo_db), as_of=AS_OF, filters=Filters())
+    assert [(k.key, k.value, k.previous) for k in p.kpis] == [(k.key, k.value, k.previous) for k in q.kpis]
+    assert p.at_risk["account_id"].tolist() == q.at_risk["account_id"].tolist()

@@ -1,6 +1,7 @@
-"""Settings: shows the team, milestones and the health model's version; an admin's change
-through the form is saved as a new version (and only what was changed changes); invalid
-values are refused; other roles read only."""
+"""Settings: shows the team, milestones and the health model's version, one tab at a time
+(only the chosen tab is drawn; the choice is the `settings_tab` query parameter); an admin's
+change through the form is saved as a new version (and only what was changed changes);
+invalid values are refused; other roles read only."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ from tests.pages import button, open_page, table_with, texts, unescape
 from tests.services import log_rows, member
 
 QUERY = {"as_of": AS_OF.isoformat()}
+HEALTH = {**QUERY, "settings_tab": "Health model"}
+MILESTONES = {**QUERY, "settings_tab": "Milestones"}
+
+
+def _tab(at, label: str):
+    """Choose a tab as the user does: the tab's state and the URL it is bound to; run."""
+    at.session_state["settings_tab"] = label
+    at.query_params["settings_tab"] = label
+    return at.run()
 
 
 def _number(at, label: str):
@@ -35,21 +45,28 @@ def test_shows_team_milestones_and_versions(small_db: str, use_db) -> None:
     assert not [i for i in at.main.info if "Read-only" in i.value], "the admin is not read-only"
     team = table_with(at, "email", "name", "role", "active")
     assert sorted(zip(team["email"], team["name"], team["role"], strict=True)) == sorted(TEAM)
+    # Only the chosen tab (Team, the first) is drawn: no milestone table, no health form.
+    assert [list(d.value.columns) for d in at.dataframe] == [["email", "name", "role", "active"]]
+    assert not at.number_input and "Save health model" not in [b.label for b in at.form_submit_button]
+    _tab(at, "Milestones")
+    assert not [d for d in at.dataframe if "email" in d.value.columns], "the Team tab is not drawn any more"
     ms = table_with(at, "key", "name", "phase", "order", *SEGMENTS)
     assert ms["key"].tolist() == [m["key"] for m in DEFAULT_MILESTONES]
     for seg in SEGMENTS:
         assert ms[seg].tolist() == [m["target_days"][seg] for m in DEFAULT_MILESTONES]
+    _tab(at, "Health model")
     captions = texts(at.caption)
     assert any(c.startswith("Version 1.") and "health snapshot" in c for c in captions)
-    assert any(c.startswith("Version 1.") and "Rules" in c for c in captions)
     w = DEFAULT_HEALTH_MODEL["weights"]
     assert [_number(at, f"{k.capitalize()} weight").value for k in w] == list(w.values())
     assert "Weights add up to 100 (must be 100)." in captions
+    _tab(at, "Risk rules")
+    assert any(c.startswith("Version 1.") and "Rules" in c for c in texts(at.caption))
 
 
 def test_admin_changes_the_weights_through_the_form(small_db: str, use_db) -> None:
     use_db(small_db)
-    at = open_page("settings", query=QUERY)
+    at = open_page("settings", query=HEALTH)
     _number(at, "Milestone weight").set_value(40)
     _number(at, "Adoption weight").set_value(20)
     _number(at, "Engagement weight").set_value(20)
@@ -69,6 +86,7 @@ def test_admin_changes_the_weights_through_the_form(small_db: str, use_db) -> No
         "health_model.weights.engagement",
     }
     assert any(c.startswith("Version 2.") for c in texts(at.caption))
+    _tab(at, "Change log")
     log = table_with(at, "at", "who", "what", "field", "old", "new")
     assert {(r.who, r.field, r.old, r.new) for r in log.itertuples()} >= {
         ("demo-admin@localhost", "health_model.weights.milestone", "30", "40")
@@ -77,7 +95,7 @@ def test_admin_changes_the_weights_through_the_form(small_db: str, use_db) -> No
 
 def test_admin_changes_late_credit_and_engagement_days(small_db: str, use_db) -> None:
     use_db(small_db)
-    at = open_page("settings", query=QUERY)
+    at = open_page("settings", query=HEALTH)
     assert _number(at, "Active days for full engagement points").value == 10
     assert _number(at, "Share of points for a late milestone").value == 0.5
     _number(at, "Active days for full engagement points").set_value(8)
@@ -96,7 +114,7 @@ def test_admin_changes_late_credit_and_engagement_days(small_db: str, use_db) ->
 
 def test_more_active_days_than_the_window_are_refused(small_db: str, use_db) -> None:
     use_db(small_db)
-    at = open_page("settings", query=QUERY)
+    at = open_page("settings", query=HEALTH)
     _number(at, "Engagement window (days)").set_value(7)
     button(at, "Save health model").click().run()
     errors = [unescape(e) for e in texts(at.error)]
@@ -106,7 +124,7 @@ def test_more_active_days_than_the_window_are_refused(small_db: str, use_db) -> 
 
 def test_weights_not_adding_up_are_refused(small_db: str, use_db) -> None:
     use_db(small_db)
-    at = open_page("settings", query=QUERY)
+    at = open_page("settings", query=HEALTH)
     _number(at, "Milestone weight").set_value(50)
     button(at, "Save health model").click().run()
     assert not at.exception
@@ -131,12 +149,13 @@ def test_admin_adds_a_team_member(small_db: str, use_db) -> None:
 
 def test_other_roles_read_only(small_db: str, use_db) -> None:
     use_db(small_db)
-    at = open_page("settings", query=QUERY, as_user="dana.leader@example.com")
+    at = open_page("settings", query=HEALTH, as_user="dana.leader@example.com")
     assert [i for i in texts(at.main.info) if "Read-only" in i and "leader" in i]
     assert button(at, "Save health model").disabled
-    assert "Save member" not in [b.label for b in at.form_submit_button]
-    assert all(n.disabled for n in at.number_input)
+    assert at.number_input and all(n.disabled for n in at.number_input)
     # Still shows everything.
+    _tab(at, "Team")
+    assert "Save member" not in [b.label for b in at.form_submit_button]
     assert len(table_with(at, "email", "role")) == len(TEAM)
 
 
@@ -152,7 +171,7 @@ def _milestone(url: str, key: str) -> tuple[str, dict]:
 
 def test_admin_changes_milestone_target_days(small_db: str, use_db) -> None:
     use_db(small_db)
-    at = open_page("settings", query=QUERY)
+    at = open_page("settings", query=MILESTONES)
     at.session_state["ms_editor"] = {
         "edited_rows": {1: {"SMB": 9, "name": "Technical setup complete"}},
         "added_rows": [],
@@ -174,7 +193,7 @@ def test_milestone_edits_are_saved_together_or_not_at_all(small_db: str, use_db)
     """One valid and one invalid row (a cleared target day): the page says "Not saved", so
     nothing may be saved, not the rows that happened to come before the invalid one."""
     use_db(small_db)
-    at = open_page("settings", query=QUERY)
+    at = open_page("settings", query=MILESTONES)
     at.session_state["ms_editor"] = {
         "edited_rows": {0: {"name": "Kickoff held"}, 1: {"SMB": None}},
         "added_rows": [],
