@@ -22,6 +22,7 @@ from components.auth import (  # noqa: E402
     no_data_page,
     user_badge,
 )
+from components.banner import data_banner  # noqa: E402
 from components.filters import sidebar_filters  # noqa: E402
 from db.session import DatabaseUnavailable, check_connection, describe_db_error, public_reason  # noqa: E402
 from services.admin_read import team_members  # noqa: E402
@@ -115,12 +116,10 @@ except DB_ERRORS as exc:
     database_error(exc)
 if not has_data:
     st.info("No data yet: import it on the Data page (or with `python manage.py import`).", icon=":material/info:")
-if status.get("demo"):
-    demo = status["demo"]
-    st.sidebar.caption(
-        f":material/science: Showing **demo data**: a generated portfolio of {demo.get('accounts', '?'):,} accounts "
-        f"(seed {demo.get('seed')}, as of {demo.get('as_of')}). Import your own on the Data page."
-    )
+try:
+    data_banner()  # what is shown now: demo data, yours, or both (not the first start's state)
+except DB_ERRORS as exc:
+    database_error(exc)
 
 try:
     if page.title in FILTERED:

@@ -13,7 +13,6 @@ changed (the change log says so) is no longer the demo's and stays.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,19 +250,31 @@ class Forget:
     team: set[str]
 
 
-def replace_demo_step(actor: str) -> Callable[[Session, bool], Forget | None]:
+class ReplaceDemo:
     """The importer's first step for "remove the demo portfolio first": a real import deletes
     it in its own transaction (rolled back with the import if a row is invalid); a dry run
-    validates as if it were gone."""
+    validates as if it were gone (it only reads). `note(report)` says what was done."""
 
-    def step(session: Session, dry_run: bool) -> Forget | None:
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        self.rows: DemoRows | None = None
+
+    def __call__(self, session: Session, dry_run: bool) -> Forget | None:
         if dry_run:
-            rows = demo_rows(session, keep_email=actor)
-            return Forget(accounts=rows.external_ids, team=rows.emails)
-        remove_demo_in(session, actor=actor, context="import --replace-demo")
+            self.rows = demo_rows(session, keep_email=self.actor)
+            return Forget(accounts=self.rows.external_ids, team=self.rows.emails)
+        self.rows = remove_demo_in(session, actor=self.actor, context="import --replace-demo")
         return None
 
-    return step
+    def note(self, report: Any) -> str | None:
+        """A line for the import's report (None when there was no demo data)."""
+        if self.rows is None or self.rows.empty:
+            return None
+        if report.dry_run:
+            return f"Validated as if the demo portfolio were removed first ({self.rows.describe()})."
+        if report.written:
+            return f"The demo portfolio was removed first, in the same transaction: {self.rows.describe()}."
+        return "Nothing was written: the demo portfolio is still there."
 
 
 def demo_removed(session: Session) -> bool:

@@ -32,9 +32,11 @@ GOOD_EVENTS = (
 )
 
 
-def _upload_and_click(at, files, label: str) -> None:
+def _upload_and_click(at, files, label: str, *, keep_demo: bool = True) -> None:
     at.file_uploader[0].set_value(files)
     at.run()
+    if keep_demo:  # add the files to the demo data (the page offers to remove the demo first)
+        at.checkbox(key="replace_demo").uncheck().run()
     assert not button(at, label).disabled
     button(at, label).click().run()
     assert not at.exception, [e.value for e in at.exception]
