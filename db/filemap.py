@@ -96,7 +96,7 @@ def recognise(files: dict[str, Source], report: Any) -> dict[str, Source]:
         entity, why = match_header(header)
         expected = ", ".join(specs)
         if entity is None:
-            out[name] = Refused(f"not a contract file name (expected one of {expected}), and {why}")
+            out[name] = Refused(f"unknown file name; expected one of {expected}; nor does its header tell: {why}")
         elif entity in out or entity in taken:
             other = taken.get(entity, entity)
             out[name] = Refused(f"its header is that of {entity}, which {other} already is; give only one")
