@@ -114,14 +114,23 @@ def finish(report: Any) -> None:
     """Name recognised files as the user did ("bad_accounts.csv (as accounts.csv)") and
     list the problems by file and row."""
     taken: dict[str, str] = getattr(report, "taken_as", {})
+    label = {entity: f"{name} (as {entity})" for entity, name in taken.items()}
     if taken:
-        label = {entity: f"{name} (as {entity})" for entity, name in taken.items()}
         for p in report.problems:
             p.file = label.get(p.file, p.file)
         for entity, fr in report.files.items():
             fr.file = label.get(entity, fr.file)
-    # Stable: within one row, problems keep the order of the columns.
-    report.problems.sort(key=lambda p: (p.file, p.row))
+    # Files in the contract's order (the order they are read in), then any other file by
+    # name; within a file by row. Stable: within one row, problems keep the order of the columns.
+    from db.importer import FILE_ORDER
+
+    entity = {shown: e for e, shown in label.items()}
+    rank = {name: i for i, name in enumerate(FILE_ORDER)}
+
+    def key(p: Any) -> tuple[int, str, int]:
+        return (rank.get(entity.get(p.file, p.file), len(rank)), p.file, p.row)
+
+    report.problems.sort(key=key)
 
 
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
