@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 
-from components import cache  # noqa: E402
+from components import cache, first_start  # noqa: E402
 from components.auth import (  # noqa: E402
     auth_config,
     current_user,
@@ -65,11 +65,14 @@ if auth.mode == "error":
 
 try:
     check_connection()
-    spinner = "first start: migrating and creating the demo portfolio" if auth.demo else "migrating"
-    with st.spinner(f"Preparing the database ({spinner})…"):
-        # The demo portfolio is seeded in demo mode only; otherwise nothing but the schema and defaults.
-        status = cache.ready(demo_mode=auth.demo)
+    with st.spinner("Preparing the database (migrating)…"):
+        status = cache.ready(demo_mode=False)  # the schema and defaults only
     has_data = cache.has_data()
+    if auth.demo:
+        # The demo portfolio (demo mode only) is made in the background: the page shell and its
+        # progress are drawn at once, and this run stops until the portfolio is there.
+        first_start.ensure_demo(has_data=has_data)
+        has_data = has_data or cache.has_data()
 except DB_ERRORS as exc:
     database_error(exc)
 

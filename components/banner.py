@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import cache
+from components import cache, first_start
 from db.session import database_url
 from services.demo_data import Portfolio, portfolio
 
@@ -25,3 +25,5 @@ def data_banner() -> None:
     line = current().banner()
     if line:
         st.sidebar.caption(line)
+    if note := first_start.history_note():
+        st.sidebar.caption(note)
