@@ -11,6 +11,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="Onboarding analytics", page_icon=":material/rocket_launch:", layout="wide")
+# The process's first run imports the analytics stack (seconds): say so at once instead of a blank page.
+_starting = st.empty() if "services.analytics" not in sys.modules else None
+if _starting is not None:
+    _starting.caption("Starting the app…")
+
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 
 from components import cache, first_start  # noqa: E402
@@ -27,7 +34,8 @@ from components.filters import sidebar_filters  # noqa: E402
 from db.session import DatabaseUnavailable, check_connection, describe_db_error, public_reason  # noqa: E402
 from services.admin_read import team_members  # noqa: E402
 
-st.set_page_config(page_title="Onboarding analytics", page_icon=":material/rocket_launch:", layout="wide")
+if _starting is not None:
+    _starting.empty()
 
 # Pages whose numbers follow the sidebar's account filters.
 FILTERED = {"Portfolio", "Funnel", "Cohorts", "Accounts", "Health model"}
@@ -131,3 +139,4 @@ try:
     page.run()
 except DB_ERRORS as exc:
     database_error(exc)
+first_start.page_drawn()  # the first page is up: the health history may start now

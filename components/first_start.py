@@ -26,6 +26,7 @@ log = logging.getLogger("onboarding.first_start")
 # The demo portfolio of a first start (services.setup.seed_demo's arguments); tests make it smaller.
 DEMO_SIZE: dict[str, Any] = {}
 HISTORY_WEEKS = 26
+HISTORY_DELAY_MAX_S = 60  # the history starts when the first page is drawn, or after this long
 
 
 @dataclass
@@ -41,6 +42,9 @@ class Job:
     error: BaseException | None = None
     portfolio_ready: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    # Set when a page has been drawn on the new portfolio: the history then does not compete
+    # with the first page for the CPU (and the GIL).
+    drawn: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         from services.health import backfill_snapshots
@@ -59,6 +63,7 @@ class Job:
             self.loaded = True
             self.portfolio_ready.set()
             log.info("first start: demo portfolio loaded in %.1f s", time.monotonic() - self.started)
+            self.drawn.wait(HISTORY_DELAY_MAX_S)
             if weeks > 0:
                 backfill_snapshots(
                     url=self.url, as_of=date.fromisoformat(meta["as_of"]), weeks=weeks, progress=on_history
@@ -132,6 +137,13 @@ def _preparing_page(job: Job) -> None:
         st.progress(min(max(job.fraction, 0.02), 1.0), text=f"{job.message} ({elapsed:.0f} s)")
 
     progress()
+
+
+def page_drawn() -> None:
+    """Called at the end of every run: the first one on a new portfolio lets the history start."""
+    job = _job(database_url())
+    if job is not None and job.loaded and not job.drawn.is_set():
+        job.drawn.set()
 
 
 def history_note() -> str | None:
