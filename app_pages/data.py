@@ -185,7 +185,7 @@ if held.has_demo:
             + "It cannot be undone; the change log records who did it.",
             icon=":material/warning:",
         )
-        y, n, _ = st.columns([1, 1, 3])
+        y, n, _ = st.columns([2, 1, 3])
         yes = y.button("Yes, remove the demo data", type="primary", icon=":material/delete_forever:")
         n.button("Cancel", on_click=lambda: st.session_state.pop("confirm_remove_demo", None))
         if yes:
