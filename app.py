@@ -11,9 +11,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="Onboarding analytics", page_icon=":material/rocket_launch:", layout="wide")
+# The process's first run imports the analytics stack (seconds): say so at once instead of a blank page.
+_starting = st.empty() if "services.analytics" not in sys.modules else None
+if _starting is not None:
+    _starting.caption("Starting the app…")
+
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 
-from components import cache  # noqa: E402
+from components import cache, first_start  # noqa: E402
 from components.auth import (  # noqa: E402
     auth_config,
     current_user,
@@ -22,11 +29,13 @@ from components.auth import (  # noqa: E402
     no_data_page,
     user_badge,
 )
+from components.banner import data_banner  # noqa: E402
 from components.filters import sidebar_filters  # noqa: E402
 from db.session import DatabaseUnavailable, check_connection, describe_db_error, public_reason  # noqa: E402
 from services.admin_read import team_members  # noqa: E402
 
-st.set_page_config(page_title="Onboarding analytics", page_icon=":material/rocket_launch:", layout="wide")
+if _starting is not None:
+    _starting.empty()
 
 # Pages whose numbers follow the sidebar's account filters.
 FILTERED = {"Portfolio", "Funnel", "Cohorts", "Accounts", "Health model"}
@@ -64,11 +73,14 @@ if auth.mode == "error":
 
 try:
     check_connection()
-    spinner = "first start: migrating and creating the demo portfolio" if auth.demo else "migrating"
-    with st.spinner(f"Preparing the database ({spinner})…"):
-        # The demo portfolio is seeded in demo mode only; otherwise nothing but the schema and defaults.
-        status = cache.ready(demo_mode=auth.demo)
+    with st.spinner("Preparing the database (migrating)…"):
+        status = cache.ready(demo_mode=False)  # the schema and defaults only
     has_data = cache.has_data()
+    if auth.demo:
+        # The demo portfolio (demo mode only) is made in the background: the page shell and its
+        # progress are drawn at once, and this run stops until the portfolio is there.
+        first_start.ensure_demo(has_data=has_data)
+        has_data = has_data or cache.has_data()
 except DB_ERRORS as exc:
     database_error(exc)
 
@@ -115,12 +127,10 @@ except DB_ERRORS as exc:
     database_error(exc)
 if not has_data:
     st.info("No data yet: import it on the Data page (or with `python manage.py import`).", icon=":material/info:")
-if status.get("demo"):
-    demo = status["demo"]
-    st.sidebar.caption(
-        f":material/science: Showing **demo data**: a generated portfolio of {demo.get('accounts', '?'):,} accounts "
-        f"(seed {demo.get('seed')}, as of {demo.get('as_of')}). Import your own on the Data page."
-    )
+try:
+    data_banner()  # what is shown now: demo data, yours, or both (not the first start's state)
+except DB_ERRORS as exc:
+    database_error(exc)
 
 try:
     if page.title in FILTERED:
@@ -129,3 +139,4 @@ try:
     page.run()
 except DB_ERRORS as exc:
     database_error(exc)
+first_start.page_drawn()  # the first page is up: the health history may start now

@@ -121,6 +121,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    step = None
+    if args.replace_demo:
+        from services.demo_data import ReplaceDemo
+
+        step = ReplaceDemo(args.actor)  # remove the demo portfolio first, in the import's transaction
     try:
         report = import_files(
             files,
@@ -128,10 +133,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             actor=args.actor,
             progress=None if args.quiet else _progress_printer("import"),
             source=str(path),
+            first_step=step,
         )
     except ImportFailed as exc:  # another import is running, the database is full, ...
         print(f"\nerror: {exc}", file=sys.stderr)
         return 1
+    if step and (note := step.note(report)):
+        report.warnings.insert(0, note)
     if args.problems_csv and report.problems:
         report.problems_frame().to_csv(args.problems_csv, index=False)
     if args.format == "json":
@@ -456,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
     s.add_argument("--actor", default="cli", help="who is importing (recorded in the import log)")
+    s.add_argument(
+        "--replace-demo",
+        action="store_true",
+        help="remove the demo portfolio first, in the same transaction (kept if the import is rejected)",
+    )
     s.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
     s.add_argument("--problems-csv", help="also write the problem list to this CSV file")
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")

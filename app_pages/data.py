@@ -10,12 +10,14 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from components import context
+from components import banner, context
 from components.safe import md
 from components.ui import table
+from db.filemap import template_csv
 from db.importer import SPECS
 from services.access import PermissionDenied
 from services.data import ImportFailed, data_quality, export_all, import_history, run_import
+from services.demo_data import remove_demo
 
 log = logging.getLogger(__name__)
 user = context.user()
@@ -40,7 +42,19 @@ with st.expander("The data contract: which files and columns", icon=":material/d
         ),
         hide_index=True,
     )
+    st.caption("Templates: each file's columns (required first) with an example row; the six fit together.")
+    for col, name in zip(st.columns(len(SPECS)), SPECS, strict=True):
+        col.download_button(
+            name,
+            template_csv(name),
+            file_name=name,
+            mime="text/csv",
+            key=f"template_{name}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
 
+held = banner.current()
 st.subheader("Import")
 if user.mode == "demo":
     st.info(
@@ -55,6 +69,15 @@ uploads = st.file_uploader(
     accept_multiple_files=True,
     key="uploads",
 )
+replace_demo = False
+if held.has_demo:
+    replace_demo = st.checkbox(
+        f"My own data: remove the demo portfolio ({held.demo_accounts:,} generated accounts) first",
+        value=True,
+        key="replace_demo",
+        help="In the same transaction as the import: if the import is rejected, the demo stays as it was. "
+        "Leave it unticked to add your files to the demo data.",
+    )
 c1, c2, _ = st.columns([1, 1, 3])
 validate = c1.button("Validate (dry run)", icon=":material/rule:", disabled=not uploads)
 do_import = c2.button(
@@ -70,6 +93,7 @@ if not user.is_admin:
         f"only admins can import them (you are signed in as {md(user.role)})."
     )
 
+rerun = False
 if (validate or do_import) and uploads:
     files = [(f.name, f.getvalue()) for f in uploads]
     bar = st.progress(0.0, text="Starting…")
@@ -78,8 +102,10 @@ if (validate or do_import) and uploads:
         bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
     try:
-        report = run_import(user, files, dry_run=bool(validate), progress=progress)
+        report = run_import(user, files, dry_run=bool(validate), progress=progress, replace_demo=replace_demo)
         st.session_state["import_report"] = report
+        # Run again so the sidebar's banner (drawn before this page) tells what is shown now.
+        rerun = report.written
     except PermissionDenied as exc:
         st.error(md(exc))
     except ImportFailed as exc:
@@ -92,6 +118,8 @@ if (validate or do_import) and uploads:
         bar.empty()
         st.session_state.pop("import_report", None)
         st.error("The import stopped on an unexpected error; nothing was written. The details are in the server log.")
+    if rerun:
+        st.rerun()
 
 report = st.session_state.get("import_report")
 if report is not None:
@@ -133,6 +161,44 @@ if report is not None:
                 "reason": st.column_config.TextColumn("Problem", width="large"),
             },
         )
+
+if held.has_demo:
+    st.subheader("Demo data")
+    st.caption(
+        f"This database holds the generated demo portfolio: {held.demo_accounts:,} accounts"
+        + (f", beside {held.own_accounts:,} account(s) of your own." if held.own_accounts else ".")
+    )
+    if not st.session_state.get("confirm_remove_demo"):
+        st.button(
+            "Remove demo data",
+            icon=":material/delete:",
+            disabled=not user.is_admin,
+            help="Asks you to confirm first" if user.is_admin else "Only admins can remove the demo data",
+            on_click=lambda: st.session_state.update(confirm_remove_demo=True),
+        )
+    else:
+        st.warning(
+            f"Remove the demo portfolio? This deletes its {held.demo_accounts:,} accounts with their events, "
+            "milestones, checklists, plans, health history and interventions, and the demo team members no "
+            "remaining account uses. "
+            + (f"Your own {held.own_accounts:,} account(s) stay. " if held.own_accounts else "")
+            + "It cannot be undone; the change log records who did it.",
+            icon=":material/warning:",
+        )
+        y, n, _ = st.columns([2, 1, 3])
+        yes = y.button("Yes, remove the demo data", type="primary", icon=":material/delete_forever:")
+        n.button("Cancel", on_click=lambda: st.session_state.pop("confirm_remove_demo", None))
+        if yes:
+            st.session_state.pop("confirm_remove_demo", None)
+            try:
+                removed = remove_demo(user)
+            except PermissionDenied as exc:
+                st.error(md(exc))
+            else:
+                st.session_state["demo_removed_note"] = f"Removed {removed.describe()}."
+                st.rerun()
+if note := st.session_state.pop("demo_removed_note", None):
+    st.success(note, icon=":material/check_circle:")
 
 st.subheader("Export")
 st.caption(

@@ -27,6 +27,15 @@ if not admin:
 snap = settings_snapshot()
 
 
+def percent_input(container, label: str, share: float, *, lo: float, hi: float, **kwargs) -> float:
+    """A share (stored as 0.5) edited as a whole percent (50), as the rest of the app shows
+    shares; an untouched input gives back the stored value exactly."""
+    shown = container.number_input(
+        f"{label} (%)", round(lo * 100), round(hi * 100), round(share * 100), step=5, **kwargs
+    )
+    return float(share) if shown == round(share * 100) else shown / 100
+
+
 def report(exc: Exception) -> None:
     if isinstance(exc, ValidationFailed):
         st.error("Not saved: " + "; ".join(md(f"{p.column}: {p.reason} (got {p.value!r})") for p in exc.problems))
@@ -64,21 +73,30 @@ with t_ms:
     if t_ms.open:
         ms = snap["milestones"]
         st.caption(
-            "Target day = days after contract start, per segment. Changes apply to due dates of accounts created afterwards."
+            "Target day per segment = days after contract start. Changes apply to due dates of accounts created afterwards."
         )
+        # Fixed widths so that every column fits the page at 1400 px (nothing cut off at the right).
         edited = st.data_editor(
             ms,
             key="ms_editor",
             hide_index=True,
             disabled=not admin or ["key"],
             column_config={
-                "key": "Key",
-                "name": st.column_config.TextColumn("Name", required=True),
-                "phase": st.column_config.NumberColumn("Phase", min_value=1, max_value=5, step=1),
-                "order": st.column_config.NumberColumn("Order", min_value=1, step=1),
-                "is_value": st.column_config.CheckboxColumn("Value milestone"),
+                "key": st.column_config.TextColumn("Key", width=150),
+                "name": st.column_config.TextColumn("Name", required=True, width=170),
+                "phase": st.column_config.NumberColumn("Phase", min_value=1, max_value=5, step=1, width=60),
+                "order": st.column_config.NumberColumn("Order", min_value=1, step=1, width=60),
+                "is_value": st.column_config.CheckboxColumn("Value", help="A value milestone", width=60),
                 **{
-                    s: st.column_config.NumberColumn(f"{s} (days)", min_value=0, max_value=730, step=1)
+                    s: st.column_config.NumberColumn(
+                        s,
+                        help=f"Target day for {s} accounts",
+                        min_value=0,
+                        max_value=730,
+                        step=1,
+                        format="day %d",
+                        width=95,
+                    )
                     for s in SEGMENTS
                 },
             },
@@ -127,15 +145,14 @@ with t_health:
             value["adoption_window_days"] = int(
                 e[0].number_input("Adoption window (days)", 1, 90, int(hm["adoption_window_days"]), disabled=not admin)
             )
-            value["adoption_full_share"] = float(
-                e[1].number_input(
-                    "Adoption for full points",
-                    0.05,
-                    1.0,
-                    float(hm["adoption_full_share"]),
-                    step=0.05,
-                    disabled=not admin,
-                )
+            value["adoption_full_share"] = percent_input(
+                e[1],
+                "Adoption for full points",
+                float(hm["adoption_full_share"]),
+                lo=0.05,
+                hi=1.0,
+                help="Active users over licensed seats that earn full adoption points",
+                disabled=not admin,
             )
             value["engagement_window_days"] = int(
                 e[2].number_input(
@@ -157,16 +174,14 @@ with t_health:
             if "engagement_full_days" in hm or shown_days != full_days:
                 value.pop("engagement_full_share", None)
                 value["engagement_full_days"] = shown_days
-            value["late_credit"] = float(
-                e[4].number_input(
-                    "Share of points for a late milestone",
-                    0.0,
-                    1.0,
-                    float(hm["late_credit"]),
-                    step=0.1,
-                    help="A milestone completed after its due day earns this share of its points (0.5 = half)",
-                    disabled=not admin,
-                )
+            value["late_credit"] = percent_input(
+                e[4],
+                "Share of points for a late milestone",
+                float(hm["late_credit"]),
+                lo=0.0,
+                hi=1.0,
+                help="A milestone completed after its due day earns this share of its points (50 % = half)",
+                disabled=not admin,
             )
             st.caption(f"Weights add up to {sum(weights.values())} (must be 100).")
             if st.form_submit_button("Save health model", type="primary", disabled=not admin):
@@ -203,10 +218,8 @@ with t_rules:
                 for i, (p, plabel) in enumerate(params):
                     cur = rules[key][p]
                     if isinstance(cur, float) and cur < 1:
-                        new[key][p] = float(
-                            cols[i + 1].number_input(
-                                plabel, 0.0, 1.0, float(cur), step=0.05, disabled=not admin, key=f"rule_{key}_{p}"
-                            )
+                        new[key][p] = percent_input(
+                            cols[i + 1], plabel, cur, lo=0.0, hi=1.0, disabled=not admin, key=f"rule_{key}_{p}"
                         )
                     else:
                         new[key][p] = int(

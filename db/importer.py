@@ -39,7 +39,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from db import import_lock, uploads
+from db import filemap, import_lock, uploads
 from db.bulk import (
     ACCOUNT_COLUMNS,
     LARGE_LOAD_EVENTS,
@@ -496,7 +496,7 @@ def _validate(name: str, df: pd.DataFrame, rows: np.ndarray, report: ImportRepor
                 "status": "status",
                 "category": "category",
             }.get(col, col)
-            bad(unknown, col, s, f"unknown {what}; allowed: {', '.join(c.choices)}")
+            bad(unknown, col, s, lambda v, what=what, c=c: filemap.enum_reason(what, v, c.choices))
             out[col] = mapped
         elif c.kind == "date":
             parsed = pd.to_datetime(s.where(~pd.Series(empty, index=s.index), None), format="%Y-%m-%d", errors="coerce")
@@ -649,8 +649,13 @@ def import_files(
     actor: str = "cli",
     progress: ProgressFn | None = None,
     source: str = "",
+    first_step: Callable[[Session, bool], Any] | None = None,
 ) -> ImportReport:
     """Validate and import the given contract files atomically; see the module docstring.
+
+    first_step(session, dry_run) runs in the import's transaction before anything is read
+    (services/demo_data.py removes the demo portfolio there); for a dry run it may return an
+    object with `accounts` and `team` key sets the validation treats as absent.
 
     A dry run only reads (no write lock, no row lock). A real import takes the import lock
     first; raises ImportBusy if another import holds it and ImportFailed (a message for the
@@ -661,7 +666,7 @@ def import_files(
         return restore_files(files, url=url, dry_run=dry_run, actor=actor, progress=progress, source=source)
     t0 = time.perf_counter()
     report = ImportReport(dry_run=dry_run)
-    files = _by_contract_name(files)
+    files = filemap.recognise(_by_contract_name(files), report)
     unknown = [n for n in files if n not in SPECS]
     for n in unknown:
         if isinstance(files[n], Refused):
@@ -699,7 +704,12 @@ def import_files(
             try:
                 if run_id is not None:
                     import_lock.take_import_lock(session, run_id)
+                forget = first_step(session, dry_run) if first_step and (dry_run or report.ok) else None
                 _load_reference(ctx)
+                for ext in getattr(forget, "accounts", ()):
+                    ctx.accounts.pop(ext, None)
+                for email in getattr(forget, "team", ()):
+                    ctx.team.pop(email, None)
                 ctx.release()
                 _read_all(ctx, files, present, sizes, total, progress)
                 if ctx.writing:
@@ -732,6 +742,7 @@ def import_files(
 
         sync_after_write(url)
     report.seconds = time.perf_counter() - t0
+    filemap.finish(report)
     if progress:
         progress(1.0, "done")
     return report

@@ -14,13 +14,20 @@ from db.importer import ImportBusy, ImportFailed, ImportReport, files_from_uploa
 from db.models import ImportRun
 from db.session import get_engine, session_scope
 from services.access import User, require_admin
+from services.demo_data import ReplaceDemo
 
 __all__ = ["ImportBusy", "ImportFailed", "run_import"]
 log = logging.getLogger(__name__)
 
 
 def run_import(
-    user: User, uploads: list[tuple[str, bytes]], *, dry_run: bool, progress: Any = None, url: str | None = None
+    user: User,
+    uploads: list[tuple[str, bytes]],
+    *,
+    dry_run: bool,
+    progress: Any = None,
+    url: str | None = None,
+    replace_demo: bool = False,
 ) -> ImportReport:
     """Validate (dry run) or import uploaded CSV files or a zip of them.
 
@@ -29,15 +36,20 @@ def run_import(
     (the detail is logged); nothing is written then."""
     if not dry_run:
         require_admin(user, "import data")
+    step = ReplaceDemo(user.email) if replace_demo else None  # remove the demo portfolio first
     try:
-        return import_files(
+        report = import_files(
             files_from_uploads(uploads),
             url=url,
             dry_run=dry_run,
             actor=user.email,
             progress=progress,
             source="upload: " + ", ".join(n for n, _ in uploads),
+            first_step=step,
         )
+        if step and (note := step.note(report)):
+            report.warnings.insert(0, note)
+        return report
     except ImportFailed:
         raise
     except Exception as exc:  # the user gets a message, the log the traceback

@@ -112,12 +112,18 @@ def has_accounts(url: str | None = None) -> bool:
         return s.execute(select(Account.id).limit(1)).first() is not None
 
 
+def _demo_removed(url: str | None) -> bool:
+    """An admin removed the demo portfolio ("Remove demo data"): it is not seeded again."""
+    with session_scope(url) as s:
+        return s.get(Meta, "demo_removed") is not None
+
+
 def ensure_ready(url: str | None = None, *, demo_mode: bool = False) -> dict[str, Any]:
     """Migrate and make sure defaults exist; in demo mode only, seed the demo portfolio into
     an empty database. Outside demo mode nothing else is written: no accounts, no team."""
     init_db(url)
     seeded = False
-    if demo_mode and not has_accounts(url):
+    if demo_mode and not has_accounts(url) and not _demo_removed(url):
         seed_demo(url=url)
         seeded = True
     return {"seeded_now": seeded, "demo": demo_info(url)}

@@ -458,3 +458,32 @@ def test_bad_usage_is_a_readable_error(args: list[str], message: str, main_cli) 
     assert message in res.stderr
     assert "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+def test_import_replace_demo_removes_the_demo_in_the_same_transaction(small_db: str, cli, tmp_path) -> None:
+    from db.models import Account
+    from tests.services import count
+
+    (tmp_path / "team.csv").write_text("email,name,role\nkim@own.example,Kim Own,csm\n")
+    (tmp_path / "my accounts.csv").write_text(
+        "account_id,name,segment,contract_start,csm_email\nMINE-1,Mine One,Mid Market,2026-05-01,kim@own.example\n"
+    )
+    bad = cli(small_db, "import", str(tmp_path), "--replace-demo")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "my accounts.csv: taken as accounts.csv" in bad.stdout
+    assert 'unknown segment; did you mean "Mid-Market"?' in bad.stdout
+    assert "warning: Nothing was written: the demo portfolio is still there." in bad.stdout
+    assert count(small_db, Account) == 30
+
+    (tmp_path / "my accounts.csv").write_text(
+        "account_id,name,segment,contract_start,csm_email\nMINE-1,Mine One,Mid-Market,2026-05-01,kim@own.example\n"
+    )
+    dry = cli(small_db, "import", str(tmp_path), "--replace-demo", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Validated as if the demo portfolio were removed first (30 demo account(s)" in dry.stdout
+    assert count(small_db, Account) == 30
+
+    done = cli(small_db, "import", str(tmp_path), "--replace-demo", "--quiet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The demo portfolio was removed first, in the same transaction: 30 demo account(s)" in done.stdout
+    assert count(small_db, Account) == 1

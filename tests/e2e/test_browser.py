@@ -486,3 +486,62 @@ def test_an_unexpected_error_shows_no_traceback(browser, demo_server: Server) ->
     body = page.inner_text("body")
     assert "Traceback" not in body and "app_pages/" not in body and str(ROOT) not in body
     page.close()
+
+
+def test_settings_milestones_fit_at_1400_px(browser, demo_server: Server) -> None:
+    """Every column of the milestones table is on screen at 1400 px: the grid does not scroll
+    sideways (it used to cut Enterprise and Strategic off at the right)."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{demo_server.base}/settings?settings_tab=Milestones&{Q}")
+    settle(page, "Settings")
+    no_exception(page)
+    page.wait_for_selector('[data-testid="stDataFrame"] .dvn-scroller')
+    widths = page.evaluate(
+        "() => [...document.querySelectorAll('[data-testid=stDataFrame] .dvn-scroller')]"
+        ".map(e => [e.scrollWidth, e.clientWidth])"
+    )
+    assert widths and all(sw <= cw + 1 for sw, cw in widths), widths
+    shot(page, "settings-milestones")
+    page.close()
+
+
+def test_the_admin_imports_own_data_apart_from_the_demo(browser, small_db: str) -> None:
+    """The admin's first import into the demo database: the Data page offers removing the
+    demo first (ticked), a file not named after the contract is taken by its header, and the
+    sidebar then says it shows your data, no longer the demo's."""
+    team = b"email,name,role\nkim@own.example,Kim Own,csm\n"
+    accounts = (
+        b"account_id,name,segment,contract_start,csm_email\n"
+        b"MINE-1,Mine One,Mid-Market,2026-05-01,kim@own.example\n"
+        b"MINE-2,Mine Two,SMB,2026-06-01,kim@own.example\n"
+    )
+    server = Server(small_db)
+    try:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(f"{server.base}/data?{Q}")
+        settle(page, "Data")
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert "Showing demo data: a generated portfolio of 30 accounts" in sidebar.inner_text()
+        box = page.get_by_role("checkbox", name="My own data: remove the demo portfolio (30 generated accounts) first")
+        assert box.is_checked()
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            [
+                {"name": "team.csv", "mimeType": "text/csv", "buffer": team},
+                {"name": "crm export.csv", "mimeType": "text/csv", "buffer": accounts},
+            ]
+        )
+        settle(page, "Data")
+        page.get_by_role("button", name="Import", exact=True).click()
+        page.wait_for_selector("text=The demo portfolio was removed first", timeout=120_000)
+        settle(page, "Data")
+        no_exception(page)
+        main = page.locator('[data-testid="stMain"]').inner_text()
+        assert "crm export.csv: taken as accounts.csv" in main
+        text_ = sidebar.inner_text()
+        assert "Showing your data: 2 account(s)." in text_
+        assert "demo data" not in text_
+        assert metric_value(page, "Accounts") == "2"
+        shot(page, "data-own-import")
+        page.close()
+    finally:
+        server.stop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from db.importer import import_files
 from db.models import Account, ImportRun
 from tests.conftest import AS_OF
-from tests.pages import button, metrics, open_page, table_with, texts
+from tests.pages import button, metrics, open_page, table_with, texts, unescape
 from tests.services import count
 
 QUERY = {"as_of": AS_OF.isoformat()}
@@ -32,9 +32,11 @@ GOOD_EVENTS = (
 )
 
 
-def _upload_and_click(at, files, label: str) -> None:
+def _upload_and_click(at, files, label: str, *, keep_demo: bool = True) -> None:
     at.file_uploader[0].set_value(files)
     at.run()
+    if keep_demo:  # add the files to the demo data (the page offers to remove the demo first)
+        at.checkbox(key="replace_demo").uncheck().run()
     assert not button(at, label).disabled
     button(at, label).click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -188,3 +190,90 @@ def test_the_local_demo_says_an_import_closes_the_open_demo(small_db: str, use_d
     use_db(small_db)
     at = open_page("data", query={"as_of": AS_OF.isoformat()})
     assert any("the app closes until sign-in is configured" in i for i in texts(at.info))
+
+
+def _banner(at) -> str:
+    found = [c for c in texts(at.sidebar.caption) if c.startswith(":material/") and "Showing" in c]
+    assert len(found) == 1, texts(at.sidebar.caption)
+    return found[0]
+
+
+def test_importing_your_own_data_replaces_the_demo_and_the_banner_says_so(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("data", query=QUERY)
+    assert "Showing **demo data**: a generated portfolio of 30 accounts" in _banner(at)
+    box = at.checkbox(key="replace_demo")
+    assert box.value is True and "remove the demo portfolio (30 generated accounts) first" in box.label
+    team = b"email,name,role\nkim@own.example,Kim Own,csm\n"
+    accounts = GOOD_ACCOUNTS.replace(b"alex.csm@example.com", b"kim@own.example").replace(
+        b"priya.csm@example.com", b"kim@own.example"
+    )
+    _upload_and_click(
+        at, [("team.csv", team, "text/csv"), ("accounts.csv", accounts, "text/csv")], "Import", keep_demo=False
+    )
+    assert any(s.startswith("Imported in") for s in texts(at.success))
+    assert any(w.startswith("The demo portfolio was removed first, in the same transaction") for w in texts(at.warning))
+    assert _banner(at) == ":material/database: Showing **your data**: 2 account(s)."
+    assert "demo data" not in " ".join(texts(at.sidebar.caption))
+    assert metrics(at)["Accounts"] == "2"
+    assert "replace_demo" not in [c.key for c in at.checkbox]  # no demo left to remove
+    assert count(small_db, Account) == 2
+
+
+def test_adding_to_the_demo_says_both_then_remove_demo_data_after_a_confirm(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("data", query=QUERY)
+    _upload_and_click(at, ("accounts.csv", GOOD_ACCOUNTS, "text/csv"), "Import")  # keeps the demo
+    assert "2 imported account(s) and 30 generated demo accounts" in _banner(at)
+    assert "Remove the demo data on the Data page" in _banner(at)
+    assert metrics(at)["Accounts"] == "32"
+
+    button(at, "Remove demo data").click().run()
+    warning = [w for w in texts(at.warning) if w.startswith("Remove the demo portfolio?")]
+    assert warning and "its 30 accounts" in warning[0] and "Your own 2 account(s) stay" in warning[0]
+    assert count(small_db, Account) == 32  # nothing yet: it asks first
+    button(at, "Cancel").click().run()
+    assert not [w for w in texts(at.warning) if w.startswith("Remove the demo portfolio?")]
+    assert count(small_db, Account) == 32
+
+    button(at, "Remove demo data").click().run()
+    button(at, "Yes, remove the demo data").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.startswith("Removed 30 demo account(s)") for s in texts(at.success))
+    assert count(small_db, Account) == 2
+    assert metrics(at)["Accounts"] == "2"
+    assert _banner(at) == ":material/database: Showing **your data**: 2 account(s)."
+    assert not [b for b in at.button if b.label == "Remove demo data"]
+
+
+def test_only_admins_can_remove_demo_data(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("data", query=QUERY, as_user="riley.revops@example.com")
+    assert button(at, "Remove demo data").disabled
+
+
+def test_a_file_is_taken_by_its_header_with_suggestions_and_templates_to_download(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("data", query=QUERY)
+    templates = [b for b in at.get("download_button") if b.proto.label.endswith(".csv")]
+    assert [b.proto.label for b in templates] == [
+        "team.csv",
+        "accounts.csv",
+        "events.csv",
+        "milestones.csv",
+        "outcomes.csv",
+        "checklist.csv",
+    ]
+    bad = b"account_id,name,segment,contract_start\nNEW-1,One,Mid Market,2026-05-01\nNEW-2,,SMB,2026-05-01\n"
+    _upload_and_click(at, ("bad_accounts.csv", bad, "text/csv"), "Validate (dry run)")
+    warnings = [unescape(w) for w in texts(at.warning)]
+    assert (
+        "bad_accounts.csv: taken as accounts.csv (its name is not a contract file name; recognised by its header)"
+        in (warnings)
+    )
+    problems = table_with(at, "file", "row", "column", "value", "reason")
+    assert problems[["file", "row", "column"]].values.tolist() == [
+        ["bad_accounts.csv (as accounts.csv)", 2, "segment"],
+        ["bad_accounts.csv (as accounts.csv)", 3, "name"],
+    ]
+    assert problems["reason"][0].startswith('unknown segment; did you mean "Mid-Market"?')

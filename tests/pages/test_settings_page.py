@@ -97,9 +97,9 @@ def test_admin_changes_late_credit_and_engagement_days(small_db: str, use_db) ->
     use_db(small_db)
     at = open_page("settings", query=HEALTH)
     assert _number(at, "Active days for full engagement points").value == 10
-    assert _number(at, "Share of points for a late milestone").value == 0.5
+    assert _number(at, "Share of points for a late milestone (%)").value == 50
     _number(at, "Active days for full engagement points").set_value(8)
-    _number(at, "Share of points for a late milestone").set_value(0.3)
+    _number(at, "Share of points for a late milestone (%)").set_value(30)
     button(at, "Save health model").click().run()
     assert not at.exception
     assert not at.error, texts(at.error)
@@ -206,3 +206,29 @@ def test_milestone_edits_are_saved_together_or_not_at_all(small_db: str, use_db)
     assert len(errors) == 1 and errors[0].startswith("Not saved") and "target SMB" in errors[0]
     assert _milestone(small_db, "kickoff_complete")[0] == "Kickoff complete"
     assert log_rows(small_db, entity="milestone_definition") == []
+
+
+def test_shares_are_edited_in_percent_and_stored_as_before(small_db: str, use_db) -> None:
+    use_db(small_db)
+    at = open_page("settings", query=QUERY)
+    shown = {n.label: n.value for n in at.number_input}
+    assert shown["Adoption for full points (%)"] == 80
+    assert shown["Share of points for a late milestone (%)"] == 50
+    assert shown["Share X (%)"] == 50
+    # No fraction anywhere: every share reads as a whole percent.
+    assert not [(k, v) for k, v in shown.items() if isinstance(v, float) and 0 < v < 1], shown
+
+    # Saving untouched percentages keeps the stored shares exactly; a changed one is stored as a share.
+    _number(at, "Adoption for full points (%)").set_value(70)
+    button(at, "Save health model").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    cur = _health(small_db)
+    assert (cur.version, cur.value["adoption_full_share"], cur.value["late_credit"]) == (2, 0.7, 0.5)
+    assert {r.field for r in log_rows(small_db, entity="setting")} == {"health_model.adoption_full_share"}
+
+    _number(at, "Share X (%)").set_value(40)
+    button(at, "Save risk rules").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    with session_scope(small_db) as s:
+        rules = get_setting(s, "risk_rules")
+    assert (rules.version, rules.value["low_adoption"]["threshold"]) == (2, 0.4)
