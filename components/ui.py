@@ -93,6 +93,13 @@ def table(
     return event
 
 
+def blank_missing(df: pd.DataFrame, formats: dict[str, str]):
+    """The table as a Styler whose missing values show blank (st.dataframe writes "None"),
+    formatted per column (`formats`: column -> format spec such as "{:.1f} %"). The
+    Styler's text replaces the column's number format, so every float column needs one."""
+    return df.style.format({c: f for c, f in formats.items() if c in df.columns}, na_rep="")
+
+
 def reading(text: str) -> None:
     """The one plain-language sentence next to a chart."""
     st.caption(f":material/lightbulb: {text}")
