@@ -5,15 +5,17 @@ expansion, with their intervals and the caveat that they are correlations."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from components import cache, charts, context
 from components.safe import html_label, md
-from components.ui import empty, reading, table
-from metrics.retention import as_rates
+from components.ui import blank_missing, empty, reading, table
+from metrics.retention import as_rates, in_progress, in_progress_column, returned_next_period
 from metrics.signals import OUTCOMES
 from metrics.signals import reading as signal_reading
 from services.analytics import (
@@ -295,46 +297,96 @@ with t_ret:
             filters=flt,
         )
         rates = as_rates(m)
-        z = rates.drop(columns="cohort").to_numpy(float) * 100
-        fig = go.Figure(
-            go.Heatmap(
-                z=z,
-                x=[f"{period} {k}" for k in range(int(intervals))],
-                y=[f"{c} (n={int(n) if n == n else 0})" for c, n in zip(m["cohort"], m["p0"], strict=True)],
+        # The period containing the as-of date is not over: its cells are partial (PostHog's
+        # "period in progress"), drawn lighter with *, and left out of the summary.
+        partial = in_progress(m, period=period, date_to=as_of, now=datetime.now(UTC).replace(tzinfo=None))
+        unit = period.capitalize()
+        cols = [f"p{k}" for k in range(1, int(intervals))]
+        z = rates[cols].to_numpy(float) * 100
+        counts = m[cols].to_numpy(float)
+        size = m["p0"].fillna(0).to_numpy(float)
+        part = partial[cols].to_numpy(bool)
+        x = [f"{unit} {k}" for k in range(1, int(intervals))]
+        y = [f"{c} (n={int(n)})" for c, n in zip(m["cohort"], size, strict=True)]
+        custom = np.dstack(
+            [
+                np.where(np.isnan(counts), 0, counts),
+                np.broadcast_to(size[:, None], counts.shape),
+                np.where(part, f" · {period} still in progress", ""),
+            ]
+        )
+        fig = go.Figure()
+        for sel, opacity in ((~part, 1.0), (part, 0.45)):
+            fig.add_heatmap(
+                z=np.where(sel, z, np.nan),
+                x=x,
+                y=y,
                 colorscale="Greens",
                 zmin=0,
                 zmax=100,
-                text=[["" if v != v else f"{v:.0f}" for v in row] for row in z],
+                opacity=opacity,
+                showscale=opacity == 1.0,
+                text=[
+                    [
+                        "" if (v != v or not ok) else f"{v:.0f}{'*' if p else ''}"
+                        for v, ok, p in zip(row, srow, prow, strict=True)
+                    ]
+                    for row, srow, prow in zip(z, sel, part, strict=True)
+                ],
                 texttemplate="%{text}",
+                customdata=custom,
                 colorbar={"title": {"text": "% of cohort"}, "ticksuffix": " %"},
-                hovertemplate="%{y} · %{x}: %{z:.1f} %<extra></extra>",
+                hovertemplate="%{y} · %{x}: %{z:.1f} % (%{customdata[0]:,.0f} of %{customdata[1]:,.0f} accounts)"
+                "%{customdata[2]}<extra></extra>",
             )
-        )
         fig.update_yaxes(autorange="reversed")
         fig.update_layout(
             title={
-                "text": f"Accounts that did {html_label(ret_ev)} after {html_label(start_ev)}, by {period} (% of cohort; blank = not observed yet)",
+                "text": f"Accounts that did {html_label(ret_ev)} after {html_label(start_ev)}, by {period} (% of cohort; "
+                f"blank = not observed yet; lighter with * = {period} still in progress)",
                 "x": 0,
             },
             height=max(320, 30 * len(m) + 140),
             margin={"l": 10, "r": 10, "t": 60, "b": 10},
         )
-        fig.update_xaxes(title_text=f"{period.capitalize()}s since the cohort's {period}")
-        fig.update_yaxes(title_text=f"Cohort ({period} starting)")
+        fig.update_xaxes(title_text=f"{unit}s since the cohort's {period}", type="category")
+        fig.update_yaxes(title_text=f"Cohort ({period} starting)", type="category")
         st.plotly_chart(fig, key="ret_chart")
-        p1 = rates["p1"].dropna() if "p1" in rates else pd.Series(dtype=float)
+        if part.any() or partial["p0"].any():
+            last_start = m["cohort"].iloc[-1]
+            st.caption(
+                f"\\* The {period} starting {last_start:%d %b %Y} contains the as-of date and is not over: its cells "
+                f"(lighter, marked \\*) are partial and left out of the summary."
+            )
+        p1 = returned_next_period(m, partial)
         if len(p1):
             reading(
-                f"On average {p1.mean():.0%} of a cohort came back the next {period} (range {p1.min():.0%}–{p1.max():.0%}); the last row is the {period} containing the as-of date and counts whole."
+                f"On average {p1.mean():.0%} of a cohort came back the next {period} (range {p1.min():.0%}–{p1.max():.0%}, "
+                f"over {len(p1)} cohort{'s' if len(p1) != 1 else ''} whose next {period} is over)."
             )
+        view = pd.concat([m[["cohort", "p0"]], rates[cols] * 100], axis=1)
+        shown = blank_missing(view, dict.fromkeys(cols, "{:.0f} %"))
+        for i, c in zip(*np.nonzero(part), strict=True):
+            shown = shown.format("{:.0f} % *", subset=pd.IndexSlice[view.index[i], cols[c]])
+        shown = shown.apply(
+            lambda _: np.where(part, "background-color: rgba(128,128,128,0.18)", ""), axis=None, subset=cols
+        )
         table(
-            m,
+            shown,
             key="ret_table",
             filename=f"retention-{start_ev}-{ret_ev}-{period}",
             column_config={
                 "cohort": st.column_config.DateColumn("Cohort", format="YYYY-MM-DD"),
-                "p0": st.column_config.NumberColumn("Size", format="%d"),
+                "p0": st.column_config.NumberColumn("Size", format="%d", help="Accounts in the cohort"),
+                **{
+                    c: st.column_config.NumberColumn(
+                        f"{unit} {k}", help=f"% of the cohort back {k} {period}{'s' if k > 1 else ''} later"
+                    )
+                    for k, c in enumerate(cols, 1)
+                },
             },
+            # Counts, with the cell of each cohort that is still in progress (as the CLI's --mark-in-progress).
+            download_df=m.assign(in_progress=in_progress_column(partial)),
         )
 
 with t_sig:
