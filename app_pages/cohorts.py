@@ -365,7 +365,9 @@ with t_ret:
                 f"over {len(p1)} cohort{'s' if len(p1) != 1 else ''} whose next {period} is over)."
             )
         view = pd.concat([m[["cohort", "p0"]], rates[cols] * 100], axis=1)
-        shown = blank_missing(view, dict.fromkeys(cols, "{:.0f} %"))
+        shown = blank_missing(view, {"p0": "{:.0f}", **dict.fromkeys(cols, "{:.0f} %")})
+        if partial["p0"].iloc[-1]:  # the newest cohort is still forming
+            shown = shown.format("{:.0f} *", subset=pd.IndexSlice[view.index[-1], "p0"])
         for i, c in zip(*np.nonzero(part), strict=True):
             shown = shown.format("{:.0f} % *", subset=pd.IndexSlice[view.index[i], cols[c]])
         shown = shown.apply(
