@@ -16,7 +16,7 @@ from components import cache, charts, context
 from components.safe import html_label, md
 from components.ui import blank_missing, empty, reading, table
 from metrics.retention import as_rates, in_progress, in_progress_column, returned_next_period
-from metrics.signals import OUTCOMES
+from metrics.signals import OUTCOMES, behaviour_label
 from metrics.signals import reading as signal_reading
 from services.analytics import (
     cohort_report,
@@ -35,6 +35,7 @@ ms_names = {d["key"]: d["name"] for d in defs}
 ms_keys = list(ms_names)
 GROUPS = ["month", "quarter", "segment", "industry", "plan", "channel", "region", "csm_name"]
 group_label = {"month": "Start month", "quarter": "Start quarter", "csm_name": "CSM"}
+MAX_CURVES = 4  # Kaplan-Meier curves drawn together by default; more overlap
 
 st.title("Cohorts")
 st.caption(f"As of {as_of:%d %b %Y} · {md(flt.describe())}")
@@ -168,11 +169,17 @@ with t_coh:
                     reading(
                         f"By the end of {wk}, between {col.min():.0%} ({md(col.idxmin())}) and {col.max():.0%} ({md(col.idxmax())}) of a cohort had reached {md(ms_names[hm_ms].lower())}."
                     )
+                heat = shares.mul(100).round(1).reset_index()
                 table(
-                    shares.mul(100).round(1).reset_index(),
+                    # Blank (not "None") where a cohort has not been observed that long.
+                    blank_missing(heat, dict.fromkeys(shares.columns, "{:.0f} %")),
                     key="heat_table",
                     filename=f"cohort-weeks-{hm_ms}",
-                    column_config={c: st.column_config.NumberColumn(c, format="%.0f %%") for c in shares.columns},
+                    column_config={
+                        heat.columns[0]: group_label.get(by, by.capitalize()),
+                        **{c: st.column_config.NumberColumn(c.capitalize()) for c in shares.columns},
+                    },
+                    download_df=heat,
                 )
 
 with t_ttv:
@@ -203,8 +210,49 @@ with t_ttv:
         if res.groups.empty:
             empty("No accounts to analyse.", "Clear the filters or pick a later as-of date.")
         else:
-            st.plotly_chart(charts.km_chart(res.curves, res.groups, milestone=ttv_ms), key="km_chart")
             g = res.groups
+            curves = res.curves
+            names = g["group"].astype(str).tolist()
+            if len(names) > MAX_CURVES:
+                # Quarters: the latest ones; any other attribute: the largest groups.
+                default = (
+                    sorted(names)[-MAX_CURVES:]
+                    if ttv_by == "cohort_quarter"
+                    else g.sort_values("accounts", ascending=False)["group"].astype(str).head(MAX_CURVES).tolist()
+                )
+                picked = st.multiselect(
+                    "Curves to compare",
+                    sorted(names),
+                    default=sorted(default),
+                    key="ttv_groups",
+                    bind="query-params",
+                    help=f"More than {MAX_CURVES} curves overlap; the table below lists every group.",
+                )
+                curves = curves[curves["group"].astype(str).isin(picked or default)]
+            reached_days = res.durations.loc[res.durations["reached"], "days"]
+            # The axis ends where 99 % of the observed times are (the last of them run to the
+            # end of follow-up and squeeze the useful range).
+            cut = float(np.ceil(np.percentile(reached_days, 99))) if len(reached_days) else None
+            whole = st.toggle(
+                "Show all days",
+                key="ttv_all",
+                bind="query-params",
+                help=f"The axis ends at the 99th percentile of observed times to {ms_names[ttv_ms].lower()}"
+                + (f" ({cut:.0f} days)" if cut else "")
+                + "; on: to the end of follow-up.",
+            )
+            x_max = None if whole or cut is None else cut
+            st.plotly_chart(charts.km_chart(curves, g, milestone=ttv_ms, x_max=x_max), key="km_chart")
+            notes = []
+            if curves["group"].nunique() < len(names):
+                notes.append(f"The chart compares {curves['group'].nunique()} of {len(names)} groups.")
+            if x_max is not None and float(curves["day"].max()) > x_max:
+                notes.append(
+                    f"Days axis cut at {x_max:.0f}: 99 % of the accounts that reached it did so by then "
+                    "(“Show all days” for the rest)."
+                )
+            if notes:
+                st.caption(" ".join(notes))
             p = res.logrank_p
             if len(g) > 1:
                 fast, slow = g.sort_values("median_days").iloc[0], g.sort_values("median_days").iloc[-1]
@@ -413,7 +461,15 @@ with t_sig:
         with c4:
             within = st.toggle("Within each segment", key="sig_seg", bind="query-params")
         sig = signals_report(
-            src, outcome=outcome, days=int(days), min_count=int(k), within_segment=within, filters=flt, as_of=as_of
+            src,
+            outcome=outcome,
+            days=int(days),
+            min_count=int(k),
+            within_segment=within,
+            filters=flt,
+            as_of=as_of,
+            # Behaviours of exactly the same accounts (an event that always completes a milestone) share a row.
+            group_identical=True,
         )
         if sig.empty:
             empty(
@@ -429,6 +485,10 @@ with t_sig:
                 icon=":material/warning:",
             )
             view = sig.copy()
+            view["behaviour"] = [
+                " · ".join(behaviour_label(x) for x in (b, *also))
+                for b, also in zip(sig["behaviour"], sig["also"], strict=True)
+            ]
             for c in (
                 "support_share",
                 "rate_with",
@@ -441,13 +501,17 @@ with t_sig:
             ):
                 view[c] = view[c] * 100
             table(
-                view.drop(columns=["outcome"]),
+                view.drop(columns=["outcome", "also"]),
                 key="sig_table",
                 filename=f"early-signals-{outcome}",
                 height=420,
                 column_config={
                     "segment": "Segment",
-                    "behaviour": "Behaviour in the first days",
+                    "behaviour": st.column_config.TextColumn(
+                        "Behaviour in the first days",
+                        help="Behaviours joined by · were done by exactly the same accounts (such as an event that "
+                        "completes a milestone) and share one row",
+                    ),
                     "accounts": st.column_config.NumberColumn("Accounts with known outcome"),
                     "support": st.column_config.NumberColumn("Did it (support)"),
                     "support_share": st.column_config.NumberColumn("Support %", format=pct),
@@ -461,7 +525,7 @@ with t_sig:
                     "difference_high": st.column_config.NumberColumn("95 % high ", format="%+.1f pts"),
                     "significant": st.column_config.CheckboxColumn("Interval excludes 0"),
                 },
-                download_df=sig,
+                download_df=sig.assign(also=sig["also"].map(" ".join)),
             )
         st.markdown("**Milestone to milestone**")
         tr = transitions_report(src, filters=flt, as_of=as_of)
@@ -476,6 +540,14 @@ with t_sig:
                 key="transitions",
                 filename="milestone-transitions",
                 column_config={
+                    "from": "From milestone",
+                    "to": "To the next",
+                    "reached_from": st.column_config.NumberColumn(
+                        "Reached the first", help="Accounts that reached the first milestone"
+                    ),
+                    "reached_both": st.column_config.NumberColumn(
+                        "Reached both", help="Of those, accounts that also reached the next one"
+                    ),
                     "probability": st.column_config.NumberColumn("P(next | this)", format=pct),
                     "low": st.column_config.NumberColumn("95 % low", format=pct),
                     "high": st.column_config.NumberColumn("95 % high", format=pct),

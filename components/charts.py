@@ -125,8 +125,9 @@ def time_to_convert_chart(steps: pd.DataFrame, *, group_col: str | None = None) 
     return _layout(fig, "Time to convert from the previous step", "Funnel step", "Days from the previous step", 340)
 
 
-def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str) -> go.Figure:
-    """Kaplan-Meier share that reached the milestone by day, with 95 % bands."""
+def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str, x_max: float | None = None) -> go.Figure:
+    """Kaplan-Meier share that reached the milestone by day, with 95 % bands; `x_max` ends
+    the days axis there (else it runs to the end of follow-up)."""
     fig = go.Figure()
     for i, (g, c) in enumerate(curves.groupby("group", sort=True)):
         color = PALETTE[i % len(PALETTE)]
@@ -170,6 +171,8 @@ def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str) -> g
     )
     fig.update_yaxes(range=[0, 100], ticksuffix=" %")
     fig.update_xaxes(rangemode="tozero")
+    if x_max is not None:
+        fig.update_xaxes(range=[0, x_max])
     return _layout(
         fig,
         html_label(f"Share of accounts that reached {milestone.replace('_', ' ')} (Kaplan-Meier, 95 % bands)"),

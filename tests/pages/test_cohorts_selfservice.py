@@ -10,12 +10,13 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from streamlit import dataframe_util
 
 from metrics.retention import as_rates, in_progress, in_progress_column
-from services.analytics import Facts, Filters, retention_report
+from services.analytics import Facts, Filters, retention_report, signals_report, ttv_report
 from tests.conftest import AS_OF
-from tests.pages import open_page, texts
+from tests.pages import open_page, table_with, texts
 
 QUERY = {"as_of": AS_OF.isoformat()}  # a Tuesday: its week runs to Saturday 4 July
 
@@ -102,3 +103,85 @@ def test_the_cli_flags_the_same_cells(demo_db: str, cli) -> None:
     over = cli(demo_db, *args[:-1], "2026-07-04", "--mark-in-progress")
     assert "is not over" not in over.stderr
     assert pd.read_csv(io.StringIO(over.stdout))["in_progress"].isna().all()
+
+
+def test_time_to_value_axis_ends_at_the_99th_percentile_unless_asked(demo_db: str, use_db) -> None:
+    use_db(demo_db)
+    at = open_page("cohorts", query={**QUERY, "view": "Time to value"})
+    res = ttv_report(Facts(demo_db), milestone="first_value_achieved", by="segment", filters=Filters(), as_of=AS_OF)
+    d = res.durations
+    cut = float(np.ceil(np.percentile(d.loc[d["reached"], "days"], 99)))
+    assert float(res.curves["day"].max()) > cut + 30, "follow-up runs well past the useful range"
+    layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
+    assert layout["xaxis"]["range"] == [0, cut]
+    assert any(f"Days axis cut at {cut:.0f}: 99 %" in c for c in texts(at.caption))
+
+    at.toggle(key="ttv_all").set_value(True).run()
+    layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
+    assert "range" not in layout["xaxis"]
+    assert not any("Days axis cut" in c for c in texts(at.caption))
+
+
+def test_quarters_compare_the_latest_four_curves_by_default(demo_db: str, use_db) -> None:
+    use_db(demo_db)
+    first = open_page("cohorts", query={**QUERY, "view": "Time to value"})
+    by = first.selectbox(key="ttv_by")
+    at = open_page("cohorts", query={**QUERY, "view": "Time to value", "ttv_by": by.format_func("cohort_quarter")})
+    res = ttv_report(
+        Facts(demo_db), milestone="first_value_achieved", by="cohort_quarter", filters=Filters(), as_of=AS_OF
+    )
+    quarters = sorted(res.groups["group"].astype(str))
+    assert len(quarters) > 4
+    picker = at.multiselect(key="ttv_groups")
+    assert picker.value == quarters[-4:]
+
+    def drawn(app) -> set[str]:
+        data = json.loads(app.get("plotly_chart")[0].proto.spec)["data"]
+        return {t["meta"] for t in data if t.get("meta")}
+
+    assert drawn(at) == set(quarters[-4:])
+    assert any(f"The chart compares 4 of {len(quarters)} groups" in c for c in texts(at.caption))
+    # Every group stays in the table; another pick redraws the chart.
+    assert sorted(table_with(at, "group", "median_days")["group"].astype(str)) == quarters
+    picker.set_value(quarters[:2]).run()
+    assert drawn(at) == set(quarters[:2])
+
+
+@pytest.mark.parametrize("view", ["Cohorts", "Time to value", "Usage retention", "Early signals"])
+def test_no_raw_column_names(demo_db: str, use_db, view: str) -> None:
+    """Every column header a table shows is a label, not a field name such as reached_from."""
+    use_db(demo_db)
+    at = open_page("cohorts", query={**QUERY, "view": view})
+    assert at.dataframe
+    for d in at.dataframe:
+        config = json.loads(d.proto.columns) if d.proto.columns else {}
+        for c in d.value.columns:
+            header = (config.get(str(c)) or {}).get("label") or str(c)
+            assert "_" not in header, f"{view}: column {c!r} is shown as {header!r}"
+
+
+def test_signals_of_the_same_accounts_share_a_row(demo_db: str, use_db) -> None:
+    """integration_connected completes milestone technical_setup_done, and data_imported goes with
+    it: three rows with the same figures before. Behaviours with equal figures but different
+    accounts stay apart."""
+    use_db(demo_db)
+    at = open_page("cohorts", query={**QUERY, "view": "Early signals"})
+    plain = signals_report(Facts(demo_db), outcome="retained", days=14, min_count=1, filters=Filters(), as_of=AS_OF)
+    grouped = signals_report(
+        Facts(demo_db), outcome="retained", days=14, min_count=1, filters=Filters(), as_of=AS_OF, group_identical=True
+    )
+    assert len(grouped) < len(plain)
+    merged = grouped[grouped["also"].map(len) > 0]
+    assert len(merged)
+    shown = table_with(at, "behaviour", "support")["behaviour"].tolist()
+    assert "data imported · integration connected · milestone technical setup done" in shown
+    for _, r in merged.iterrows():  # the others had exactly the row of the first
+        first = plain[plain["behaviour"] == r["behaviour"]].drop(columns="behaviour").iloc[0]
+        for other in r["also"]:
+            row = plain[plain["behaviour"] == other].drop(columns="behaviour").iloc[0]
+            assert row.equals(first)
+    assert sum(1 + len(a) for a in grouped["also"]) == len(plain)
+    # Same figures, different accounts: not merged.
+    assert "alert configured" in shown and not any(s.startswith("alert configured ·") for s in shown)
+    lines = [m.value for m in at.markdown if "same accounts as" in m.value]
+    assert lines and "integration connected" in lines[0]
