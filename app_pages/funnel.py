@@ -38,13 +38,11 @@ with c1:
         key="steps",
         bind="query-params",
         max_selections=10,
+        wrap=True,  # in a column the chips would scroll sideways, hiding the later steps
         # Labels go into the URL, so they must not change with the data (no live counts).
         format_func=lambda s: labels.get(s) or s,
         help="Milestones are listed first, then events from the most common. The URL keeps your steps.",
     )
-    if steps:
-        # The picker scrolls its chips once there are several: the chosen order stays readable here.
-        st.caption("Funnel: " + " → ".join(f"{i}. {md(labels.get(x) or x)}" for i, x in enumerate(steps, 1)))
 with c2:
     mode = st.segmented_control(
         "Order",
@@ -174,6 +172,7 @@ if by:
         default=sizes.index[:MAX_GROUPS].tolist(),
         key="groups",
         bind="query-params",
+        wrap=True,
         help=f"Groups in the breakdown to compare (by default every group, or the {MAX_GROUPS} largest). "
         "The steps table's CSV has every group.",
     )
@@ -344,7 +343,7 @@ if len(sel):
         + (["group"] if group_col else [])
     )
     table(
-        sv[tcols],
+        blank_missing(sv[tcols], {f"t{k}": "{:%Y-%m-%d %H:%M}" for k in range(len(steps))}),  # blank: not reached
         key="drill_table",
         filename=f"funnel-step{pick}-{who.replace(' ', '-')}",
         height=320,
