@@ -14,7 +14,7 @@ import streamlit as st
 
 from components import cache, charts, context
 from components.safe import html_label, md
-from components.ui import blank_missing, empty, reading, table
+from components.ui import blank_column, blank_missing, empty, reading, table
 from metrics.retention import as_rates, in_progress, in_progress_column, returned_next_period
 from metrics.signals import OUTCOMES, behaviour_label
 from metrics.signals import reading as signal_reading
@@ -177,7 +177,7 @@ with t_coh:
                     filename=f"cohort-weeks-{hm_ms}",
                     column_config={
                         heat.columns[0]: group_label.get(by, by.capitalize()),
-                        **{c: st.column_config.NumberColumn(c.capitalize()) for c in shares.columns},
+                        **{c: blank_column(c.capitalize()) for c in shares.columns},
                     },
                     download_df=heat,
                 )
@@ -413,13 +413,11 @@ with t_ret:
                 f"over {len(p1)} cohort{'s' if len(p1) != 1 else ''} whose next {period} is over)."
             )
         view = pd.concat([m[["cohort", "p0"]], rates[cols] * 100], axis=1)
-        shown = blank_missing(view, {"p0": "{:.0f}", **dict.fromkeys(cols, "{:.0f} %")})
-        if partial["p0"].iloc[-1]:  # the newest cohort is still forming
-            shown = shown.format("{:.0f} *", subset=pd.IndexSlice[view.index[-1], "p0"])
-        for i, c in zip(*np.nonzero(part), strict=True):
-            shown = shown.format("{:.0f} % *", subset=pd.IndexSlice[view.index[i], cols[c]])
-        shown = shown.apply(
-            lambda _: np.where(part, "background-color: rgba(128,128,128,0.18)", ""), axis=None, subset=cols
+        text = blank_missing(view, {"p0": "{:.0f}", **dict.fromkeys(cols, "{:.0f} %")})
+        marked = partial[["p0", *cols]].to_numpy(bool)  # the newest cohort's size too: still forming
+        text[["p0", *cols]] = np.where(marked, text[["p0", *cols]] + " *", text[["p0", *cols]])
+        shown = text.style.apply(
+            lambda _: np.where(marked, "background-color: rgba(128,128,128,0.18)", ""), axis=None, subset=["p0", *cols]
         )
         table(
             shown,
@@ -427,9 +425,9 @@ with t_ret:
             filename=f"retention-{start_ev}-{ret_ev}-{period}",
             column_config={
                 "cohort": st.column_config.DateColumn("Cohort", format="YYYY-MM-DD"),
-                "p0": st.column_config.NumberColumn("Size", format="%d", help="Accounts in the cohort"),
+                "p0": blank_column("Size", help="Accounts in the cohort"),
                 **{
-                    c: st.column_config.NumberColumn(
+                    c: blank_column(
                         f"{unit} {k}", help=f"% of the cohort back {k} {period}{'s' if k > 1 else ''} later"
                     )
                     for k, c in enumerate(cols, 1)

@@ -9,7 +9,7 @@ import streamlit as st
 
 from components import cache, charts, context
 from components.safe import md
-from components.ui import account_link, blank_missing, empty, reading, table
+from components.ui import account_link, blank_column, blank_missing, empty, reading, table
 from metrics import funnel as fn
 from services.analytics import funnel_report
 
@@ -233,7 +233,7 @@ if blocked:
         icon=":material/info:",
     )
 
-if len(steps_df[steps_df["step"] > 1]):
+if steps_df.loc[steps_df["step"] > 1, "median_seconds_from_previous"].notna().any():
     st.plotly_chart(charts.time_to_convert_chart(steps_df, group_col=group_col), key="ttc_chart")
     slow = steps_df[steps_df["step"] > 1].sort_values("median_seconds_from_previous", ascending=False).iloc[0]
     if pd.notna(slow["median_seconds_from_previous"]):
@@ -268,12 +268,15 @@ cols = (["group"] if by else []) + [
     "mean_days_from_previous",
     "p90_days_from_previous",
 ]
-pct = "%.1f %%"
 table(
     # Blank, not "None", where a value does not exist (step 1 has no previous step).
     blank_missing(
         view[cols],
-        {c: "{:.1f} %" if c.startswith("conversion") else "{:.2f}" for c in cols if view[c].dtype.kind == "f"},
+        {
+            c: "{:.1f} %" if c.startswith("conversion") else "{:.2f}"
+            for c in cols
+            if c.startswith(("conversion", "median", "mean", "p90"))
+        },
     ),
     key="steps_table",
     filename="funnel-steps",
@@ -288,14 +291,14 @@ table(
         "in_progress": st.column_config.NumberColumn(
             "In progress", help="Reached the previous step and are still inside their window"
         ),
-        "conversion_from_previous": st.column_config.NumberColumn("Conv. from previous", format=pct),
-        "conversion_from_previous_low": st.column_config.NumberColumn("95 % low", format=pct),
-        "conversion_from_previous_high": st.column_config.NumberColumn("95 % high", format=pct),
-        "conversion_from_first": st.column_config.NumberColumn("Conv. from step 1", format=pct),
-        "conversion_decided": st.column_config.NumberColumn("Conv. excl. in progress", format=pct),
-        "median_days_from_previous": st.column_config.NumberColumn("Median days", format="%.2f"),
-        "mean_days_from_previous": st.column_config.NumberColumn("Mean days", format="%.2f"),
-        "p90_days_from_previous": st.column_config.NumberColumn("p90 days", format="%.2f"),
+        "conversion_from_previous": blank_column("Conv. from previous"),
+        "conversion_from_previous_low": blank_column("95 % low"),
+        "conversion_from_previous_high": blank_column("95 % high"),
+        "conversion_from_first": blank_column("Conv. from step 1"),
+        "conversion_decided": blank_column("Conv. excl. in progress"),
+        "median_days_from_previous": blank_column("Median days"),
+        "mean_days_from_previous": blank_column("Mean days"),
+        "p90_days_from_previous": blank_column("p90 days"),
     },
     # Every group, also those not drawn side by side.
     download_df=res.steps,
@@ -343,7 +346,7 @@ if len(sel):
         + (["group"] if group_col else [])
     )
     table(
-        blank_missing(sv[tcols], {f"t{k}": "{:%Y-%m-%d %H:%M}" for k in range(len(steps))}),  # blank: not reached
+        blank_missing(sv[tcols], {f"t{k}": "%Y-%m-%d %H:%M" for k in range(len(steps))}),  # blank: not reached
         key="drill_table",
         filename=f"funnel-step{pick}-{who.replace(' ', '-')}",
         height=320,
@@ -354,10 +357,7 @@ if len(sel):
             "furthest": st.column_config.NumberColumn("Furthest step", format="%d"),
             "status": "Status",
             "group": "Group",
-            **{
-                f"t{k}": st.column_config.DatetimeColumn(f"Step {k + 1} at", format="YYYY-MM-DD HH:mm")
-                for k in range(len(steps))
-            },
+            **{f"t{k}": st.column_config.TextColumn(f"Step {k + 1} at") for k in range(len(steps))},
         },
         download_df=sel.drop(columns=["account_id"]),
     )

@@ -11,20 +11,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit import dataframe_util
 
 from metrics.retention import as_rates, in_progress, in_progress_column
-from services.analytics import Facts, Filters, retention_report, signals_report, ttv_report
+from services.analytics import Facts, Filters, cohort_week_report, retention_report, signals_report, ttv_report
 from tests.conftest import AS_OF
 from tests.pages import open_page, table_with, texts
 
 QUERY = {"as_of": AS_OF.isoformat()}  # a Tuesday: its week runs to Saturday 4 July
-
-
-def shown(at, *columns: str) -> pd.DataFrame:
-    """The text each cell of the first table with these columns shows (its Styler display values)."""
-    d = next(d for d in at.dataframe if set(columns) <= set(d.value.columns))
-    return dataframe_util.convert_arrow_bytes_to_pandas_df(d.proto.arrow_data.styler.display_values)
 
 
 def array(v) -> np.ndarray:
@@ -58,14 +51,14 @@ def test_the_week_in_progress_is_marked_and_left_out_of_the_summary(demo_db: str
 
     # The table: cohort size, then percent per week; * and a lighter background on the
     # partial cells; blank where not observed yet.
-    cells = shown(at, "cohort", "p0", "p1")
+    cells = table_with(at, "cohort", "p0", "p1")
     for i in range(n):
         for k in range(1, n):
             v = rates.iloc[i][f"p{k}"]
             want = "" if np.isnan(v) else f"{v * 100:.0f} %" + (" *" if i + k == n - 1 else "")
             assert cells.iloc[i][f"p{k}"] == want, (i, k)
-    assert cells.iloc[n - 1]["p0"] == f"{int(m['p0'].iloc[-1])} *"
-    assert "None" not in cells.to_numpy().ravel().tolist()
+    assert cells["p0"].tolist() == [f"{int(x)}" for x in m["p0"].iloc[:-1]] + [f"{int(m['p0'].iloc[-1])} *"]
+    assert not cells.isna().any().any()
     d = next(d for d in at.dataframe if "p1" in d.value.columns)
     labels = {c: v.get("label") for c, v in json.loads(d.proto.columns).items()}
     assert [labels[f"p{k}"] for k in range(1, n)] == [f"Week {k}" for k in range(1, n)]
@@ -185,3 +178,16 @@ def test_signals_of_the_same_accounts_share_a_row(demo_db: str, use_db) -> None:
     assert "alert configured" in shown and not any(s.startswith("alert configured ·") for s in shown)
     lines = [m.value for m in at.markdown if "same accounts as" in m.value]
     assert lines and "integration connected" in lines[0]
+
+
+def test_cohort_week_table_is_blank_where_not_observed(demo_db: str, use_db) -> None:
+    use_db(demo_db)
+    at = open_page("cohorts", query=QUERY)
+    shares, _ = cohort_week_report(
+        Facts(demo_db), milestone="first_value_achieved", by="month", weeks=12, filters=Filters(), as_of=AS_OF
+    )
+    t = table_with(at, "week 1", "week 12")
+    assert shares["week 12"].isna().any()
+    for c in shares.columns:
+        assert t[c].tolist() == ["" if np.isnan(v) else f"{round(v * 100, 1):.0f} %" for v in shares[c]]
+    assert not t.isna().any().any()
