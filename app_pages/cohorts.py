@@ -507,6 +507,7 @@ with t_sig:
                     "segment": "Segment",
                     "behaviour": st.column_config.TextColumn(
                         "Behaviour in the first days",
+                        width="large",  # grouped behaviours run long
                         help="Behaviours joined by · were done by exactly the same accounts (such as an event that "
                         "completes a milestone) and share one row",
                     ),
