@@ -318,8 +318,25 @@ def cmd_report(args: argparse.Namespace) -> int:
                 cumulative=args.cumulative,
                 filters=flt,
             )
+            from datetime import UTC, datetime
+
+            from metrics.retention import in_progress, in_progress_column
+
+            partial = in_progress(
+                m, period=args.period, date_to=args.to or as_of, now=datetime.now(UTC).replace(tzinfo=None)
+            )
             for c in m.columns[1:]:
                 m[c] = m[c].astype("Int64")
+            if partial.to_numpy().any():
+                # The page draws these cells lighter and leaves them out of its summary.
+                print(
+                    f"note: the {args.period} starting {m['cohort'].iloc[-1]} contains the end date and is not over; "
+                    "its cells (the last observed one of each cohort) are partial"
+                    + ("" if args.mark_in_progress else " (--mark-in-progress names them)"),
+                    file=sys.stderr,
+                )
+            if args.mark_in_progress:
+                m["in_progress"] = in_progress_column(partial)
             _emit(m, args)
         elif args.report == "health":
             h = an.health_table(src, as_of=as_of, filters=flt)
@@ -565,6 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--intervals", type=int, default=8)
     g.add_argument("--first-time", action="store_true", help="cohort = period of the account's first-ever start event")
     g.add_argument("--cumulative", action="store_true", help="count returns on or after each period")
+    g.add_argument(
+        "--mark-in-progress",
+        action="store_true",
+        help="add a column in_progress: the cohort's cell (p0, p1, ...) in the period that contains the end date and "
+        "is not over yet (empty when it is over)",
+    )
     g = s.add_argument_group("signals / backtest")
     g.add_argument("--outcome", choices=["retained", "expanded"], default="retained")
     g.add_argument("--days", type=int, default=14, help="signals: first N days (default 14)")

@@ -5,16 +5,18 @@ expansion, with their intervals and the caveat that they are correlations."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from components import cache, charts, context
 from components.safe import html_label, md
-from components.ui import empty, reading, table
-from metrics.retention import as_rates
-from metrics.signals import OUTCOMES
+from components.ui import blank_column, blank_missing, empty, reading, table
+from metrics.retention import as_rates, in_progress, in_progress_column, returned_next_period
+from metrics.signals import OUTCOMES, behaviour_label
 from metrics.signals import reading as signal_reading
 from services.analytics import (
     cohort_report,
@@ -33,6 +35,7 @@ ms_names = {d["key"]: d["name"] for d in defs}
 ms_keys = list(ms_names)
 GROUPS = ["month", "quarter", "segment", "industry", "plan", "channel", "region", "csm_name"]
 group_label = {"month": "Start month", "quarter": "Start quarter", "csm_name": "CSM"}
+MAX_CURVES = 4  # Kaplan-Meier curves drawn together by default; more overlap
 
 st.title("Cohorts")
 st.caption(f"As of {as_of:%d %b %Y} · {md(flt.describe())}")
@@ -166,11 +169,17 @@ with t_coh:
                     reading(
                         f"By the end of {wk}, between {col.min():.0%} ({md(col.idxmin())}) and {col.max():.0%} ({md(col.idxmax())}) of a cohort had reached {md(ms_names[hm_ms].lower())}."
                     )
+                heat = shares.mul(100).round(1).reset_index()
                 table(
-                    shares.mul(100).round(1).reset_index(),
+                    # Blank (not "None") where a cohort has not been observed that long.
+                    blank_missing(heat, dict.fromkeys(shares.columns, "{:.0f} %")),
                     key="heat_table",
                     filename=f"cohort-weeks-{hm_ms}",
-                    column_config={c: st.column_config.NumberColumn(c, format="%.0f %%") for c in shares.columns},
+                    column_config={
+                        heat.columns[0]: group_label.get(by, by.capitalize()),
+                        **{c: blank_column(c.capitalize()) for c in shares.columns},
+                    },
+                    download_df=heat,
                 )
 
 with t_ttv:
@@ -201,8 +210,49 @@ with t_ttv:
         if res.groups.empty:
             empty("No accounts to analyse.", "Clear the filters or pick a later as-of date.")
         else:
-            st.plotly_chart(charts.km_chart(res.curves, res.groups, milestone=ttv_ms), key="km_chart")
             g = res.groups
+            curves = res.curves
+            names = g["group"].astype(str).tolist()
+            if len(names) > MAX_CURVES:
+                # Quarters: the latest ones; any other attribute: the largest groups.
+                default = (
+                    sorted(names)[-MAX_CURVES:]
+                    if ttv_by == "cohort_quarter"
+                    else g.sort_values("accounts", ascending=False)["group"].astype(str).head(MAX_CURVES).tolist()
+                )
+                picked = st.multiselect(
+                    "Curves to compare",
+                    sorted(names),
+                    default=sorted(default),
+                    key="ttv_groups",
+                    bind="query-params",
+                    help=f"More than {MAX_CURVES} curves overlap; the table below lists every group.",
+                )
+                curves = curves[curves["group"].astype(str).isin(picked or default)]
+            reached_days = res.durations.loc[res.durations["reached"], "days"]
+            # The axis ends where 99 % of the observed times are (the last of them run to the
+            # end of follow-up and squeeze the useful range).
+            cut = float(np.ceil(np.percentile(reached_days, 99))) if len(reached_days) else None
+            whole = st.toggle(
+                "Show all days",
+                key="ttv_all",
+                bind="query-params",
+                help=f"The axis ends at the 99th percentile of observed times to {ms_names[ttv_ms].lower()}"
+                + (f" ({cut:.0f} days)" if cut else "")
+                + "; on: to the end of follow-up.",
+            )
+            x_max = None if whole or cut is None else cut
+            st.plotly_chart(charts.km_chart(curves, g, milestone=ttv_ms, x_max=x_max), key="km_chart")
+            notes = []
+            if curves["group"].nunique() < len(names):
+                notes.append(f"The chart compares {curves['group'].nunique()} of {len(names)} groups.")
+            if x_max is not None and float(curves["day"].max()) > x_max:
+                notes.append(
+                    f"Days axis cut at {x_max:.0f}: 99 % of the accounts that reached it did so by then "
+                    "(“Show all days” for the rest)."
+                )
+            if notes:
+                st.caption(" ".join(notes))
             p = res.logrank_p
             if len(g) > 1:
                 fast, slow = g.sort_values("median_days").iloc[0], g.sort_values("median_days").iloc[-1]
@@ -295,46 +345,96 @@ with t_ret:
             filters=flt,
         )
         rates = as_rates(m)
-        z = rates.drop(columns="cohort").to_numpy(float) * 100
-        fig = go.Figure(
-            go.Heatmap(
-                z=z,
-                x=[f"{period} {k}" for k in range(int(intervals))],
-                y=[f"{c} (n={int(n) if n == n else 0})" for c, n in zip(m["cohort"], m["p0"], strict=True)],
+        # The period containing the as-of date is not over: its cells are partial (PostHog's
+        # "period in progress"), drawn lighter with *, and left out of the summary.
+        partial = in_progress(m, period=period, date_to=as_of, now=datetime.now(UTC).replace(tzinfo=None))
+        unit = period.capitalize()
+        cols = [f"p{k}" for k in range(1, int(intervals))]
+        z = rates[cols].to_numpy(float) * 100
+        counts = m[cols].to_numpy(float)
+        size = m["p0"].fillna(0).to_numpy(float)
+        part = partial[cols].to_numpy(bool)
+        x = [f"{unit} {k}" for k in range(1, int(intervals))]
+        y = [f"{c} (n={int(n)})" for c, n in zip(m["cohort"], size, strict=True)]
+        custom = np.dstack(
+            [
+                np.where(np.isnan(counts), 0, counts),
+                np.broadcast_to(size[:, None], counts.shape),
+                np.where(part, f" · {period} still in progress", ""),
+            ]
+        )
+        fig = go.Figure()
+        for sel, opacity in ((~part, 1.0), (part, 0.45)):
+            fig.add_heatmap(
+                z=np.where(sel, z, np.nan),
+                x=x,
+                y=y,
                 colorscale="Greens",
                 zmin=0,
                 zmax=100,
-                text=[["" if v != v else f"{v:.0f}" for v in row] for row in z],
+                opacity=opacity,
+                showscale=opacity == 1.0,
+                text=[
+                    [
+                        "" if (v != v or not ok) else f"{v:.0f}{'*' if p else ''}"
+                        for v, ok, p in zip(row, srow, prow, strict=True)
+                    ]
+                    for row, srow, prow in zip(z, sel, part, strict=True)
+                ],
                 texttemplate="%{text}",
+                customdata=custom,
                 colorbar={"title": {"text": "% of cohort"}, "ticksuffix": " %"},
-                hovertemplate="%{y} · %{x}: %{z:.1f} %<extra></extra>",
+                hovertemplate="%{y} · %{x}: %{z:.1f} % (%{customdata[0]:,.0f} of %{customdata[1]:,.0f} accounts)"
+                "%{customdata[2]}<extra></extra>",
             )
-        )
         fig.update_yaxes(autorange="reversed")
         fig.update_layout(
             title={
-                "text": f"Accounts that did {html_label(ret_ev)} after {html_label(start_ev)}, by {period} (% of cohort; blank = not observed yet)",
+                "text": f"Accounts that did {html_label(ret_ev)} after {html_label(start_ev)}, by {period} (% of cohort; "
+                f"blank = not observed yet; lighter with * = {period} still in progress)",
                 "x": 0,
             },
             height=max(320, 30 * len(m) + 140),
             margin={"l": 10, "r": 10, "t": 60, "b": 10},
         )
-        fig.update_xaxes(title_text=f"{period.capitalize()}s since the cohort's {period}")
-        fig.update_yaxes(title_text=f"Cohort ({period} starting)")
+        fig.update_xaxes(title_text=f"{unit}s since the cohort's {period}", type="category")
+        fig.update_yaxes(title_text=f"Cohort ({period} starting)", type="category")
         st.plotly_chart(fig, key="ret_chart")
-        p1 = rates["p1"].dropna() if "p1" in rates else pd.Series(dtype=float)
+        if part.any() or partial["p0"].any():
+            last_start = m["cohort"].iloc[-1]
+            st.caption(
+                f"\\* The {period} starting {last_start:%d %b %Y} contains the as-of date and is not over: its cells "
+                f"(lighter, marked \\*) are partial and left out of the summary."
+            )
+        p1 = returned_next_period(m, partial)
         if len(p1):
             reading(
-                f"On average {p1.mean():.0%} of a cohort came back the next {period} (range {p1.min():.0%}–{p1.max():.0%}); the last row is the {period} containing the as-of date and counts whole."
+                f"On average {p1.mean():.0%} of a cohort came back the next {period} (range {p1.min():.0%}–{p1.max():.0%}, "
+                f"over {len(p1)} cohort{'s' if len(p1) != 1 else ''} whose next {period} is over)."
             )
+        view = pd.concat([m[["cohort", "p0"]], rates[cols] * 100], axis=1)
+        text = blank_missing(view, {"p0": "{:.0f}", **dict.fromkeys(cols, "{:.0f} %")})
+        marked = partial[["p0", *cols]].to_numpy(bool)  # the newest cohort's size too: still forming
+        text[["p0", *cols]] = np.where(marked, text[["p0", *cols]] + " *", text[["p0", *cols]])
+        shown = text.style.apply(
+            lambda _: np.where(marked, "background-color: rgba(128,128,128,0.18)", ""), axis=None, subset=["p0", *cols]
+        )
         table(
-            m,
+            shown,
             key="ret_table",
             filename=f"retention-{start_ev}-{ret_ev}-{period}",
             column_config={
                 "cohort": st.column_config.DateColumn("Cohort", format="YYYY-MM-DD"),
-                "p0": st.column_config.NumberColumn("Size", format="%d"),
+                "p0": blank_column("Size", help="Accounts in the cohort"),
+                **{
+                    c: blank_column(
+                        f"{unit} {k}", help=f"% of the cohort back {k} {period}{'s' if k > 1 else ''} later"
+                    )
+                    for k, c in enumerate(cols, 1)
+                },
             },
+            # Counts, with the cell of each cohort that is still in progress (as the CLI's --mark-in-progress).
+            download_df=m.assign(in_progress=in_progress_column(partial)),
         )
 
 with t_sig:
@@ -359,7 +459,15 @@ with t_sig:
         with c4:
             within = st.toggle("Within each segment", key="sig_seg", bind="query-params")
         sig = signals_report(
-            src, outcome=outcome, days=int(days), min_count=int(k), within_segment=within, filters=flt, as_of=as_of
+            src,
+            outcome=outcome,
+            days=int(days),
+            min_count=int(k),
+            within_segment=within,
+            filters=flt,
+            as_of=as_of,
+            # Behaviours of exactly the same accounts (an event that always completes a milestone) share a row.
+            group_identical=True,
         )
         if sig.empty:
             empty(
@@ -375,6 +483,10 @@ with t_sig:
                 icon=":material/warning:",
             )
             view = sig.copy()
+            view["behaviour"] = [
+                " · ".join(behaviour_label(x) for x in (b, *also))
+                for b, also in zip(sig["behaviour"], sig["also"], strict=True)
+            ]
             for c in (
                 "support_share",
                 "rate_with",
@@ -387,13 +499,18 @@ with t_sig:
             ):
                 view[c] = view[c] * 100
             table(
-                view.drop(columns=["outcome"]),
+                view.drop(columns=["outcome", "also"]),
                 key="sig_table",
                 filename=f"early-signals-{outcome}",
                 height=420,
                 column_config={
                     "segment": "Segment",
-                    "behaviour": "Behaviour in the first days",
+                    "behaviour": st.column_config.TextColumn(
+                        "Behaviour in the first days",
+                        width="large",  # grouped behaviours run long
+                        help="Behaviours joined by · were done by exactly the same accounts (such as an event that "
+                        "completes a milestone) and share one row",
+                    ),
                     "accounts": st.column_config.NumberColumn("Accounts with known outcome"),
                     "support": st.column_config.NumberColumn("Did it (support)"),
                     "support_share": st.column_config.NumberColumn("Support %", format=pct),
@@ -407,7 +524,7 @@ with t_sig:
                     "difference_high": st.column_config.NumberColumn("95 % high ", format="%+.1f pts"),
                     "significant": st.column_config.CheckboxColumn("Interval excludes 0"),
                 },
-                download_df=sig,
+                download_df=sig.assign(also=sig["also"].map(" ".join)),
             )
         st.markdown("**Milestone to milestone**")
         tr = transitions_report(src, filters=flt, as_of=as_of)
@@ -422,6 +539,14 @@ with t_sig:
                 key="transitions",
                 filename="milestone-transitions",
                 column_config={
+                    "from": "From milestone",
+                    "to": "To the next",
+                    "reached_from": st.column_config.NumberColumn(
+                        "Reached the first", help="Accounts that reached the first milestone"
+                    ),
+                    "reached_both": st.column_config.NumberColumn(
+                        "Reached both", help="Of those, accounts that also reached the next one"
+                    ),
                     "probability": st.column_config.NumberColumn("P(next | this)", format=pct),
                     "low": st.column_config.NumberColumn("95 % low", format=pct),
                     "high": st.column_config.NumberColumn("95 % high", format=pct),

@@ -9,7 +9,8 @@ import streamlit as st
 
 from components import cache, charts, context
 from components.safe import md
-from components.ui import account_link, empty, page_of, reading, table
+from components.ui import account_link, blank_column, blank_missing, empty, page_of, reading, table
+from metrics import funnel as fn
 from services.analytics import funnel_report
 
 src = cache.facts()
@@ -23,6 +24,7 @@ events = src.event_names()
 options = [f"milestone:{d['key']}" for d in defs] + events["event"].tolist()
 labels = {f"milestone:{d['key']}": f"Milestone · {d['name']}" for d in defs}
 volume = dict(zip(events["event"], events["accounts"], strict=True))
+MAX_GROUPS = 6  # groups drawn side by side by default; more would not fit the chart
 DEFAULT_STEPS = [
     s for s in ("workspace_created", "integration_connected", "user_invited", "dashboard_created") if s in volume
 ] or options[:3]
@@ -36,6 +38,7 @@ with c1:
         key="steps",
         bind="query-params",
         max_selections=10,
+        wrap=True,  # in a column the chips would scroll sideways, hiding the later steps
         # Labels go into the URL, so they must not change with the data (no live counts).
         format_func=lambda s: labels.get(s) or s,
         help="Milestones are listed first, then events from the most common. The URL keeps your steps.",
@@ -120,13 +123,6 @@ with c8:
     )
 exclude = [x.strip() for x in (exclude_text or "").split(",") if x.strip()]
 
-if steps:
-    st.caption(
-        "Accounts that ever did each step: "
-        + " · ".join(f"{md(labels.get(x) or x)}: {volume.get(x, 0):,}" for x in steps if not x.startswith("milestone:"))
-        if any(not x.startswith("milestone:") for x in steps)
-        else ""
-    )
 if len(steps) < 2:
     empty(
         "Pick at least two steps.",
@@ -155,6 +151,11 @@ except ValueError as exc:
     st.stop()
 
 steps_df = res.steps
+# Of the accounts in the sidebar filters, up to the as-of date.
+ever = res.meta.get("ever_did", {})
+st.caption(
+    "Accounts that ever did each step: " + " · ".join(f"{md(labels.get(x) or x)}: {ever.get(x, 0):,}" for x in steps)
+)
 if res.accounts.empty:
     empty(
         "No account did step 1 in the chosen range with these filters.",
@@ -168,13 +169,21 @@ if by:
     shown = st.multiselect(
         "Groups side by side",
         sizes.index.tolist(),
-        default=sizes.index[:2].tolist(),
+        default=sizes.index[:MAX_GROUPS].tolist(),
         key="groups",
         bind="query-params",
-        help="Groups in the breakdown to compare.",
+        wrap=True,
+        help=f"Groups in the breakdown to compare (by default every group, or the {MAX_GROUPS} largest). "
+        "The steps table's CSV has every group.",
     )
     steps_df = steps_df[steps_df["group"].isin(shown)] if shown else steps_df
     group_col = "group"
+    n_shown = steps_df["group"].nunique()
+    if n_shown < len(sizes):
+        st.caption(
+            f"Showing {n_shown} of {len(sizes)} groups ({md(', '.join(map(str, dict.fromkeys(steps_df['group']))))}); "
+            "the steps table's CSV has all of them."
+        )
 
 st.caption(f"As of {as_of:%d %b %Y} · {md(flt.describe())} · window {window_n} {unit} from step 1 · {mode}")
 if exclude:
@@ -203,15 +212,28 @@ if not by:
         f"{int(steps_df['in_progress'].sum()):,} accounts are still inside their window and are not counted as drop-offs."
     )
 else:
-    best = last.sort_values("conversion_from_first", ascending=False)
+    # Conversion over each group's own step-1 base (never the last step's previous count).
+    summary = fn.conversion_summary(steps_df)
     reading(
-        " · ".join(
-            f"{md(g)}: {c:.0%} converted (n={n:,})"
-            for g, c, n in zip(best["group"], best["conversion_from_first"], best["previous_accounts"], strict=True)
+        "Went all the way: "
+        + " · ".join(
+            f"{md(g)}: {k:,} of {n:,} entered ({c * 100:.0f} %)"
+            for g, k, n, c in zip(
+                summary["group"], summary["converted"], summary["entered"], summary["rate"], strict=True
+            )
         )
     )
+blocked = fn.strict_blocked_step(steps_df, res.spec)
+if blocked:
+    st.info(
+        f"No account reached step {blocked} ({md(labels.get(steps[blocked - 1]) or steps[blocked - 1])}) in strict mode: "
+        f"strict means step {blocked} must come right after step {blocked - 1}, with no other event in between. "
+        "A milestone is completed in the middle of other product events, so next to a milestone that almost never "
+        "holds. Choose *ordered* to allow other events in between.",
+        icon=":material/info:",
+    )
 
-if len(steps_df[steps_df["step"] > 1]):
+if steps_df.loc[steps_df["step"] > 1, "median_seconds_from_previous"].notna().any():
     st.plotly_chart(charts.time_to_convert_chart(steps_df, group_col=group_col), key="ttc_chart")
     slow = steps_df[steps_df["step"] > 1].sort_values("median_seconds_from_previous", ascending=False).iloc[0]
     if pd.notna(slow["median_seconds_from_previous"]):
@@ -246,9 +268,16 @@ cols = (["group"] if by else []) + [
     "mean_days_from_previous",
     "p90_days_from_previous",
 ]
-pct = "%.1f %%"
 table(
-    view[cols],
+    # Blank, not "None", where a value does not exist (step 1 has no previous step).
+    blank_missing(
+        view[cols],
+        {
+            c: "{:.1f} %" if c.startswith("conversion") else "{:.2f}"
+            for c in cols
+            if c.startswith(("conversion", "median", "mean", "p90"))
+        },
+    ),
     key="steps_table",
     filename="funnel-steps",
     column_config={
@@ -262,16 +291,17 @@ table(
         "in_progress": st.column_config.NumberColumn(
             "In progress", help="Reached the previous step and are still inside their window"
         ),
-        "conversion_from_previous": st.column_config.NumberColumn("Conv. from previous", format=pct),
-        "conversion_from_previous_low": st.column_config.NumberColumn("95 % low", format=pct),
-        "conversion_from_previous_high": st.column_config.NumberColumn("95 % high", format=pct),
-        "conversion_from_first": st.column_config.NumberColumn("Conv. from step 1", format=pct),
-        "conversion_decided": st.column_config.NumberColumn("Conv. excl. in progress", format=pct),
-        "median_days_from_previous": st.column_config.NumberColumn("Median days", format="%.2f"),
-        "mean_days_from_previous": st.column_config.NumberColumn("Mean days", format="%.2f"),
-        "p90_days_from_previous": st.column_config.NumberColumn("p90 days", format="%.2f"),
+        "conversion_from_previous": blank_column("Conv. from previous"),
+        "conversion_from_previous_low": blank_column("95 % low"),
+        "conversion_from_previous_high": blank_column("95 % high"),
+        "conversion_from_first": blank_column("Conv. from step 1"),
+        "conversion_decided": blank_column("Conv. excl. in progress"),
+        "median_days_from_previous": blank_column("Median days"),
+        "mean_days_from_previous": blank_column("Mean days"),
+        "p90_days_from_previous": blank_column("p90 days"),
     },
-    download_df=steps_df,
+    # Every group, also those not drawn side by side.
+    download_df=res.steps,
 )
 
 st.subheader("Accounts behind a step")
@@ -318,7 +348,7 @@ if len(sel):
         + (["group"] if group_col else [])
     )
     table(
-        sv[tcols],
+        blank_missing(sv[tcols], {f"t{k}": "%Y-%m-%d %H:%M" for k in range(len(steps))}),  # blank: not reached
         key="drill_table",
         filename=f"funnel-step{pick}-{who.replace(' ', '-')}",
         height=320,
@@ -329,10 +359,7 @@ if len(sel):
             "furthest": st.column_config.NumberColumn("Furthest step", format="%d"),
             "status": "Status",
             "group": "Group",
-            **{
-                f"t{k}": st.column_config.DatetimeColumn(f"Step {k + 1} at", format="YYYY-MM-DD HH:mm")
-                for k in range(len(steps))
-            },
+            **{f"t{k}": st.column_config.TextColumn(f"Step {k + 1} at") for k in range(len(steps))},
         },
         download_df=sel.drop(columns=["account_id"]),
     )

@@ -54,24 +54,42 @@ def funnel_chart(steps: pd.DataFrame, *, group_col: str | None = None) -> go.Fig
                 "arrayminus": (conv - d["conversion_from_first_low"] * 100),
                 "color": "#888",
             },
-            text=[f"{a:,} ({c:.0f} %)" for a, c in zip(d["accounts"], conv, strict=True)],
-            textposition="inside",
-            insidetextanchor="start",
+            customdata=d["accounts"],
             offsetgroup=str(i),
-            hovertemplate="%{x}<br>%{y:.1f} % of entering accounts<extra></extra>",
+            hovertemplate="%{x}<br>%{customdata:,} accounts, %{y:.1f} % of entering accounts<extra></extra>",
         )
+        top = d["conversion_from_first_high"] * 100
         if first and d["in_progress"].sum() > 0:
+            progress = d["in_progress"] / first * 100
+            top = np.maximum(top, conv + progress)
             fig.add_bar(
                 x=labels,
-                y=d["in_progress"] / first * 100,
+                y=progress,
                 base=conv,
                 name=html_label(f"{g} in progress") if g is not None else "Still in window",
                 marker={"color": color, "opacity": 0.35, "pattern": {"shape": "/"}},
                 offsetgroup=str(i),
                 hovertemplate="%{x}<br>%{y:.1f} % still inside their window<extra></extra>",
             )
+        # The label sits above the bar's interval (and its in-progress part), never inside a
+        # thin bar where it would shrink or under an error bar: an invisible bar from there.
+        fig.add_bar(
+            x=labels,
+            y=[0.01] * len(d),
+            base=top,
+            text=[f"{c:.0f} %<br>{a:,}" for a, c in zip(d["accounts"], conv, strict=True)],
+            textposition="outside",
+            constraintext="none",
+            cliponaxis=False,
+            textfont={"size": 11, "color": color},
+            marker={"color": "rgba(0,0,0,0)"},
+            offsetgroup=str(i),
+            showlegend=False,
+            hoverinfo="skip",
+            name="label",
+        )
     fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 118], ticksuffix=" %")
+    fig.update_yaxes(range=[0, 125], ticksuffix=" %")
     return _layout(
         fig,
         "Conversion from step 1, with 95 % intervals",
@@ -120,8 +138,9 @@ def per_day(c: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str) -> go.Figure:
-    """Kaplan-Meier share that reached the milestone by day, with 95 % bands (one point a day)."""
+def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str, x_max: float | None = None) -> go.Figure:
+    """Kaplan-Meier share that reached the milestone by day, with 95 % bands (one point a
+    day); `x_max` ends the days axis there (else it runs to the end of follow-up)."""
     fig = go.Figure()
     for i, (g, c_all) in enumerate(curves.groupby("group", sort=True)):
         c = per_day(c_all.sort_values("day", kind="stable"))
@@ -166,6 +185,8 @@ def km_chart(curves: pd.DataFrame, groups: pd.DataFrame, *, milestone: str) -> g
     )
     fig.update_yaxes(range=[0, 100], ticksuffix=" %")
     fig.update_xaxes(rangemode="tozero")
+    if x_max is not None:
+        fig.update_xaxes(range=[0, x_max])
     return _layout(
         fig,
         html_label(f"Share of accounts that reached {milestone.replace('_', ' ')} (Kaplan-Meier, 95 % bands)"),

@@ -93,6 +93,28 @@ def table(
     return event
 
 
+def blank_missing(df: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
+    """These columns as text, blank where a value is missing: st.dataframe draws "None" for
+    a missing value whatever its format. `formats`: column -> "{:.1f} %" for numbers or a
+    strftime pattern such as "%Y-%m-%d %H:%M" for times. Give them a TextColumn config
+    (`blank_column`); the CSV download keeps the numbers."""
+    out = df.copy()
+    for c, f in formats.items():
+        if c not in out.columns:
+            continue
+        col = out[c]
+        if pd.api.types.is_datetime64_any_dtype(col):
+            out[c] = col.dt.strftime(f).fillna("")
+        else:
+            out[c] = col.map(lambda v, f=f: "" if pd.isna(v) else f.format(v))
+    return out
+
+
+def blank_column(label: str, *, help: str | None = None):
+    """The column config of a `blank_missing` column: text, aligned as a number."""
+    return st.column_config.TextColumn(label, help=help, alignment="right")
+
+
 def reading(text: str) -> None:
     """The one plain-language sentence next to a chart."""
     st.caption(f":material/lightbulb: {text}")

@@ -579,3 +579,43 @@ def journeys_to_occurrences(journeys: dict[str, list[tuple]], steps: list[str] |
     if steps is not None:
         df = df[df["name"].isin(set(steps))]
     return df.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- presentation
+
+
+def conversion_summary(steps: pd.DataFrame) -> pd.DataFrame:
+    """Per group (or for the whole funnel, group None): the accounts that entered (step 1),
+    those that reached the last step, and the share; the denominator is always step 1."""
+    if steps.empty:
+        return pd.DataFrame(columns=["group", "entered", "converted", "rate", "rate_low", "rate_high"])
+    d = steps if "group" in steps else steps.assign(group=None)
+    rows = []
+    for g, part in d.groupby("group", sort=False, dropna=False):
+        part = part.sort_values("step")
+        first, last = part.iloc[0], part.iloc[-1]
+        rows.append(
+            {
+                "group": None if "group" not in steps else g,
+                "entered": int(first["accounts"]),
+                "converted": int(last["accounts"]),
+                "rate": float(last["conversion_from_first"]),
+                "rate_low": float(last["conversion_from_first_low"]),
+                "rate_high": float(last["conversion_from_first_high"]),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["rate", "entered"], ascending=False).reset_index(drop=True)
+
+
+def strict_blocked_step(steps: pd.DataFrame, spec: FunnelSpec) -> int | None:
+    """In a strict funnel, the first step that no account reached although some reached the
+    step before it and one of the two is a milestone (a milestone is completed among other
+    events, so "nothing else in between" rarely holds next to one); None otherwise."""
+    if spec.mode != "strict":
+        return None
+    by_step = steps.groupby("step")["accounts"].sum()
+    for k in range(2, len(spec.steps) + 1):
+        milestone_next = spec.steps[k - 1].startswith("milestone:") or spec.steps[k - 2].startswith("milestone:")
+        if milestone_next and by_step.get(k, 0) == 0 and by_step.get(k - 1, 0) > 0:
+            return k
+    return None

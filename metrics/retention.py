@@ -125,3 +125,51 @@ def as_rates(matrix: pd.DataFrame) -> pd.DataFrame:
     size = matrix["p0"].replace(0, np.nan)
     rates = matrix[cols].div(size, axis=0)
     return pd.concat([matrix[["cohort"]], rates], axis=1)
+
+
+def next_period_start(start: date, period: str) -> date:
+    """The first day of the period after the one that starts on `start`."""
+    start = pd.Timestamp(start)
+    if period == "month":
+        return (start + pd.offsets.MonthBegin(1)).date()
+    return (start + pd.Timedelta(days=1 if period == "day" else 7)).date()
+
+
+def in_progress(
+    matrix: pd.DataFrame, *, period: str, date_to: date | datetime, now: datetime | None = None
+) -> pd.DataFrame:
+    """Which cells fall in a period that is not over yet, as PostHog marks them: the last
+    period (the one containing `date_to`) is in progress when it ends after the end of
+    `date_to`'s day (or after `now`, for today). Its cells are the diagonal: cohort i's
+    column n-1-i (the newest cohort's size included). In cumulative retention those cells
+    are the ones the unfinished period alone fills; earlier columns are whole periods.
+
+    Returns a boolean frame with the matrix's p-columns (and index)."""
+    cols = [c for c in matrix.columns if c.startswith("p")]
+    mask = pd.DataFrame(False, index=matrix.index, columns=cols)
+    if matrix.empty:
+        return mask
+    observed_end = pd.Timestamp(date_to).normalize() + pd.Timedelta(days=1)
+    if now is not None:
+        observed_end = min(observed_end, pd.Timestamp(now))
+    last_end = pd.Timestamp(next_period_start(matrix["cohort"].iloc[-1], period))
+    if last_end > observed_end:
+        n = len(cols)
+        for i in range(min(len(matrix), n)):
+            mask.iloc[len(matrix) - 1 - i, i] = True
+    return mask
+
+
+def in_progress_column(mask: pd.DataFrame) -> pd.Series:
+    """Per cohort row, the name of its cell in the period still in progress (None if none)."""
+    return mask.apply(lambda row: next((c for c, v in row.items() if v), None), axis=1)
+
+
+def returned_next_period(matrix: pd.DataFrame, mask: pd.DataFrame, k: int = 1) -> pd.Series:
+    """Share of each cohort back k periods later, over complete periods only: cells not
+    observed yet and cells of the period still in progress are left out (index = cohort)."""
+    col = f"p{k}"
+    if col not in matrix:
+        return pd.Series(dtype=float)
+    rates = as_rates(matrix)[col].where(~mask[col])
+    return pd.Series(rates.to_numpy(), index=matrix["cohort"]).dropna()

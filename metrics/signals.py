@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from metrics.stats import newcombe_diff, wilson
@@ -74,9 +75,18 @@ def behaviour_matrix(early_counts: pd.DataFrame, early_milestones: pd.DataFrame,
 
 
 def signals(
-    labels: pd.DataFrame, behaviours: pd.DataFrame, *, outcome: str, within_segment: bool = False, min_support: int = 5
+    labels: pd.DataFrame,
+    behaviours: pd.DataFrame,
+    *,
+    outcome: str,
+    within_segment: bool = False,
+    min_support: int = 5,
+    group_identical: bool = False,
 ) -> pd.DataFrame:
-    """One row per behaviour (per segment with within_segment), strongest first."""
+    """One row per behaviour (per segment with within_segment), strongest first.
+
+    group_identical: behaviours done by exactly the same accounts (an event that always
+    completes a milestone) share the row of the first, whose `also` lists the others."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}")
     d = labels.merge(behaviours, on="account_id", how="left")
@@ -86,10 +96,15 @@ def signals(
     rows = []
     for seg, g in groups:
         y = g[outcome].to_numpy(bool)
+        seen: dict[bytes, dict] = {}
         for c in cols:
             x = g[c].to_numpy(bool)
             n1, n0 = int(x.sum()), int((~x).sum())
             if n1 < min_support or n0 < min_support:
+                continue
+            same = np.packbits(x).tobytes()
+            if group_identical and same in seen:
+                seen[same]["also"] = (*seen[same]["also"], c)
                 continue
             k1, k0 = int(y[x].sum()), int(y[~x].sum())
             r1, r1lo, r1hi = wilson(k1, n1)
@@ -111,9 +126,11 @@ def signals(
                     "difference_low": lo,
                     "difference_high": hi,
                     "significant": bool(lo > 0 or hi < 0),
+                    **({"also": ()} if group_identical else {}),
                 }
             )
-    out = pd.DataFrame(rows, columns=SIGNAL_COLUMNS)
+            seen[same] = rows[-1]
+    out = pd.DataFrame(rows, columns=SIGNAL_COLUMNS + (["also"] if group_identical else []))
     if out.empty:
         return out
     return out.sort_values(["segment", "difference_low"], ascending=[True, False]).reset_index(drop=True)
@@ -153,6 +170,11 @@ def transitions(milestones: pd.DataFrame, order: list[str], as_of_end: pd.Timest
     return pd.DataFrame(rows, columns=TRANSITION_COLUMNS)
 
 
+def behaviour_label(b: str) -> str:
+    """'milestone:first_value' -> 'milestone first value'; 'user_invited' -> 'user invited'."""
+    return f"milestone {b.split(':', 1)[1].replace('_', ' ')}" if b.startswith("milestone:") else b.replace("_", " ")
+
+
 def reading(table: pd.DataFrame, outcome: str, top: int = 3) -> list[str]:
     """Plain-language sentences about the strongest significant signals."""
     if table.empty:
@@ -168,6 +190,9 @@ def reading(table: pd.DataFrame, outcome: str, top: int = 3) -> list[str]:
             if b.startswith("milestone:")
             else f"with {b.replace('_', ' ')}"
         )
+        also = r.get("also") or ()
+        if len(also):
+            who += f" (done by the same accounts as {', '.join(behaviour_label(x) for x in also)})"
         direction = "more" if r["difference"] > 0 else "less"
         where = "" if r["segment"] == "All" else f" ({r['segment']})"
         out.append(

@@ -606,6 +606,8 @@ def funnel_report(
     if as_of is not None:
         occ = occ[occ["ts"] < day_end(as_of)]
     res = fn.funnel(occ, spec, attributes=a, group_by=by)
+    # Accounts (of the filtered ones, up to as_of) that ever did each step, in or out of the funnel.
+    res.meta["ever_did"] = {s: int(occ.loc[occ["name"] == s, "account_id"].nunique()) for s in steps}
     info = a.set_index("account_id")
     res.accounts.insert(1, "external_id", res.accounts["account_id"].map(info["external_id"]))
     res.accounts.insert(2, "name", res.accounts["account_id"].map(info["name"]))
@@ -762,8 +764,10 @@ def signals_report(
     filters: Filters | None = None,
     as_of: date | None = None,
     min_support: int = 5,
+    group_identical: bool = False,
 ) -> pd.DataFrame:
-    """Early behaviours (first N days) vs retention at first renewal or expansion in 12 months."""
+    """Early behaviours (first N days) vs retention at first renewal or expansion in 12 months.
+    group_identical: behaviours of exactly the same accounts share a row (column `also`)."""
     as_of = as_of or today()
     a = _accounts(src, filters, as_of)
     labels = sg.outcome_labels(a, src.outcomes(), day_end(as_of))
@@ -774,7 +778,14 @@ def signals_report(
     early_ms = ms[ms["completed_at"].notna() & (ms["completed_at"] < first_days_end(ms["contract_start"], days))]
     early_ms = early_ms[early_ms["account_id"].isin(labels["account_id"])]
     beh = sg.behaviour_matrix(counts, early_ms[["account_id", "milestone_key"]], min_count)
-    out = sg.signals(labels, beh, outcome=outcome, within_segment=within_segment, min_support=min_support)
+    out = sg.signals(
+        labels,
+        beh,
+        outcome=outcome,
+        within_segment=within_segment,
+        min_support=min_support,
+        group_identical=group_identical,
+    )
     out.insert(2, "outcome", outcome)
     return out
 

@@ -593,3 +593,24 @@ def test_auc_interval() -> None:
     se = math.sqrt((0.8 * 0.2 + 19 * (q1 - 0.64) + 29 * (q2 - 0.64)) / 600)
     assert (lo, hi) == pytest.approx((0.8 - 1.959964 * se, 0.8 + 1.959964 * se), abs=1e-6)
     assert all(math.isnan(x) for x in auc_interval(math.nan, 1, 1))
+
+
+def test_signals_of_exactly_the_same_accounts_share_a_row() -> None:
+    """An event that always completes a milestone gives two identical rows; grouped, one row
+    carries both. Another behaviour with the same counts but other accounts stays apart."""
+    labels, beh = two_by_two(8, 10, 6, 20)
+    beh["milestone:report_ready"] = True  # the same 10 accounts as report_shared
+    other = labels["account_id"].iloc[10:20].tolist()  # 10 of those without it: 6 retained too
+    swapped = pd.DataFrame({"account_id": other, "exported": True})
+    beh = beh.merge(swapped, on="account_id", how="outer")
+    plain = sg.signals(labels, beh, outcome="retained")
+    grouped = sg.signals(labels, beh, outcome="retained", group_identical=True)
+    assert len(plain) == 3 and len(grouped) == 2
+    row = grouped.set_index("behaviour").loc["report_shared"]
+    assert row["also"] == ("milestone:report_ready",)
+    same = plain.set_index("behaviour")
+    assert same.loc["report_shared"].equals(same.loc["milestone:report_ready"])
+    assert grouped.set_index("behaviour").loc["exported", "also"] == ()
+    assert "also" not in plain.columns
+    line = sg.reading(grouped, "retained")[0]
+    assert "report shared (done by the same accounts as milestone report ready)" in line
