@@ -523,6 +523,26 @@ def save_plan(session: Session, user: User, *, account_id: int, version: int, va
     return version + 1
 
 
+def check_intervention(*, type: str, on: Any, note: str | None, outcome: str | None) -> None:
+    """Raise ValidationFailed unless this is a loggable intervention: a known type, a date
+    and a note saying what was done (a blank entry tells the next reader nothing)."""
+    problems = []
+    if type not in INTERVENTION_TYPES:
+        problems.append(CellProblem("intervention", "type", type, f"choose one of {', '.join(INTERVENTION_TYPES)}"))
+    if not isinstance(on, date):
+        problems.append(CellProblem("intervention", "date", on, "not a date"))
+    if not (note or "").strip():
+        problems.append(
+            CellProblem("intervention", "note", note, "write what was done and with whom (the note is required)")
+        )
+    if len(note or "") > 5000:
+        problems.append(CellProblem("intervention", "note", (note or "")[:40], "longer than 5000 characters"))
+    if len(outcome or "") > 5000:
+        problems.append(CellProblem("intervention", "outcome", (outcome or "")[:40], "longer than 5000 characters"))
+    if problems:
+        raise ValidationFailed(problems)
+
+
 def add_intervention(
     session: Session,
     user: User,
@@ -536,22 +556,12 @@ def add_intervention(
 ) -> Intervention:
     """Log an intervention on an account (its CSM or an admin)."""
     require_account_edit(session, user, account_id)
-    problems = []
-    if type not in INTERVENTION_TYPES:
-        problems.append(CellProblem("intervention", "type", type, f"choose one of {', '.join(INTERVENTION_TYPES)}"))
-    if not isinstance(on, date):
-        problems.append(CellProblem("intervention", "date", on, "not a date"))
-    if len(note or "") > 5000:
-        problems.append(CellProblem("intervention", "note", (note or "")[:40], "longer than 5000 characters"))
-    if len(outcome or "") > 5000:
-        problems.append(CellProblem("intervention", "outcome", (outcome or "")[:40], "longer than 5000 characters"))
-    if problems:
-        raise ValidationFailed(problems)
+    check_intervention(type=type, on=on, note=note, outcome=outcome)
     iv = Intervention(
         account_id=account_id,
         type=type,
         date=on,
-        note=note or "",
+        note=(note or "").strip(),
         outcome=outcome or "",
         rule=rule,
         created_by=user.email,
