@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from components import cache, charts, context
+from components import cache, charts, context, measured
 from components.safe import md
 from components.ui import account_header, account_link, currency, empty, fmt_money, fmt_num, reading, table
 from db.models import INTERVENTION_TYPES
@@ -18,6 +18,7 @@ from services.access import PermissionDenied
 from services.accounts import METRIC_LABELS, account_list, account_view, find_account, history_changes
 from services.analytics import today
 from services.interventions import delete_intervention, list_interventions, update_intervention
+from services.measured import account_disagreements
 from services.plans import ValidationFailed, add_intervention, in_session
 
 src = cache.facts()
@@ -360,6 +361,9 @@ def show_account(account_id: int) -> None:
                     for c, mk in zip(bound["criterion"], bound["metric"], strict=True)
                     if mk in METRIC_LABELS
                 )
+            )
+            measured.account_warning(
+                account_disagreements(cl, account_id=a.id, seats=a.licensed_seats, as_of=as_of, url=src.url)
             )
     st.page_link(
         "app_pages/success_plans.py",

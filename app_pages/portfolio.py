@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import cache, charts, context
+from components import cache, charts, context, measured
 from components.safe import md
 from components.ui import account_link, empty, kpi_tile, reading, table
 from services.analytics import portfolio
@@ -34,6 +34,7 @@ with st.container(border=True):
     st.markdown("**What changed and where to look**")
     for line in p.summary:
         st.markdown(f"- {md(line)}")
+measured.portfolio_block(src, as_of=as_of, health=p.health)
 
 cols = st.columns(4)
 for col, k in zip(cols, p.kpis, strict=True):

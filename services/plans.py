@@ -176,6 +176,7 @@ def save_checklist(
     added: list[dict[str, Any]] | None = None,
     removed: list[tuple[int, int]] | None = None,
     removed_base: dict[int, dict[str, Any]] | None = None,
+    context: str = "checklist edit",
 ) -> SaveResult:
     """Apply checklist edits atomically.
 
@@ -327,9 +328,11 @@ def save_checklist(
         result.versions[it.id] = new_version
         for col, (old, new) in diffs.items():
             if col == "owner_id":
-                logs.append(_log(user, it, "owner", _owner_email(session, old), _owner_email(session, new), now))
+                logs.append(
+                    _log(user, it, "owner", _owner_email(session, old), _owner_email(session, new), now, context)
+                )
             else:
-                logs.append(_log(user, it, col, _fmt(old), _fmt(new), now))
+                logs.append(_log(user, it, col, _fmt(old), _fmt(new), now, context))
     pos = int(
         session.execute(
             select(func.coalesce(func.max(ChecklistItem.position), -1)).where(ChecklistItem.account_id == account_id)
@@ -447,6 +450,36 @@ def checklist_history(session: Session, *, account_id: int, limit: int = 200) ->
             .limit(limit)
         ).scalars()
     )
+
+
+def history_subjects(session: Session, *, account_id: int, rows: list[ChangeLog]) -> list[str]:
+    """What each history row is about, as a reader names it: the checklist item's criterion
+    (also for an item removed since, from its add or remove entry), or "Success plan"."""
+    names = {
+        str(i): c
+        for i, c in session.execute(
+            select(ChecklistItem.id, ChecklistItem.criterion).where(ChecklistItem.account_id == account_id)
+        )
+    }
+    for r in rows:
+        if r.entity == "checklist_item" and r.field == "item" and r.entity_id not in names:
+            label = r.old or r.new or ""
+            names[r.entity_id] = label.split(": ", 1)[-1]
+    out = []
+    for r in rows:
+        if r.entity == "success_plan":
+            out.append("Success plan")
+        elif r.entity_id == "template":
+            out.append("Checklist template")
+        else:
+            out.append(names.get(r.entity_id, f"item {r.entity_id}"))
+    return out
+
+
+def named_history(session: Session, *, account_id: int, limit: int = 200) -> list[tuple[ChangeLog, str]]:
+    """The checklist and plan history, newest first, each row with what it is about."""
+    rows = checklist_history(session, account_id=account_id, limit=limit)
+    return list(zip(rows, history_subjects(session, account_id=account_id, rows=rows), strict=True))
 
 
 def save_plan(session: Session, user: User, *, account_id: int, version: int, values: dict[str, str]) -> int:
