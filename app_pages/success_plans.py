@@ -249,7 +249,13 @@ else:
     disagree = account_disagreements(base, account_id=account_id, seats=a.licensed_seats, as_of=as_of, url=src.url)
     flags = dict(zip(disagree["id"], disagree["reason"], strict=True))
     shown = base.copy()
-    shown["check"] = [f"⚠ {flags[i]}" if i in flags else "" for i in shown["id"]]
+    # Short in the table (it must fit at 1400 px); the full reason is in the block below it.
+    shown["check"] = [
+        ("⚠ done, below target" if str(flags[i]).startswith("marked done") else "⚠ target met, not done")
+        if i in flags
+        else ""
+        for i in shown["id"]
+    ]
     shown["measured"] = [
         f"{v.metric_values.get(mk, '–')} · {METRIC_LABELS[mk][0].lower()}"
         if isinstance(mk, str) and mk in METRIC_LABELS
@@ -285,7 +291,8 @@ else:
             ),
             "status": st.column_config.SelectboxColumn("Status", options=list(CHECKLIST_STATUSES), required=True),
             "check": st.column_config.TextColumn(
-                "Manual vs measured", help="Flagged when the status contradicts the value measured from events"
+                "Check",
+                help="Flagged when the manual status contradicts the value measured from events (details below)",
             ),
             "owner": st.column_config.SelectboxColumn(
                 "Owner", options=team, format_func=lambda e: team_names.get(e) or e, help="Team member"

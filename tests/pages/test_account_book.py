@@ -79,7 +79,11 @@ def test_active_users_per_day_uses_a_date_axis_with_daily_bins(small_db: str, us
         )
         s.add(
             Event(
-                account_id=aid, ts=datetime(2026, 6, 12, 9, 30, tzinfo=UTC), event="login", user_id="u1", properties=None
+                account_id=aid,
+                ts=datetime(2026, 6, 12, 9, 30, tzinfo=UTC),
+                event="login",
+                user_id="u1",
+                properties=None,
             )
         )
         s.commit()

@@ -150,7 +150,13 @@ def test_log_an_intervention_from_the_account_page(small_db: str, use_db) -> Non
     with session_scope(small_db) as s:
         ivs = s.execute(select(Intervention).where(Intervention.account_id == aid)).scalars().all()
     assert [(i.type, i.note, i.outcome, i.created_by, i.date) for i in ivs] == [
-        ("check-in call", "Walked through the adoption dashboard with the champion", "champion re-engaged", ALEX, today())
+        (
+            "check-in call",
+            "Walked through the adoption dashboard with the champion",
+            "champion re-engaged",
+            ALEX,
+            today(),
+        )
     ]
     shown = table_with(at, "date", "type", "note", "author")
     assert shown["note"].tolist() == ["Walked through the adoption dashboard with the champion"]
