@@ -34,7 +34,7 @@ with st.container(border=True):
     st.markdown("**What changed and where to look**")
     for line in p.summary:
         st.markdown(f"- {md(line)}")
-measured.portfolio_block(src, as_of=as_of, health=p.health)
+measured_slot = st.container()  # filled last: see the end of the page
 
 cols = st.columns(4)
 for col, k in zip(cols, p.kpis, strict=True):
@@ -157,3 +157,5 @@ with tab_csm:
         reading(
             f"At-risk share ranges from {best['at_risk_share']:.0%} ({md(best['csm_name'])}) to {worst['at_risk_share']:.0%} ({md(worst['csm_name'])})."
         )
+
+measured.portfolio_block(src, as_of=as_of, health=p.health, into=measured_slot)

@@ -60,7 +60,8 @@ account_id = find_account(ext)
 v = account_view(src, user, account_id=account_id, as_of=as_of, full=False)
 a = v.account
 st.caption(
-    f"{md(a.segment)} · CSM {md(v.csm.name if v.csm else 'unassigned')} · started {a.contract_start:%d %b %Y} · {v.status}"
+    f"Segment: {md(a.segment)} · CSM: {md(v.csm.name if v.csm else 'unassigned')} · "
+    f"Contract start: {a.contract_start:%d %b %Y} · Status: {v.status}"
 )
 if not v.can_edit:
     st.info(
@@ -287,7 +288,7 @@ else:
             "target": st.column_config.TextColumn("Target", max_chars=100),
             "actual": st.column_config.TextColumn("Actual (manual)", max_chars=100),
             "measured": st.column_config.TextColumn(
-                "Measured from events", help="Computed from product events for items bound to a metric"
+                "Measured from events", help="Computed from product events for items bound to a metric", width="medium"
             ),
             "status": st.column_config.SelectboxColumn("Status", options=list(CHECKLIST_STATUSES), required=True),
             "check": st.column_config.TextColumn(

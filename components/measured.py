@@ -20,11 +20,19 @@ def plan_link(external_id: str) -> str:
     return account_link(external_id).replace("/accounts?", f"/{SUCCESS_PLANS}?", 1)
 
 
-def portfolio_block(src: Facts, *, as_of: date, health: pd.DataFrame) -> None:
+def portfolio_block(src: Facts, *, as_of: date, health: pd.DataFrame, into=None) -> None:
     """For the Portfolio: how many metric-bound checklist items on the live accounts shown
-    are marked against what the events measure, and which (each opens its checklist)."""
+    are marked against what the events measure, and which (each opens its checklist).
+    `into`: a container made earlier on the page, so the block can be computed last (it
+    reads every account's events once per as-of date) yet shown under the summary."""
     live = health[health["status"] != "churned"]["account_id"].tolist()
-    d = portfolio_disagreements(src, as_of=as_of, account_ids=live)
+    with into if into is not None else st.container():
+        with st.spinner("Comparing checklists with the events…"):
+            d = portfolio_disagreements(src, as_of=as_of, account_ids=live)
+        _block(d, live=len(live), as_of=as_of)
+
+
+def _block(d: pd.DataFrame, *, live: int, as_of: date) -> None:
     with st.container(border=True, key="measured_block"):
         if d.empty:
             st.markdown("**Manual against measured:** every checklist item bound to a metric agrees with the events.")
@@ -32,13 +40,13 @@ def portfolio_block(src: Facts, *, as_of: date, health: pd.DataFrame) -> None:
         n_acc = d["account_id"].nunique()
         done_low = int((d["status"] == "done").sum())
         st.markdown(
-            f"**Manual against measured:** {len(d):,} checklist item(s) on {n_acc:,} of {len(live):,} live accounts "
+            f"**Manual against measured:** {len(d):,} checklist item(s) on {n_acc:,} of {live:,} live accounts "
             f"contradict the events: {done_low:,} marked done below target, {len(d) - done_low:,} meeting the target "
             "but not marked done. Open an account's checklist to accept the measured value."
         )
         with st.expander(f"The {len(d):,} item(s)"):
             view = d.assign(link=d["external_id"].map(plan_link))[
-                ["link", "name", "csm_name", "criterion", "status", "target", "actual", "measured", "reason"]
+                ["link", "name", "csm_name", "criterion", "status", "target", "measured", "reason"]
             ]
             table(
                 view,
@@ -54,7 +62,6 @@ def portfolio_block(src: Facts, *, as_of: date, health: pd.DataFrame) -> None:
                     "criterion": "Criterion",
                     "status": "Status (manual)",
                     "target": "Target",
-                    "actual": "Actual (manual)",
                     "measured": "Measured",
                     "reason": st.column_config.TextColumn("Why flagged", width="large"),
                 },

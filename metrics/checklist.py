@@ -102,8 +102,8 @@ def disagreements(items: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     df = items[items["metric"].isin(list(METRICS))].reset_index(drop=True)
     f = facts.set_index("account_id")
-    kind = df["metric"].map(lambda m: METRICS[m][0])
-    fact = df["metric"].map(lambda m: METRICS[m][1])
+    kind = df["metric"].map({m: k for m, (k, _) in METRICS.items()})
+    fact = df["metric"].map({m: f for m, (_, f) in METRICS.items()})
     raw = pd.Series(float("nan"), index=df.index)
     for name in FACTS:
         sel = fact == name
@@ -111,8 +111,8 @@ def disagreements(items: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:
     seats = pd.to_numeric(df["account_id"].map(f["seats"]) if "seats" in f else None, errors="coerce")
     value = raw.where(kind == "count", raw / seats.where(seats > 0))
     targets = {t: parse_target(t) for t in df["target"].dropna().unique()}
-    thr = df["target"].map(lambda t: targets[t].threshold if targets.get(t) else float("nan"))
-    tkind = df["target"].map(lambda t: targets[t].kind if targets.get(t) else None)
+    thr = df["target"].map({t: p.threshold for t, p in targets.items() if p}).astype(float)
+    tkind = df["target"].map({t: p.kind for t, p in targets.items() if p})
     ok = value.notna() & thr.notna() & (tkind == kind)
     met = value >= thr - 1e-9
     wrong_done = ok & (df["status"] == DONE) & ~met

@@ -39,14 +39,15 @@ def account_disagreements(
     return mc.disagreements(checklist.assign(account_id=account_id), facts)
 
 
-def _many_facts(conn, *, account_ids: list[int], as_of: date) -> pd.DataFrame:
-    """account_metric_facts for many accounts in three grouped queries (by event name on
-    its index, the last 7 days on the ts index, and distinct users ever)."""
+def all_facts(conn, *, as_of: date) -> pd.DataFrame:
+    """account_metric_facts for every account with events, in three grouped queries (by
+    event name on its index, the last 7 days on the ts index, distinct users ever). One
+    pass over all accounts is several times faster than the same queries restricted to
+    an IN list of thousands of ids."""
     end = day_end(as_of).to_pydatetime()
     p_end = q._ts_param(conn, end)
     p_w0 = q._ts_param(conn, end - timedelta(days=7))
     role = q._json_field(conn, "properties", "role")
-    ids = {"ids": [int(x) for x in account_ids]}
     named = q._read(
         conn,
         "SELECT account_id, "
@@ -55,62 +56,64 @@ def _many_facts(conn, *, account_ids: list[int], as_of: date) -> pd.DataFrame:
         "SUM(CASE WHEN event = 'dashboard_created' THEN 1 ELSE 0 END) AS dashboards_created, "
         "SUM(CASE WHEN event = 'report_shared' THEN 1 ELSE 0 END) AS reports_shared "
         "FROM events WHERE event IN ('training_attended', 'dashboard_created', 'report_shared') "
-        "AND ts < :end AND account_id IN :ids GROUP BY account_id",
-        {"end": p_end, **ids},
-        expanding=("ids",),
+        "AND ts < :end GROUP BY account_id",
+        {"end": p_end},
     )
     weekly = q._read(
         conn,
         "SELECT account_id, COUNT(DISTINCT user_id) AS weekly_users FROM events "
-        "WHERE ts >= :w0 AND ts < :end AND user_id != '' AND account_id IN :ids GROUP BY account_id",
-        {"w0": p_w0, "end": p_end, **ids},
-        expanding=("ids",),
+        "WHERE ts >= :w0 AND ts < :end AND user_id != '' GROUP BY account_id",
+        {"w0": p_w0, "end": p_end},
     )
     ever = q._read(
         conn,
         "SELECT account_id, COUNT(DISTINCT user_id) AS users_ever FROM events "
-        "WHERE ts < :end AND user_id != '' AND account_id IN :ids GROUP BY account_id",
-        {"end": p_end, **ids},
-        expanding=("ids",),
+        "WHERE ts < :end AND user_id != '' GROUP BY account_id",
+        {"end": p_end},
     )
-    out = pd.DataFrame({"account_id": [int(x) for x in account_ids]})
-    for part in (named, weekly, ever):
-        out = out.merge(part, on="account_id", how="left")
+    out = ever.merge(weekly, on="account_id", how="outer").merge(named, on="account_id", how="outer")
+    out["account_id"] = out["account_id"].astype(int)
     for k in mc.FACTS:
         out[k] = pd.to_numeric(out[k], errors="coerce").fillna(0).astype(int)
-    return out
+    return out[["account_id", *mc.FACTS]]
 
 
 def portfolio_disagreements(src: Facts, *, as_of: date, account_ids: list[int]) -> pd.DataFrame:
     """Bound checklist items contradicting the measurement on these accounts, with the
-    account's external id, name and CSM (cached per as-of date and checklist version)."""
-    ids = tuple(sorted(int(a) for a in account_ids))
+    account's external id, name and CSM. The facts are kept per as-of date (events change
+    only with an import, which gives a new loader), the items per checklist version."""
+    ids = set(int(a) for a in account_ids)
 
-    def load() -> pd.DataFrame:
+    def facts() -> pd.DataFrame:
         with src.engine.connect() as conn:
-            items = q._read(
+            f = all_facts(conn, as_of=as_of)
+        acc = src.accounts().set_index("account_id")
+        f = pd.DataFrame({"account_id": acc.index}).merge(f, on="account_id", how="left")
+        for k in mc.FACTS:
+            f[k] = f[k].fillna(0).astype(int)
+        f["seats"] = f["account_id"].map(acc["licensed_seats"])
+        return f
+
+    def items() -> pd.DataFrame:
+        with src.engine.connect() as conn:
+            return q._read(
                 conn,
                 "SELECT account_id, id, version, category, criterion, target, actual, status, metric "
                 "FROM checklist_items WHERE metric IS NOT NULL",
             )
-            items = items[items["account_id"].isin(ids)]
-            empty = mc.disagreements(pd.DataFrame(columns=ITEM_COLUMNS), pd.DataFrame())
-            if items.empty:
-                return empty
-            acc = src.accounts().set_index("account_id")
-            chunks = []
-            involved = sorted(items["account_id"].unique().tolist())
-            for i in range(0, len(involved), 5000):
-                chunks.append(_many_facts(conn, account_ids=involved[i : i + 5000], as_of=as_of))
-        facts = pd.concat(chunks, ignore_index=True)
-        facts["seats"] = facts["account_id"].map(acc["licensed_seats"])
-        out = mc.disagreements(items, facts)
+
+    def load() -> pd.DataFrame:
+        all_items = src.cached(("measured_items", src.plans_version), items)
+        mine = all_items[all_items["account_id"].isin(ids)]
+        out = mc.disagreements(mine, src.cached(("measured_facts", as_of), facts))
+        acc = src.accounts().set_index("account_id")
         out["external_id"] = out["account_id"].map(acc["external_id"])
         out["name"] = out["account_id"].map(acc["name"])
         out["csm_name"] = out["account_id"].map(acc["csm_name"])
         return out
 
-    return src.cached(("measured_disagreements", as_of, hash(ids), src.plans_version), load, result=True)
+    key = ("measured_disagreements", as_of, hash(tuple(sorted(ids))), src.plans_version)
+    return src.cached(key, load, result=True)
 
 
 def accept_measured(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -20,6 +21,7 @@ from tests.e2e.test_browser import (  # noqa: F401 - browser is a fixture
     VIEWPORT,
     Q,
     Server,
+    _edit_first_actual,
     browser,
     metric_value,
     no_exception,
@@ -113,6 +115,23 @@ def test_view_as_survives_a_reload_and_the_checklist_flags_and_accepts(browser, 
     assert status == "in progress" and actual != "80%"
     shot(page, "csm-checklist-accepted")
     _keep("csm-checklist-accepted")
+    # An edit not saved yet is listed cell by cell, highlighted.
+    _edit_first_actual(page, "42 of 50 sources")
+    settle(page, "Success plans")
+    unsaved = page.get_by_text("Unsaved: 1 edited cell(s)", exact=False)
+    assert unsaved.count() > 0
+    unsaved.first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "csm-checklist-unsaved.png"))
+    _keep("csm-checklist-unsaved")
+    # Scrolled right: the owner column shows the team member's name, not an email.
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(900, 0)
+    time.sleep(1)
+    page.screenshot(path=str(SHOTS / "csm-checklist-owner.png"))
+    _keep("csm-checklist-owner")
     page.close()
 
 
