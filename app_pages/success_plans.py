@@ -313,11 +313,6 @@ else:
         + (f" · **{n_edits} unsaved change(s)**" if n_edits else "")
     )
 
-    if n_edits:
-        unsaved_changes(base, state)
-    if len(disagree):
-        measured_disagreements(disagree, blocked=n_edits > 0)
-
     conflict = st.session_state.get(f"cl_conflict_{account_id}")
     if conflict:
         st.error(
@@ -336,6 +331,11 @@ else:
     if b2.button("Reload (discard my unsaved edits)", disabled=n_edits == 0 and not conflict):
         reload_checklist()
         st.rerun()
+    # Below the buttons, so Save is drawn as soon as the edit count is known.
+    if n_edits:
+        unsaved_changes(base, state)
+    if len(disagree):
+        measured_disagreements(disagree, blocked=n_edits > 0)
     if save:
         changes, removed, removed_base = [], [], {}
         for idx, cols in state.get("edited_rows", {}).items():
