@@ -5,19 +5,20 @@ success plan summary and recent activity."""
 
 from __future__ import annotations
 
-from datetime import date
-
 import pandas as pd
 import streamlit as st
 
-from components import cache, charts, context
+from components import cache, charts, context, measured
 from components.safe import md
-from components.ui import account_link, empty, fmt_num, page_of, reading, table
+from components.ui import account_header, account_link, currency, empty, fmt_money, fmt_num, page_of, reading, table
 from db.models import INTERVENTION_TYPES
 from metrics.days import by_date, end_of
 from metrics.health import BANDS as BAND_NAMES
 from services.access import PermissionDenied
 from services.accounts import METRIC_LABELS, account_list, account_view, find_account, history_changes
+from services.analytics import today
+from services.interventions import delete_intervention, list_interventions, update_intervention
+from services.measured import account_disagreements
 from services.plans import ValidationFailed, add_intervention, in_session
 
 src = cache.facts()
@@ -109,6 +110,45 @@ def show_list() -> None:
     )
 
 
+def edit_own_interventions(own: pd.DataFrame) -> None:
+    """Let the author change or delete their own entries (both go to the change log)."""
+    if own.empty:
+        return
+    with st.expander(f"Edit or delete your interventions ({len(own)})"):
+        labels = {int(r.id): f"{r.date:%d %b %Y} · {r.type} · {str(r.note)[:60]}" for r in own.itertuples(index=False)}
+        iid = st.selectbox("Your intervention", list(labels), format_func=labels.get, key="iv_pick")
+        row = own[own["id"] == iid].iloc[0]
+        with st.form(f"edit_intervention_{iid}", border=False):
+            f1, f2 = st.columns(2)
+            itype = f1.selectbox(
+                "Type",
+                INTERVENTION_TYPES,
+                index=INTERVENTION_TYPES.index(row["type"]) if row["type"] in INTERVENTION_TYPES else 0,
+            )
+            idate = f2.date_input("Date", value=row["date"], format="YYYY-MM-DD")
+            note = st.text_area("Note (required)", value=row["note"])
+            outcome = st.text_input("Outcome (optional)", value=row["outcome"])
+            b1, b2 = st.columns([1, 4])
+            save = b1.form_submit_button("Save intervention", type="primary")
+            remove = b2.form_submit_button("Delete intervention", icon=":material/delete:")
+        try:
+            if save:
+                n = in_session(
+                    update_intervention, user, intervention_id=iid, type=itype, on=idate, note=note, outcome=outcome
+                )
+                st.session_state["iv_saved"] = f"Intervention saved ({n} field(s) changed)."
+                st.rerun()
+            if remove:
+                in_session(delete_intervention, user, intervention_id=iid)
+                st.session_state["iv_saved"] = "Intervention deleted (the change history keeps what it said)."
+                st.rerun()
+        except ValidationFailed as exc:
+            for p in exc.problems:
+                st.error(f"Not saved: {md(p.column)}: {md(p.reason)}")
+        except PermissionDenied as exc:
+            st.error(f"Not saved: {md(exc)}")
+
+
 def show_account(account_id: int) -> None:
     v = account_view(src, user, account_id=account_id, as_of=as_of)
     a = v.account
@@ -116,10 +156,7 @@ def show_account(account_id: int) -> None:
         del st.query_params["account"]
         st.rerun()
     st.title(md(a.name))
-    st.caption(
-        f"{md(a.external_id)} · {md(a.segment)} · {md(a.industry or 'industry unknown')} · {md(a.plan or '')} · {md(a.region or '')} · "
-        f"CSM {md(v.csm.name if v.csm else 'unassigned')} · started {a.contract_start:%d %b %Y} · {v.status}"
-    )
+    st.caption(account_header(a, csm=v.csm.name if v.csm else None, status=v.status))
     if not v.can_edit:
         st.info(
             f"Read-only: you are signed in as {user.role}"
@@ -127,9 +164,13 @@ def show_account(account_id: int) -> None:
             icon=":material/lock:",
         )
     m = st.columns(5)
-    m[0].metric("ARR", fmt_num(a.arr, 0))
+    m[0].metric("ARR", fmt_money(a.arr, currency(src)))
     m[1].metric("Licensed seats", fmt_num(a.licensed_seats, 0))
-    m[2].metric("Day", f"{(as_of - a.contract_start).days:,}")
+    m[2].metric(
+        "Since contract start",
+        f"day {(as_of - a.contract_start).days:,}",
+        help=f"Days from the contract start ({a.contract_start:%d %b %Y}) to the as-of date",
+    )
     h = v.health
     if h:
         m[3].metric("Health", f"{h['total']:.0f} / 100")
@@ -140,14 +181,17 @@ def show_account(account_id: int) -> None:
         empty("The contract starts after the as-of date.", "Pick a later as-of date.")
     else:
         comp = pd.DataFrame(h["components"])
+        # Each bar against its own component's maximum: 20 of 20 is a full bar.
+        comp["of_max"] = (100 * comp["points"] / comp["max"].where(comp["max"] > 0)).fillna(0)
         st.dataframe(
-            comp[["component", "points", "max", "facts"]],
+            comp[["component", "of_max", "points", "max", "facts"]],
             hide_index=True,
             column_config={
                 "component": "Component",
-                "points": st.column_config.ProgressColumn(
-                    "Points", min_value=0, max_value=float(comp["max"].max()), format="%.1f"
+                "of_max": st.column_config.ProgressColumn(
+                    "Share of its maximum", min_value=0, max_value=100, format="%.0f %%"
                 ),
+                "points": st.column_config.NumberColumn("Points", format="%.1f"),
                 "max": st.column_config.NumberColumn("Out of", format="%.0f"),
                 "facts": st.column_config.TextColumn("The facts behind it", width="large"),
             },
@@ -226,17 +270,26 @@ def show_account(account_id: int) -> None:
         )
 
     st.subheader("Interventions")
-    if len(v.interventions):
+    if msg := st.session_state.pop("iv_saved", None):
+        st.success(msg, icon=":material/check_circle:")
+    ivs = in_session(list_interventions, account_id=a.id)
+    if len(ivs):
         table(
-            v.interventions,
+            ivs[["date", "type", "note", "outcome", "rule", "author"]],
             key="interventions",
             filename=f"{a.external_id}-interventions",
             height=220,
             column_config={
+                "date": st.column_config.DateColumn("Date"),
+                "type": "Type",
                 "note": st.column_config.TextColumn("Note", width="large"),
                 "outcome": st.column_config.TextColumn("Outcome", width="large"),
+                "rule": "Trigger",
+                "author": "Author",
             },
+            download_df=ivs.drop(columns=["id"]),
         )
+        edit_own_interventions(ivs[ivs["author_email"].str.lower() == user.email.lower()])
     else:
         st.caption("No intervention logged yet.")
     if v.can_edit:
@@ -249,8 +302,9 @@ def show_account(account_id: int) -> None:
                 INTERVENTION_TYPES,
                 index=INTERVENTION_TYPES.index(suggested) if suggested in INTERVENTION_TYPES else 0,
             )
-            idate = f2.date_input("Date", value=min(as_of, date.today()), format="YYYY-MM-DD")
-            note = st.text_area("Note", placeholder="What was agreed, with whom")
+            # Today, not the as-of date: logging during a replay must not backdate the entry.
+            idate = f2.date_input("Date", value=today(), format="YYYY-MM-DD")
+            note = st.text_area("Note (required)", placeholder="What was agreed, with whom")
             outcome = st.text_input(
                 "Outcome (optional)", placeholder="e.g. sponsor re-engaged; training booked for 12 Mar"
             )
@@ -266,11 +320,11 @@ def show_account(account_id: int) -> None:
                         outcome=outcome,
                         rule=v.triggers["rule"].iloc[0] if len(v.triggers) else None,
                     )
-                    st.toast("Intervention logged", icon=":material/check:")
+                    st.session_state["iv_saved"] = "Intervention logged."
                     st.rerun()
                 except ValidationFailed as exc:
                     for p in exc.problems:
-                        st.error(f"{md(p.column)}: {md(p.reason)}")
+                        st.error(f"Not logged: {md(p.column)}: {md(p.reason)}")
                 except PermissionDenied as exc:
                     st.error(md(exc))
 
@@ -310,6 +364,9 @@ def show_account(account_id: int) -> None:
                     if mk in METRIC_LABELS
                 )
             )
+            measured.account_warning(
+                account_disagreements(cl, account_id=a.id, seats=a.licensed_seats, as_of=as_of, url=src.url)
+            )
     st.page_link(
         "app_pages/success_plans.py",
         label="Edit the success plan and checklist",
@@ -319,24 +376,10 @@ def show_account(account_id: int) -> None:
 
     st.subheader("Recent activity")
     if len(v.daily):
-        import plotly.graph_objects as go
-
-        fig = go.Figure(
-            go.Bar(
-                x=v.daily["day"],
-                y=v.daily["users"],
-                name="Active users",
-                hovertemplate="%{x|%d %b}: %{y} users<extra></extra>",
-            )
+        day_end = pd.Timestamp(as_of) + pd.Timedelta(days=1)
+        st.plotly_chart(
+            charts.daily_activity_chart(v.daily, start=day_end - pd.Timedelta(days=90), end=day_end), key="daily"
         )
-        fig.update_layout(
-            title={"text": "Active users per day, last 90 days", "x": 0},
-            height=260,
-            margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        )
-        fig.update_xaxes(title_text="Day")
-        fig.update_yaxes(title_text="Active users")
-        st.plotly_chart(fig, key="daily")
         reading(
             f"Active on {len(v.daily)} of the last 90 days; at most {int(v.daily['users'].max())} users on one day."
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import cache, charts, context
+from components import cache, charts, context, measured
 from components.safe import md
 from components.ui import account_link, empty, kpi_tile, page_of, reading, table
 from services.analytics import portfolio
@@ -32,6 +32,7 @@ with st.container(border=True):
     st.markdown("**What changed and where to look**")
     for line in p.summary:
         st.markdown(f"- {md(line)}")
+measured_slot = st.container()  # filled last: see the end of the page
 
 cols = st.columns(4)
 for col, k in zip(cols, p.kpis, strict=True):
@@ -156,3 +157,5 @@ with tab_csm:
             reading(
                 f"At-risk share ranges from {best['at_risk_share']:.0%} ({md(best['csm_name'])}) to {worst['at_risk_share']:.0%} ({md(worst['csm_name'])})."
             )
+
+measured.portfolio_block(src, as_of=as_of, health=p.health, into=measured_slot)

@@ -15,14 +15,15 @@ from components.ui import empty, table
 from db.models import CHECKLIST_CATEGORIES, CHECKLIST_STATUSES
 from services.access import PermissionDenied
 from services.accounts import METRIC_LABELS, account_view, find_account
+from services.measured import accept_measured, account_disagreements
 from services.plans import (
     EDITABLE,
     ItemChange,
     StaleVersion,
     ValidationFailed,
     apply_template,
-    checklist_history,
     in_session,
+    named_history,
     save_checklist,
     save_plan,
 )
@@ -59,7 +60,8 @@ account_id = find_account(ext)
 v = account_view(src, user, account_id=account_id, as_of=as_of, full=False)
 a = v.account
 st.caption(
-    f"{md(a.segment)} · CSM {md(v.csm.name if v.csm else 'unassigned')} · started {a.contract_start:%d %b %Y} · {v.status}"
+    f"Segment: {md(a.segment)} · CSM: {md(v.csm.name if v.csm else 'unassigned')} · "
+    f"Contract start: {a.contract_start:%d %b %Y} · Status: {v.status}"
 )
 if not v.can_edit:
     st.info(
@@ -140,6 +142,100 @@ def reload_checklist() -> None:
     st.session_state.pop(f"cl_conflict_{account_id}", None)
 
 
+def unsaved_changes(base: pd.DataFrame, state: dict) -> None:
+    """The edits not saved yet, cell by cell and highlighted (the editor itself cannot
+    colour an edited cell)."""
+    rows = []
+    for idx, cols in state.get("edited_rows", {}).items():
+        row = base.iloc[int(idx)]
+        for c, new in cols.items():
+            old = row[c] if c in row.index else None
+            rows.append(
+                {
+                    "row": int(idx) + 1,
+                    "criterion": row["criterion"],
+                    "column": c,
+                    "saved": "" if old is None or (not isinstance(old, str) and pd.isna(old)) else str(old),
+                    "yours": "" if new is None else str(new),
+                }
+            )
+    rows += [
+        {
+            "row": f"new {i + 1}",
+            "criterion": r.get("criterion") or "",
+            "column": "(new item)",
+            "saved": "",
+            "yours": "added",
+        }
+        for i, r in enumerate(state.get("added_rows", []))
+    ]
+    rows += [
+        {
+            "row": int(i) + 1,
+            "criterion": base.iloc[int(i)]["criterion"],
+            "column": "(item)",
+            "saved": "",
+            "yours": "removed",
+        }
+        for i in state.get("deleted_rows", [])
+    ]
+    if not rows:
+        return
+    df = pd.DataFrame(rows, columns=["row", "criterion", "column", "saved", "yours"])
+    df["row"] = df["row"].astype(str)
+    st.markdown(f":orange-background[**Unsaved: {len(df)} edited cell(s)**] (not written until you save)")
+    st.dataframe(
+        df.style.set_properties(subset=["yours"], **{"background-color": "#fff3cd", "font-weight": "bold"}),
+        hide_index=True,
+        key="unsaved_cells",
+        column_config={
+            "row": "Row",
+            "criterion": "Criterion",
+            "column": "Column",
+            "saved": "Saved",
+            "yours": "Your edit",
+        },
+    )
+
+
+def measured_disagreements(d: pd.DataFrame, *, blocked: bool) -> None:
+    """Items whose manual status contradicts the measurement, each with a one-click accept."""
+    with st.container(border=True, key="measured_flags"):
+        st.markdown(
+            f":material/rule: **{len(d)} item(s) contradict the value measured from events.** "
+            "Accepting sets *Actual* to the measured value and the status to what it supports (logged in History)."
+        )
+        for r in d.itertuples(index=False):
+            c1, c2 = st.columns([3, 2], vertical_alignment="center")
+            c1.markdown(f"**{md(r.criterion)}**: {md(r.reason)}")
+            if c2.button(
+                f"Accept measured: {md(r.measured)}, {r.supported_status}",
+                key=f"accept_{r.id}",
+                disabled=not v.can_edit or blocked,
+                help="Save or discard your unsaved edits first" if blocked else None,
+            ):
+                try:
+                    in_session(
+                        accept_measured,
+                        user,
+                        account_id=account_id,
+                        item_id=int(r.id),
+                        version=int(r.version),
+                        as_of=as_of,
+                    )
+                    reload_checklist()
+                    st.session_state[f"cl_saved_{account_id}"] = (
+                        f"Saved: {md(r.criterion)} now {md(r.measured)}, {r.supported_status} (measured from events)."
+                    )
+                    st.rerun()
+                except StaleVersion:
+                    st.error(
+                        "Not saved: someone else changed this item since you opened it. Reload to see their change."
+                    )
+                except (ValidationFailed, PermissionDenied) as exc:
+                    st.error(f"Not saved: {md(exc)}")
+
+
 if base.empty:
     empty(
         "This account has no checklist yet.", "Apply its segment's template to start from the seed's success criteria."
@@ -150,7 +246,17 @@ if base.empty:
         st.rerun()
 else:
     team = sorted(accounts["csm_email"].dropna().unique().tolist())
+    team_names = dict(zip(accounts["csm_email"], accounts["csm_name"], strict=True))
+    disagree = account_disagreements(base, account_id=account_id, seats=a.licensed_seats, as_of=as_of, url=src.url)
+    flags = dict(zip(disagree["id"], disagree["reason"], strict=True))
     shown = base.copy()
+    # Short in the table (it must fit at 1400 px); the full reason is in the block below it.
+    shown["check"] = [
+        ("⚠ done, below target" if str(flags[i]).startswith("marked done") else "⚠ target met, not done")
+        if i in flags
+        else ""
+        for i in shown["id"]
+    ]
     shown["measured"] = [
         f"{v.metric_values.get(mk, '–')} · {METRIC_LABELS[mk][0].lower()}"
         if isinstance(mk, str) and mk in METRIC_LABELS
@@ -162,19 +268,36 @@ else:
         shown,
         key=editor_key,
         num_rows="dynamic" if v.can_edit else "fixed",
-        disabled=(not v.can_edit) or ["id", "version", "measured", "metric"],
+        disabled=(not v.can_edit) or ["id", "version", "measured", "metric", "check"],
         hide_index=True,
-        column_order=["category", "criterion", "target", "actual", "measured", "status", "owner", "due_date", "note"],
+        column_order=[
+            "category",
+            "criterion",
+            "target",
+            "actual",
+            "measured",
+            "status",
+            "check",
+            "owner",
+            "due_date",
+            "note",
+        ],
         column_config={
             "category": st.column_config.SelectboxColumn("Category", options=list(CHECKLIST_CATEGORIES), required=True),
             "criterion": st.column_config.TextColumn("Criterion", required=True, max_chars=300, width="medium"),
             "target": st.column_config.TextColumn("Target", max_chars=100),
             "actual": st.column_config.TextColumn("Actual (manual)", max_chars=100),
             "measured": st.column_config.TextColumn(
-                "Measured from events", help="Computed from product events for items bound to a metric"
+                "Measured from events", help="Computed from product events for items bound to a metric", width="medium"
             ),
             "status": st.column_config.SelectboxColumn("Status", options=list(CHECKLIST_STATUSES), required=True),
-            "owner": st.column_config.SelectboxColumn("Owner", options=team, help="Team member's email"),
+            "check": st.column_config.TextColumn(
+                "Check",
+                help="Flagged when the manual status contradicts the value measured from events (details below)",
+            ),
+            "owner": st.column_config.SelectboxColumn(
+                "Owner", options=team, format_func=lambda e: team_names.get(e) or e, help="Team member"
+            ),
             "due_date": st.column_config.DateColumn(
                 "Due", format="YYYY-MM-DD", min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)
             ),
@@ -208,6 +331,11 @@ else:
     if b2.button("Reload (discard my unsaved edits)", disabled=n_edits == 0 and not conflict):
         reload_checklist()
         st.rerun()
+    # Below the buttons, so Save is drawn as soon as the edit count is known.
+    if n_edits:
+        unsaved_changes(base, state)
+    if len(disagree):
+        measured_disagreements(disagree, blocked=n_edits > 0)
     if save:
         changes, removed, removed_base = [], [], {}
         for idx, cols in state.get("edited_rows", {}).items():
@@ -264,19 +392,20 @@ else:
             st.error(f"Not saved: {md(exc)}")
 
 st.subheader("History")
-hist = in_session(checklist_history, account_id=account_id)
+hist = in_session(named_history, account_id=account_id)
 if hist:
     h = pd.DataFrame(
         [
             {
                 "at": r.at,
                 "who": r.actor,
-                "what": r.entity.replace("_", " "),
+                "what": what,
                 "field": r.field,
                 "old": r.old,
                 "new": r.new,
+                "change": f"{what}: {r.field} {r.old if r.old not in (None, '') else '—'} → {r.new if r.new not in (None, '') else '—'}",
             }
-            for r in hist
+            for r, what in hist
         ]
     )
     table(
@@ -284,7 +413,15 @@ if hist:
         key="plan_history",
         filename=f"{a.external_id}-plan-history",
         height=min(36 * (len(h) + 1) + 3, 320),
-        column_config={"at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss")},
+        column_config={
+            "at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "who": "Who",
+            "what": st.column_config.TextColumn("Criterion", width="medium"),
+            "field": "Field",
+            "old": "Before",
+            "new": "After",
+            "change": st.column_config.TextColumn("Change", width="large"),
+        },
     )
 else:
     st.caption("No change recorded yet.")

@@ -354,30 +354,56 @@ def no_data_page(user: User) -> None:
     st.stop()
 
 
+VIEW_AS = "view_as"  # session key and URL parameter of the local demo's "View as"
+
+
 def _demo_user() -> User:
     """The demo admin, or the team member chosen under "View as" (local demo only: lets
-    people try the other roles; sign-in modes never offer it)."""
-    email = st.session_state.get("demo_view_as")
+    people try the other roles; sign-in modes never offer it). The choice is kept in the
+    URL (?view_as=...), so a reload or a shared link keeps it."""
+    if VIEW_AS in st.session_state:
+        email = st.session_state[VIEW_AS]
+    else:
+        # A fresh session (a reload): the picker has not run yet, so read its URL value.
+        email = _view_as_from_url(st.query_params.get(VIEW_AS))
     if email:
         try:
             with session_scope() as s:
                 u = user_for_email(s, email, mode="demo")
             return User(email=u.email, name=u.name, role=u.role, member_id=u.member_id, mode="demo")
         except NotInTeam:
-            st.session_state["demo_view_as"] = None
+            st.session_state[VIEW_AS] = None
     return demo_admin()
+
+
+def _label(name: str, role: str) -> str:
+    return f"{name} ({role})"
+
+
+def _view_as_from_url(raw: str | None) -> str | None:
+    """The team member a ?view_as= value names (the picker's label, or an email)."""
+    if not raw:
+        return None
+    from services.admin_read import team_members
+
+    for email, name, role in team_members():
+        if raw == _label(name, role) or raw.strip().lower() == email.lower():
+            return email
+    return None
 
 
 def demo_view_as(team: list[tuple[str, str, str]]) -> None:
     """Sidebar picker for the local demo: view the app as another team member."""
     options = [None] + [e for e, _, _ in team]
-    labels = {e: f"{n} ({r})" for e, n, r in team}
+    labels = {e: _label(n, r) for e, n, r in team}
     st.sidebar.selectbox(
         "View as (local demo)",
         options,
-        key="demo_view_as",
+        key=VIEW_AS,
+        bind="query-params",
         format_func=lambda e: "Demo admin (admin)" if e is None else labels.get(e, e),
-        help="Try the app as a CSM, leader or RevOps member. Only in the local demo, where sign-in is off.",
+        help="Try the app as a CSM, leader or RevOps member. Only in the local demo, where sign-in is off. "
+        "Kept in the address (view_as), so a reload keeps it.",
     )
 
 

@@ -378,3 +378,30 @@ def score_history_chart(hist: pd.DataFrame) -> go.Figure:
     return _layout(
         fig, "Health score by week (dashed line: scoring model changed)", "Week", "Health score (0-100)", 300
     )
+
+
+DAY_MS = 86_400_000
+
+
+def daily_activity_chart(daily: pd.DataFrame, *, start: pd.Timestamp, end: pd.Timestamp) -> go.Figure:
+    """Active users per calendar day from `start` to `end` (exclusive): a date axis with one
+    bin per day, so a single active day is one narrow bar, not a full-width one with
+    sub-second ticks."""
+    fig = go.Figure(
+        go.Bar(
+            x=daily["day"],
+            y=daily["users"],
+            name="Active users",
+            width=DAY_MS * 0.8,
+            hovertemplate="%{x|%d %b %Y}: %{y} users<extra></extra>",
+        )
+    )
+    fig.update_xaxes(
+        type="date",
+        range=[start - pd.Timedelta(hours=12), end - pd.Timedelta(hours=12)],
+        tickformat="%d %b",
+        dtick=7 * DAY_MS,
+        tick0=start,
+    )
+    fig.update_yaxes(rangemode="tozero", tickformat=",d", dtick=None if daily["users"].max() > 5 else 1)
+    return _layout(fig, "Active users per day, last 90 days", "Day", "Active users", 260)

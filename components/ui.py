@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pandas as pd
 import streamlit as st
 
+from components.safe import md
 from db.exporter import neutralise
 from services.analytics import Kpi
 
@@ -23,6 +24,38 @@ def fmt_num(x: float, digits: int = 0, unit: str = "") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:,.{digits}f}{(' ' + unit) if unit else ''}"
+
+
+CURRENCY_DEFAULT = "USD"
+
+
+def currency(src) -> str | None:
+    """The currency amounts such as ARR are in: the `analysis.currency` setting (an ISO 4217
+    code, default USD). A malformed value gives None (amounts are then shown without one)."""
+    value, _ = src.setting("analysis")
+    code = (value or {}).get("currency", CURRENCY_DEFAULT)
+    return code if isinstance(code, str) and re.fullmatch(r"[A-Z]{3}", code) else None
+
+
+def fmt_money(x: float | None, code: str | None, digits: int = 0) -> str:
+    """An amount with its currency code, e.g. 'USD 120,000' ('–' when unknown)."""
+    n = fmt_num(x, digits)
+    return n if n == "–" else (f"{code} {n}" if code else f"{n} (currency not set)")
+
+
+def account_header(a, *, csm: str | None, status: str) -> str:
+    """One account's attributes, each with its label (markdown-escaped)."""
+    parts = [
+        f"Id: {md(a.external_id)}",
+        f"Segment: {md(a.segment)}",
+        f"Industry: {md(a.industry or 'unknown')}",
+        f"Plan: {md(a.plan or 'unknown')}",
+        f"Region: {md(a.region or 'unknown')}",
+        f"CSM: {md(csm or 'unassigned')}",
+        f"Contract start: {a.contract_start:%d %b %Y}",
+        f"Status: {md(status)}",
+    ]
+    return " · ".join(parts)
 
 
 def kpi_tile(k: Kpi, *, key: str) -> None:

@@ -176,6 +176,7 @@ def save_checklist(
     added: list[dict[str, Any]] | None = None,
     removed: list[tuple[int, int]] | None = None,
     removed_base: dict[int, dict[str, Any]] | None = None,
+    context: str = "checklist edit",
 ) -> SaveResult:
     """Apply checklist edits atomically.
 
@@ -327,9 +328,11 @@ def save_checklist(
         result.versions[it.id] = new_version
         for col, (old, new) in diffs.items():
             if col == "owner_id":
-                logs.append(_log(user, it, "owner", _owner_email(session, old), _owner_email(session, new), now))
+                logs.append(
+                    _log(user, it, "owner", _owner_email(session, old), _owner_email(session, new), now, context)
+                )
             else:
-                logs.append(_log(user, it, col, _fmt(old), _fmt(new), now))
+                logs.append(_log(user, it, col, _fmt(old), _fmt(new), now, context))
     pos = int(
         session.execute(
             select(func.coalesce(func.max(ChecklistItem.position), -1)).where(ChecklistItem.account_id == account_id)
@@ -449,6 +452,36 @@ def checklist_history(session: Session, *, account_id: int, limit: int = 200) ->
     )
 
 
+def history_subjects(session: Session, *, account_id: int, rows: list[ChangeLog]) -> list[str]:
+    """What each history row is about, as a reader names it: the checklist item's criterion
+    (also for an item removed since, from its add or remove entry), or "Success plan"."""
+    names = {
+        str(i): c
+        for i, c in session.execute(
+            select(ChecklistItem.id, ChecklistItem.criterion).where(ChecklistItem.account_id == account_id)
+        )
+    }
+    for r in rows:
+        if r.entity == "checklist_item" and r.field == "item" and r.entity_id not in names:
+            label = r.old or r.new or ""
+            names[r.entity_id] = label.split(": ", 1)[-1]
+    out = []
+    for r in rows:
+        if r.entity == "success_plan":
+            out.append("Success plan")
+        elif r.entity_id == "template":
+            out.append("Checklist template")
+        else:
+            out.append(names.get(r.entity_id, f"item {r.entity_id}"))
+    return out
+
+
+def named_history(session: Session, *, account_id: int, limit: int = 200) -> list[tuple[ChangeLog, str]]:
+    """The checklist and plan history, newest first, each row with what it is about."""
+    rows = checklist_history(session, account_id=account_id, limit=limit)
+    return list(zip(rows, history_subjects(session, account_id=account_id, rows=rows), strict=True))
+
+
 def save_plan(session: Session, user: User, *, account_id: int, version: int, values: dict[str, str]) -> int:
     """Save the success plan's goals, 30/60/90-day definitions and stakeholders."""
     require_account_edit(session, user, account_id)
@@ -523,6 +556,26 @@ def save_plan(session: Session, user: User, *, account_id: int, version: int, va
     return version + 1
 
 
+def check_intervention(*, type: str, on: Any, note: str | None, outcome: str | None) -> None:
+    """Raise ValidationFailed unless this is a loggable intervention: a known type, a date
+    and a note saying what was done (a blank entry tells the next reader nothing)."""
+    problems = []
+    if type not in INTERVENTION_TYPES:
+        problems.append(CellProblem("intervention", "type", type, f"choose one of {', '.join(INTERVENTION_TYPES)}"))
+    if not isinstance(on, date):
+        problems.append(CellProblem("intervention", "date", on, "not a date"))
+    if not (note or "").strip():
+        problems.append(
+            CellProblem("intervention", "note", note, "write what was done and with whom (the note is required)")
+        )
+    if len(note or "") > 5000:
+        problems.append(CellProblem("intervention", "note", (note or "")[:40], "longer than 5000 characters"))
+    if len(outcome or "") > 5000:
+        problems.append(CellProblem("intervention", "outcome", (outcome or "")[:40], "longer than 5000 characters"))
+    if problems:
+        raise ValidationFailed(problems)
+
+
 def add_intervention(
     session: Session,
     user: User,
@@ -536,22 +589,12 @@ def add_intervention(
 ) -> Intervention:
     """Log an intervention on an account (its CSM or an admin)."""
     require_account_edit(session, user, account_id)
-    problems = []
-    if type not in INTERVENTION_TYPES:
-        problems.append(CellProblem("intervention", "type", type, f"choose one of {', '.join(INTERVENTION_TYPES)}"))
-    if not isinstance(on, date):
-        problems.append(CellProblem("intervention", "date", on, "not a date"))
-    if len(note or "") > 5000:
-        problems.append(CellProblem("intervention", "note", (note or "")[:40], "longer than 5000 characters"))
-    if len(outcome or "") > 5000:
-        problems.append(CellProblem("intervention", "outcome", (outcome or "")[:40], "longer than 5000 characters"))
-    if problems:
-        raise ValidationFailed(problems)
+    check_intervention(type=type, on=on, note=note, outcome=outcome)
     iv = Intervention(
         account_id=account_id,
         type=type,
         date=on,
-        note=note or "",
+        note=(note or "").strip(),
         outcome=outcome or "",
         rule=rule,
         created_by=user.email,

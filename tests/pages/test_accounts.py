@@ -11,7 +11,7 @@ from sqlalchemy import select
 from db.models import Intervention
 from db.session import session_scope
 from services.accounts import account_list
-from services.analytics import Facts, Filters, explain_account, trigger_table
+from services.analytics import Facts, Filters, explain_account, today, trigger_table
 from tests.conftest import AS_OF
 from tests.pages import button, metrics, open_page, table_with, texts, unescape
 from tests.services import ALEX, PRIYA, external_id, owned_accounts
@@ -75,7 +75,7 @@ def test_one_account_shows_its_health_milestones_and_triggers(
 
     assert [unescape(t) for t in texts(at.title)] == [acc["name"]]
     caption = unescape(texts(at.caption)[0])
-    assert ext in caption and "CSM Priya Raman" in caption
+    assert ext in caption and "CSM: Priya Raman" in caption
     m = metrics(at)
     assert m["Health"] == f"{health['total']:.0f} / 100"
     assert m["Band"] == health["band"]
@@ -160,8 +160,14 @@ def test_log_an_intervention_from_the_account_page(small_db: str, use_db) -> Non
     with session_scope(small_db) as s:
         ivs = s.execute(select(Intervention).where(Intervention.account_id == aid)).scalars().all()
     assert [(i.type, i.note, i.outcome, i.created_by, i.date) for i in ivs] == [
-        ("check-in call", "Walked through the adoption dashboard with the champion", "champion re-engaged", ALEX, AS_OF)
+        (
+            "check-in call",
+            "Walked through the adoption dashboard with the champion",
+            "champion re-engaged",
+            ALEX,
+            today(),
+        )
     ]
-    shown = table_with(at, "date", "type", "note", "by")
+    shown = table_with(at, "date", "type", "note", "author")
     assert shown["note"].tolist() == ["Walked through the adoption dashboard with the champion"]
-    assert shown["by"].tolist() == [ALEX]
+    assert shown["author"].tolist() == ["Alex Moreno"]

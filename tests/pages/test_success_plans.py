@@ -162,7 +162,7 @@ def test_save_plan_from_the_form(small_db: str, use_db) -> None:
         plan = s.execute(select(SuccessPlan).where(SuccessPlan.account_id == aid)).scalar_one()
     assert (plan.champion, plan.version) == ("Ana Ruiz (Head of Ops)", 2)
     hist = table_with(at, "who", "field", "new")
-    assert ("success plan", "champion", "Ana Ruiz (Head of Ops)") in {
+    assert ("Success plan", "champion", "Ana Ruiz (Head of Ops)") in {
         (r.what, r.field, r.new) for r in hist.itertuples()
     }
 
