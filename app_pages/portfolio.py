@@ -9,6 +9,7 @@ import streamlit as st
 from components import cache, charts, context
 from components.safe import md
 from components.ui import account_link, empty, kpi_tile, reading, table
+from metrics.health import TOO_EARLY
 from services.analytics import portfolio
 
 ATTENTION_ROWS = 300
@@ -44,9 +45,12 @@ left, right = st.columns([2, 3])
 with left:
     st.plotly_chart(charts.bands_chart(p.bands), key="bands_chart")
     live = int(p.bands["accounts"].sum())
-    top = p.bands.sort_values("accounts", ascending=False).iloc[0]
+    scored = p.bands[p.bands["band"] != TOO_EARLY]
+    early = live - int(scored["accounts"].sum())
+    top = scored.sort_values("accounts", ascending=False).iloc[0]
     reading(
         f"Of {live:,} live accounts, the largest group is {top['band']} ({top['accounts']:,}, {top['accounts'] / max(live, 1):.0%})."
+        + (f" {early:,} are too early to score (in their first {p.new_account_days} days)." if early else "")
     )
 with right:
     if len(p.trend) > 1:

@@ -363,6 +363,15 @@ def _targets(src: Facts, key: str) -> dict[str, int]:
     return {}
 
 
+LIVE_STATUSES = ("onboarding", "active")
+
+
+def live_accounts(h: pd.DataFrame) -> pd.DataFrame:
+    """The live accounts of a health table: started by the as-of date and not churned (the
+    set Portfolio and the Accounts list count by default)."""
+    return h[h["status"].isin(LIVE_STATUSES)]
+
+
 def status_frame(src: Facts, accounts: pd.DataFrame, as_of: date) -> pd.Series:
     """Lifecycle status as of a date: churned, onboarding or active."""
     end = day_end(as_of)
@@ -415,15 +424,16 @@ def health_table(
 
 
 def _health_table(src: Facts, *, as_of: date, filters: Filters | None, model: hl.HealthModel) -> pd.DataFrame:
+    # An empty selection runs the same steps: its (empty) table has every column.
     a = _accounts(src, filters, as_of)
-    if a.empty:
-        return pd.DataFrame(columns=["account_id", "external_id", "name", "total", "band", "status"])
     res = hl.compute(health_facts(src, a, as_of=as_of, model=model), model)
     res = a[["account_id", "external_id", "name", "segment", "csm_name", "csm_email", "contract_start"]].merge(
         res, on="account_id"
     )
     res["status"] = status_frame(src, a, as_of).to_numpy()
     res["age_days"] = (day_end(as_of) - res["contract_start"]).dt.days
+    res["too_early"] = hl.too_early_to_score(res["age_days"], res["status"], model.new_account_days)
+    res["at_risk"] = hl.at_risk(res["band"], res["status"], res["too_early"])
     res["model_version"] = model.version
     return res
 
@@ -846,6 +856,8 @@ class Portfolio:
     by_csm: pd.DataFrame
     trend: pd.DataFrame
     summary: list[str] = field(default_factory=list)
+    # Accounts in their first N days are too early to score (the health model's setting).
+    new_account_days: int = 14
 
 
 def _completion(src: Facts, a: pd.DataFrame, as_of: date, window_days: int) -> tuple[int, int]:
@@ -887,11 +899,11 @@ def kpis(
     for when in (as_of, prev):
         a = _accounts(src, filters, when)
         h = health_table(src, as_of=when, filters=filters)
-        live = h[h["status"] != "churned"]
+        live = live_accounts(h)
         onboarding = int((h["status"] == "onboarding").sum())
         k, n = _completion(src, a, when, completion_window_days)
         med = _ttfv_median(src, a, when)
-        risk = int(live["band"].isin(["At Risk", "Critical"]).sum())
+        risk = int(live["at_risk"].sum())
         out.setdefault("onboarding", []).append((onboarding, None, None))
         out.setdefault("completion", []).append((k, n, wilson(k, n)))
         out.setdefault("ttfv", []).append(med)
@@ -947,7 +959,8 @@ def kpis(
             r_now[1],
             r_now[2][1],
             r_now[2][2],
-            help="Live accounts whose health is At Risk (40-59) or Critical (0-39).",
+            help="Live accounts whose health is At Risk (40-59) or Critical (0-39); accounts too early to score "
+            "(their first days) count as live, never as at risk.",
         ),
     ]
 
@@ -956,12 +969,13 @@ def kpis(
 def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period_days: int = 7) -> Portfolio:
     """Everything on the Portfolio page."""
     h = health_table(src, as_of=as_of, filters=filters)
-    live = h[h["status"] != "churned"]
+    live = live_accounts(h)
     k = kpis(src, as_of=as_of, filters=filters, period_days=period_days)
     bands = (
         live["band"]
+        .where(~live["too_early"], hl.TOO_EARLY)
         .value_counts()
-        .reindex(list(hl.BANDS))
+        .reindex([*hl.BANDS, hl.TOO_EARLY])
         .fillna(0)
         .astype(int)
         .rename_axis("band")
@@ -970,9 +984,10 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
     trig = trigger_table(src, as_of=as_of, filters=filters, health=h)
     trig["new"] = trig["firing_days"] < period_days
 
-    risky = live[live["band"].isin(["At Risk", "Critical"])][["account_id"]]
-    ids = pd.Index(trig["account_id"]).union(pd.Index(risky["account_id"]))
-    ordered = trig.sort_values(["days_overdue", "rule"], ascending=[False, True])
+    attention = attention_triggers(trig, h)
+    risky = h[h["at_risk"]][["account_id"]]
+    ids = pd.Index(attention["account_id"]).union(pd.Index(risky["account_id"]))
+    ordered = attention.sort_values(["days_overdue", "rule"], ascending=[False, True])
     agg = ordered.groupby("account_id").agg(
         reason=("reason", "first"),
         action=("action", "first"),
@@ -982,7 +997,7 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
     more = agg["triggers"] > 1
     agg.loc[more, "reason"] = agg.loc[more, "reason"] + " (+" + (agg.loc[more, "triggers"] - 1).astype(str) + " more)"
     at_risk = h[h["account_id"].isin(ids)][
-        ["account_id", "external_id", "name", "segment", "csm_name", "total", "band", "status"]
+        ["account_id", "external_id", "name", "segment", "csm_name", "total", "band", "status", "too_early"]
     ].merge(agg, left_on="account_id", right_index=True, how="left")
     at_risk["reason"] = at_risk["reason"].fillna("health " + at_risk["band"].str.lower())
     at_risk["triggers"] = at_risk["triggers"].fillna(0).astype(int)
@@ -995,7 +1010,16 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
     trend = health_trend(src, as_of=as_of, filters=filters, current=h)
     p = Portfolio(as_of, as_of - timedelta(days=period_days), k, h, bands, at_risk, trig, by_segment, by_csm, trend)
     p.summary = summarise(p)
+    p.new_account_days = health_model(src).new_account_days
     return p
+
+
+def attention_triggers(trig: pd.DataFrame, h: pd.DataFrame) -> pd.DataFrame:
+    """The fired triggers that put an account on the attention list: all of them, except
+    that an account too early to score is listed only for a rule that applies to new
+    accounts (metrics.triggers.NEW_ACCOUNT_RULES: e.g. no kickoff by its due day)."""
+    early = h.loc[h["too_early"], "account_id"]
+    return trig[~trig["account_id"].isin(early) | trig["rule"].isin(tr.NEW_ACCOUNT_RULES)]
 
 
 def breakdown(src: Facts, h: pd.DataFrame, col: str, *, as_of: date, filters: Filters | None) -> pd.DataFrame:
@@ -1005,12 +1029,12 @@ def breakdown(src: Facts, h: pd.DataFrame, col: str, *, as_of: date, filters: Fi
     fv_t = _targets(src, FIRST_VALUE_MILESTONE)
     for g, part in a.groupby(col if col in a else "segment", sort=True):
         hp = h[h["account_id"].isin(part["account_id"])]
-        live = hp[hp["status"] != "churned"]
+        live = live_accounts(hp)
         k, n = _completion(src, part, as_of, 180)
         recent = part[part["contract_start"] >= pd.Timestamp(as_of) - pd.Timedelta(days=365)]
         d = ttv.durations(recent, src.completed(FIRST_VALUE_MILESTONE), src.churn_dates(), day_end(as_of))
         med = ttv.km_median(d["days"].to_numpy(), d["reached"].to_numpy())
-        risk = int(live["band"].isin(["At Risk", "Critical"]).sum())
+        risk = int(live["at_risk"].sum())
         row = {
             col: g,
             "accounts": len(part),
