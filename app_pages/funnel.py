@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context
+from components.links import account_column, follow_click, view_params
 from components.safe import md
-from components.ui import account_link, empty, reading, table
+from components.ui import empty, reading, table
 from services.analytics import funnel_report
 
 src = cache.facts()
@@ -309,7 +310,7 @@ if group_col:
 sel = sel.sort_values(["furthest", "entered_at"], ascending=[False, True])
 st.caption(f"{len(sel):,} accounts")
 if len(sel):
-    sv = sel.assign(link=sel["external_id"].map(account_link))
+    sv = sel.assign(link=sel["external_id"])
     tcols = (
         ["link", "name", "owner", "furthest", "status"]
         + [f"t{k}" for k in range(len(steps))]
@@ -321,7 +322,7 @@ if len(sel):
         filename=f"funnel-step{pick}-{who.replace(' ', '-')}",
         height=320,
         column_config={
-            "link": st.column_config.LinkColumn("Account", display_text=r"account=(.*)$"),
+            "link": account_column("open_drill"),
             "name": "Name",
             "owner": "Owner",
             "furthest": st.column_config.NumberColumn("Furthest step", format="%d"),
@@ -334,6 +335,7 @@ if len(sel):
         },
         download_df=sel.drop(columns=["account_id"]),
     )
+    follow_click("open_drill", sv["link"])
     o1, o2 = st.columns([3, 1])
     names = dict(zip(sel["external_id"], sel["name"], strict=True))
     with o1:
@@ -348,7 +350,7 @@ if len(sel):
             "app_pages/accounts.py",
             label="Open account",
             icon=":material/open_in_new:",
-            query_params={"account": target},
+            query_params={**view_params(), "account": target},
         )
 else:
     empty("No account in this group.", "Pick another step or group.")

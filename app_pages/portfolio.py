@@ -7,8 +7,9 @@ from __future__ import annotations
 import streamlit as st
 
 from components import cache, charts, context
+from components.links import account_column, follow_click
 from components.safe import md
-from components.ui import account_link, empty, kpi_tile, reading, table
+from components.ui import empty, kpi_tile, reading, table
 from metrics.health import TOO_EARLY
 from services.analytics import portfolio
 
@@ -74,27 +75,33 @@ else:
     shown = p.at_risk.head(ATTENTION_ROWS)
     if len(p.at_risk) > ATTENTION_ROWS:
         st.caption(f"Showing the {ATTENTION_ROWS} with the lowest health; the download has all {len(p.at_risk):,}.")
-    view = shown.assign(link=shown["external_id"].map(account_link))
-    view = view[["link", "name", "segment", "owner", "health", "band", "reason", "days_overdue", "triggers", "action"]]
+    # What the review reads first fits at 1400 px: the account, its health and why, then what to do.
+    view = shown.assign(link=shown["external_id"])
+    view = view[
+        ["link", "name", "health", "reason", "intervention", "days_overdue", "triggers", "owner", "band", "segment"]
+    ]
     table(
         view,
         key="at_risk",
         filename=f"at-risk-{as_of}",
         height=400,
         column_config={
-            "link": st.column_config.LinkColumn("Account", display_text=r"account=(.*)$", help="Open the account"),
-            "name": st.column_config.TextColumn("Name"),
+            "link": account_column("open_at_risk"),
+            "name": st.column_config.TextColumn("Name", width=150),
             "segment": "Segment",
             "band": "Band",
             "owner": st.column_config.TextColumn("Owner (CSM)"),
-            "health": st.column_config.ProgressColumn("Health", min_value=0, max_value=100, format="%.0f"),
-            "reason": st.column_config.TextColumn("Why", width="large"),
-            "days_overdue": st.column_config.NumberColumn("Days overdue", format="%d"),
-            "triggers": st.column_config.NumberColumn("Triggers", format="%d"),
-            "action": st.column_config.TextColumn("Recommended intervention", width="large"),
+            "health": st.column_config.ProgressColumn("Health", min_value=0, max_value=100, format="%.0f", width=80),
+            "reason": st.column_config.TextColumn("Why", width=330),
+            "intervention": st.column_config.TextColumn(
+                "Recommended intervention", width=170, help="The protocol; the download has its full description"
+            ),
+            "days_overdue": st.column_config.NumberColumn("Days overdue", format="%d", width=100),
+            "triggers": st.column_config.NumberColumn("Triggers", format="%d", width=70),
         },
         download_df=p.at_risk,
     )
+    follow_click("open_at_risk", view["link"])
     new = int(p.triggers["new"].sum()) if "new" in p.triggers else 0
     reading(
         f"{len(p.triggers):,} risk triggers are firing on {p.triggers['account_id'].nunique():,} accounts; {new:,} fired since {p.previous:%d %b}."

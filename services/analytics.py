@@ -450,7 +450,11 @@ def explain_account(src: Facts, *, account_id: int, as_of: date) -> dict:
     ms = src.milestones()
     row = res.iloc[0].to_dict()
     row["overdue_keys"] = hl.overdue_keys(ms[ms["account_id"] == account_id], day_end(as_of))
-    return hl.explain(row, model, names)
+    out = hl.explain(row, model, names)
+    age = (day_end(as_of) - a["contract_start"]).dt.days
+    out["too_early"] = bool(hl.too_early_to_score(age, status_frame(src, a, as_of), model.new_account_days).iloc[0])
+    out["new_account_days"] = model.new_account_days
+    return out
 
 
 # ----------------------------------------------------------------------------- triggers
@@ -990,6 +994,7 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
     ordered = attention.sort_values(["days_overdue", "rule"], ascending=[False, True])
     agg = ordered.groupby("account_id").agg(
         reason=("reason", "first"),
+        intervention=("intervention", "first"),
         action=("action", "first"),
         days_overdue=("days_overdue", "max"),
         triggers=("rule", "size"),
@@ -1001,6 +1006,8 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
     ].merge(agg, left_on="account_id", right_index=True, how="left")
     at_risk["reason"] = at_risk["reason"].fillna("health " + at_risk["band"].str.lower())
     at_risk["triggers"] = at_risk["triggers"].fillna(0).astype(int)
+    # Listed for its health alone: the intervention for a low score.
+    at_risk["intervention"] = at_risk["intervention"].fillna("")
     at_risk = at_risk.sort_values(["total", "triggers"], ascending=[True, False]).rename(
         columns={"csm_name": "owner", "total": "health"}
     )
