@@ -14,6 +14,9 @@ from metrics.health import TOO_EARLY
 from services.analytics import portfolio
 
 ATTENTION_ROWS = 300
+# Pixel widths of the attention table's first columns: together they fit the main area at
+# 1400 px with the sidebar open (about 940 px), and "Why" holds the longest reason.
+WIDTHS = {"link": 150, "health": 60, "reason": 395, "intervention": 150, "days_overdue": 95, "triggers": 65}
 
 src = cache.facts()
 flt = context.filters()
@@ -51,7 +54,11 @@ with left:
     top = scored.sort_values("accounts", ascending=False).iloc[0]
     reading(
         f"Of {live:,} live accounts, the largest group is {top['band']} ({top['accounts']:,}, {top['accounts'] / max(live, 1):.0%})."
-        + (f" {early:,} are too early to score (in their first {p.new_account_days} days)." if early else "")
+        + (
+            f" {early:,} {'is' if early == 1 else 'are'} too early to score (in their first {p.new_account_days} days)."
+            if early
+            else ""
+        )
     )
 with right:
     if len(p.trend) > 1:
@@ -68,17 +75,32 @@ with right:
         )
 
 st.subheader(f"Accounts needing attention ({len(p.at_risk):,})")
-st.caption("At Risk or Critical health, or a risk trigger firing; lowest health first.")
+st.caption(
+    "At Risk or Critical health, or a risk trigger firing; lowest health first. Accounts too early to score are "
+    "listed only for a trigger for new accounts. Click an account to open it here, as of the same date."
+)
 if p.at_risk.empty:
     st.success("No account is at risk and no risk trigger fired.", icon=":material/check_circle:")
 else:
     shown = p.at_risk.head(ATTENTION_ROWS)
     if len(p.at_risk) > ATTENTION_ROWS:
         st.caption(f"Showing the {ATTENTION_ROWS} with the lowest health; the download has all {len(p.at_risk):,}.")
-    # What the review reads first fits at 1400 px: the account, its health and why, then what to do.
-    view = shown.assign(link=shown["external_id"])
+    # What the review reads first fits at 1400 px (WIDTHS): the account (its name opens it),
+    # health, why, what to do, how late, how many triggers; then id, owner, band, segment.
+    view = shown.assign(link=shown["name"])
     view = view[
-        ["link", "name", "health", "reason", "intervention", "days_overdue", "triggers", "owner", "band", "segment"]
+        [
+            "link",
+            "health",
+            "reason",
+            "intervention",
+            "days_overdue",
+            "triggers",
+            "external_id",
+            "owner",
+            "band",
+            "segment",
+        ]
     ]
     table(
         view,
@@ -86,22 +108,28 @@ else:
         filename=f"at-risk-{as_of}",
         height=400,
         column_config={
-            "link": account_column("open_at_risk"),
-            "name": st.column_config.TextColumn("Name", width=150),
+            "link": account_column("open_at_risk", width=WIDTHS["link"]),
+            "external_id": "Id",
             "segment": "Segment",
             "band": "Band",
             "owner": st.column_config.TextColumn("Owner (CSM)"),
-            "health": st.column_config.ProgressColumn("Health", min_value=0, max_value=100, format="%.0f", width=80),
-            "reason": st.column_config.TextColumn("Why", width=330),
-            "intervention": st.column_config.TextColumn(
-                "Recommended intervention", width=170, help="The protocol; the download has its full description"
+            "health": st.column_config.ProgressColumn(
+                "Health", min_value=0, max_value=100, format="%.0f", width=WIDTHS["health"]
             ),
-            "days_overdue": st.column_config.NumberColumn("Days overdue", format="%d", width=100),
-            "triggers": st.column_config.NumberColumn("Triggers", format="%d", width=70),
+            "reason": st.column_config.TextColumn("Why", width=WIDTHS["reason"]),
+            "intervention": st.column_config.TextColumn(
+                "Intervention",
+                width=WIDTHS["intervention"],
+                help="The recommended intervention (the seed's protocol); the download has its full description",
+            ),
+            "days_overdue": st.column_config.NumberColumn("Days overdue", format="%d", width=WIDTHS["days_overdue"]),
+            "triggers": st.column_config.NumberColumn(
+                "Triggers", format="%d", width=WIDTHS["triggers"], help="Risk triggers firing"
+            ),
         },
         download_df=p.at_risk,
     )
-    follow_click("open_at_risk", view["link"])
+    follow_click("open_at_risk", shown["external_id"], labels=view["link"])
     new = int(p.triggers["new"].sum()) if "new" in p.triggers else 0
     reading(
         f"{len(p.triggers):,} risk triggers are firing on {p.triggers['account_id'].nunique():,} accounts; {new:,} fired since {p.previous:%d %b}."

@@ -45,13 +45,14 @@ def page_params(exclude: tuple[str, ...] = ("account",)) -> dict[str, list[str]]
     return {k: st.query_params.get_all(k) for k in st.query_params if k not in exclude and k not in GLOBAL}
 
 
-def account_column(key: str, label: str = "Account") -> Any:
-    """The account id as a one-click button that opens the account in the same tab."""
+def account_column(key: str, label: str = "Account", width: int | str | None = None) -> Any:
+    """The account (its id or name) as a one-click button that opens it in the same tab."""
     return st.column_config.ButtonColumn(
         label,
         type="tertiary",
         alignment="left",
         pinned=True,
+        width=width,
         help="Open the account here, as of the same date and with the same filters (Back returns to this view)",
         key=key,
     )
@@ -65,15 +66,20 @@ def open_account(external_id: str, *, keep_page: bool = False) -> None:
     st.switch_page(ACCOUNTS_PAGE, query_params=params)
 
 
-def follow_click(key: str, ids: pd.Series, *, keep_page: bool = False) -> None:
+def follow_click(key: str, ids: pd.Series, *, labels: pd.Series | None = None, keep_page: bool = False) -> None:
     """Call after drawing the table: open the account whose button was clicked (the click
-    is in session state only during the rerun it triggered)."""
+    is in session state only during the rerun it triggered). `ids`: the external id of
+    each row; `labels`: the buttons' labels when they are not the ids (e.g. names)."""
     click = st.session_state.get(key)
     if click is None:
         return
-    # The button's label is the id; the row is the fallback for a label the grid rewrote.
     label, row = str(click["label"]), int(click["row"])
-    if label in set(ids.astype(str)):
-        open_account(label, keep_page=keep_page)
-    elif 0 <= row < len(ids):
-        open_account(ids.iloc[row], keep_page=keep_page)
+    shown = (ids if labels is None else labels).astype(str).reset_index(drop=True)
+    ids = ids.reset_index(drop=True)
+    # The row the grid reports, checked against the label clicked (the first row with it otherwise).
+    if not (0 <= row < len(ids) and shown.iloc[row] == label):
+        hits = shown.index[shown == label]
+        if not len(hits):
+            return
+        row = int(hits[0])
+    open_account(ids.iloc[row], keep_page=keep_page)

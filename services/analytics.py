@@ -999,8 +999,6 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
         days_overdue=("days_overdue", "max"),
         triggers=("rule", "size"),
     )
-    more = agg["triggers"] > 1
-    agg.loc[more, "reason"] = agg.loc[more, "reason"] + " (+" + (agg.loc[more, "triggers"] - 1).astype(str) + " more)"
     at_risk = h[h["account_id"].isin(ids)][
         ["account_id", "external_id", "name", "segment", "csm_name", "total", "band", "status", "too_early"]
     ].merge(agg, left_on="account_id", right_index=True, how="left")

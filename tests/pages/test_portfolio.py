@@ -77,11 +77,11 @@ def test_at_risk_table_lists_the_accounts(demo_db: str, use_db) -> None:
     assert len(p.at_risk) > 0
     # The table's heading counts the accounts listed (its wording is the UI's to choose).
     assert [h for h in texts(at.subheader) if h.endswith(f"({len(p.at_risk):,})")]
-    t = table_with(at, "link", "name", "owner", "health", "band", "reason")
+    t = table_with(at, "link", "external_id", "owner", "health", "band", "reason")
     assert len(t) == len(p.at_risk)
-    # The account column holds the ids: one-click buttons that open the account (components/links.py).
-    assert t["link"].tolist() == p.at_risk["external_id"].tolist()
-    assert t["name"].tolist() == p.at_risk["name"].tolist()
+    # The account column holds the names: one-click buttons that open the account (components/links.py).
+    assert t["link"].tolist() == p.at_risk["name"].tolist()
+    assert t["external_id"].tolist() == p.at_risk["external_id"].tolist()
     assert t["owner"].tolist() == p.at_risk["owner"].tolist()
     assert t["reason"].tolist() == p.at_risk["reason"].tolist()
     assert set(t["band"]) <= {"At Risk", "Critical", "On Track", "Excellent"}
