@@ -32,14 +32,12 @@ ext = st.query_params.get("account")
 STATUSES = ["onboarding", "active", "churned"]
 
 
-def show_list() -> None:
-    st.title("Accounts")
-    with cache.timed("accounts"):
-        lst = account_list(src, as_of=as_of, filters=flt)
-    if lst.empty:
-        empty("No accounts match these filters.", "Clear the sidebar filters, or import accounts on the Data page.")
-        return
-    c1, c0, c2, c3, c4 = st.columns([3, 2, 2, 1, 1])
+def list_controls(where, *, in_columns: bool) -> tuple:
+    """The list's search and filters (bound to the URL). The account view draws them too,
+    folded away in the sidebar: a widget not drawn loses its URL parameter, which would add
+    a history entry, so Back from an account would not return to the list in one step."""
+    with where:
+        c1, c0, c2, c3, c4 = st.columns([3, 2, 2, 1, 1]) if in_columns else [where] * 5
     q = c1.text_input("Search name or id", key="q", bind="query-params", placeholder="e.g. Harbor or ACC-00042")
     lifecycle = c0.multiselect(
         "Lifecycle status",
@@ -53,7 +51,19 @@ def show_list() -> None:
     bands = c2.multiselect("Band", [*BAND_NAMES, TOO_EARLY], key="band", bind="query-params", placeholder="All bands")
     overdue = c3.toggle("Overdue milestones", key="overdue", bind="query-params")
     trig = c4.toggle("With triggers", key="triggered", bind="query-params")
-    mine = user.role == "csm" and st.toggle("Only my accounts", value=True, key="mine")
+    with where:
+        mine = user.role == "csm" and st.toggle("Only my accounts", value=True, key="mine")
+    return q, lifecycle, bands, overdue, trig, mine
+
+
+def show_list() -> None:
+    st.title("Accounts")
+    with cache.timed("accounts"):
+        lst = account_list(src, as_of=as_of, filters=flt)
+    if lst.empty:
+        empty("No accounts match these filters.", "Clear the sidebar filters, or import accounts on the Data page.")
+        return
+    q, lifecycle, bands, overdue, trig, mine = list_controls(st.container(), in_columns=True)
     # A new account's band is not judged yet (metrics.health.too_early_to_score).
     view = lst.assign(band=lst["band"].where(~lst["too_early"], TOO_EARLY))
     if lifecycle:
@@ -114,10 +124,10 @@ def show_list() -> None:
         },
         download_df=view.drop(columns=["account_id"]),
     )
-    follow_click("open_account", shown["link"], keep_page=True)
+    follow_click("open_account", shown["link"], same_page=True)
     rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
     if rows:
-        open_account(shown.iloc[rows[0]]["external_id"], keep_page=True)
+        open_account(shown.iloc[rows[0]]["external_id"], same_page=True)
     early = int(view["too_early"].sum())
     reading(
         f"{int(view['at_risk'].sum()):,} of these accounts are at risk or critical; "
@@ -400,5 +410,6 @@ if ext:
     else:
         with cache.timed("account"):
             show_account(acc_id)
+        list_controls(st.sidebar.expander("Accounts list: search and filters"), in_columns=False)
 else:
     show_list()

@@ -7,16 +7,14 @@ from __future__ import annotations
 import streamlit as st
 
 from components import cache, charts, context
-from components.links import account_column, follow_click
+from components.links import ATTENTION_WIDTHS, account_column, follow_click
 from components.safe import md
 from components.ui import empty, kpi_tile, reading, table
 from metrics.health import TOO_EARLY
 from services.analytics import portfolio
 
 ATTENTION_ROWS = 300
-# Pixel widths of the attention table's first columns: together they fit the main area at
-# 1400 px with the sidebar open (about 940 px), and "Why" holds the longest reason.
-WIDTHS = {"link": 150, "health": 60, "reason": 395, "intervention": 150, "days_overdue": 95, "triggers": 65}
+WIDTHS = ATTENTION_WIDTHS
 
 src = cache.facts()
 flt = context.filters()

@@ -4,7 +4,9 @@ date being reviewed, *Back* returns to the same view, and the URL can be shared.
 
 A LinkColumn cannot do this (the grid opens every link in a new tab, and the first click
 only selects the cell), so the account column is a button column: the click reruns the
-page, which switches to the Accounts page with the view's parameters.
+page, which switches to the Accounts page in the same session. The sidebar's widgets are
+bound to the URL and live in the router, so they keep their values on the next page and put
+them back into its URL (switch_page may not set a bound parameter itself).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from components.filters import MULTI
 from services.analytics import today
 
 ACCOUNTS_PAGE = "app_pages/accounts.py"
-# The parameters every filtered page shares (the sidebar's widgets, components/filters.py).
-GLOBAL = ("as_of", "start", *(key for key, _ in MULTI))
+# Pixel widths of the first columns of Portfolio's attention table (account, health, why,
+# intervention, days overdue, triggers): together they fit the main area at 1400 px with the
+# sidebar open (about 940 px), and "Why" holds the longest reason (tests/e2e checks both).
+ATTENTION_WIDTHS = {"link": 150, "health": 60, "reason": 395, "intervention": 150, "days_overdue": 95, "triggers": 65}
+
 
 
 def view_params() -> dict[str, str | list[str]]:
@@ -40,11 +45,6 @@ def view_params() -> dict[str, str | list[str]]:
     return out
 
 
-def page_params(exclude: tuple[str, ...] = ("account",)) -> dict[str, list[str]]:
-    """This page's own query parameters (its bound widgets), to come back to the same view."""
-    return {k: st.query_params.get_all(k) for k in st.query_params if k not in exclude and k not in GLOBAL}
-
-
 def account_column(key: str, label: str = "Account", width: int | str | None = None) -> Any:
     """The account (its id or name) as a one-click button that opens it in the same tab."""
     return st.column_config.ButtonColumn(
@@ -58,15 +58,17 @@ def account_column(key: str, label: str = "Account", width: int | str | None = N
     )
 
 
-def open_account(external_id: str, *, keep_page: bool = False) -> None:
-    """Switch to the account's page, keeping the view (and this page's own parameters when
-    the account opens on the same page, so "All accounts" returns to the same list)."""
-    params: dict[str, str | list[str]] = {**(page_params() if keep_page else {}), **view_params()}
-    params["account"] = str(external_id)
-    st.switch_page(ACCOUNTS_PAGE, query_params=params)
+def open_account(external_id: str, *, same_page: bool = False) -> None:
+    """Switch to the account's page in this tab; the filters and As of stay (see above).
+    From the Accounts list itself, only the account is added to the URL, which keeps every
+    other parameter (the list's own search and filters too, for "All accounts" and Back)."""
+    if same_page:
+        st.query_params["account"] = str(external_id)
+        st.rerun()
+    st.switch_page(ACCOUNTS_PAGE, query_params={"account": str(external_id)})
 
 
-def follow_click(key: str, ids: pd.Series, *, labels: pd.Series | None = None, keep_page: bool = False) -> None:
+def follow_click(key: str, ids: pd.Series, *, labels: pd.Series | None = None, same_page: bool = False) -> None:
     """Call after drawing the table: open the account whose button was clicked (the click
     is in session state only during the rerun it triggered). `ids`: the external id of
     each row; `labels`: the buttons' labels when they are not the ids (e.g. names)."""
@@ -82,4 +84,4 @@ def follow_click(key: str, ids: pd.Series, *, labels: pd.Series | None = None, k
         if not len(hits):
             return
         row = int(hits[0])
-    open_account(ids.iloc[row], keep_page=keep_page)
+    open_account(ids.iloc[row], same_page=same_page)
