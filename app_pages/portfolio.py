@@ -11,7 +11,7 @@ from components.links import ATTENTION_WIDTHS, account_column, follow_click
 from components.safe import md
 from components.ui import empty, kpi_tile, reading, table
 from metrics.health import TOO_EARLY
-from services.analytics import portfolio
+from services.analytics import TTFV_POPULATION, portfolio
 
 ATTENTION_ROWS = 300
 WIDTHS = ATTENTION_WIDTHS
@@ -134,6 +134,11 @@ else:
     )
 
 st.subheader("Breakdowns")
+st.caption(
+    f"Accounts, onboarding, health and at risk: the accounts started by {as_of:%d %b %Y}. Completion on time: "
+    f"onboarding deadlines in the last 180 days. Median time to first value: {TTFV_POPULATION}, so it differs from "
+    "the Time to value tab on Cohorts, which counts every account started."
+)
 tab_seg, tab_csm = st.tabs(["By segment", "By CSM"])
 pct = {"format": "%.0f %%"}
 with tab_seg:
@@ -152,7 +157,9 @@ with tab_seg:
                 "Completion on time", **pct, help="Recent onboarding deadlines met (denominator next column)"
             ),
             "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
-            "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
+            "ttfv_median_days": st.column_config.NumberColumn(
+                "Median TTFV, last 12 months (KM)", format="%.0f d", help=f"Kaplan-Meier median, {TTFV_POPULATION}"
+            ),
             "ttfv_target_days": st.column_config.NumberColumn("TTFV target", format="%.0f d"),
             "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
             "at_risk": "At risk",
@@ -162,9 +169,9 @@ with tab_seg:
     )
     late = p.by_segment[p.by_segment["ttfv_median_days"] > p.by_segment["ttfv_target_days"]]
     reading(
-        ("Median time to first value is over target in " + md(", ".join(late["segment"])) + ".")
+        ("Median time to first value is over target in " + md(", ".join(late["segment"])) + f" ({TTFV_POPULATION}).")
         if len(late)
-        else "Every segment reaches first value within its target (median, Kaplan-Meier)."
+        else f"Every segment reaches first value within its target (median, Kaplan-Meier, {TTFV_POPULATION})."
     )
 with tab_csm:
     csm = p.by_csm.copy()
@@ -180,7 +187,9 @@ with tab_csm:
             "onboarding": "Onboarding",
             "completion_rate": st.column_config.NumberColumn("Completion on time", **pct),
             "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
-            "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
+            "ttfv_median_days": st.column_config.NumberColumn(
+                "Median TTFV, last 12 months (KM)", format="%.0f d", help=f"Kaplan-Meier median, {TTFV_POPULATION}"
+            ),
             "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
             "at_risk": "At risk",
             "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),

@@ -841,6 +841,9 @@ class Kpi:
     low: float = math.nan
     high: float = math.nan
     help: str = ""
+    # Which accounts the figure counts, said on the tile (figures with different populations
+    # must not look comparable: the Time to value tab counts every account started).
+    population: str = ""
 
     @property
     def delta(self) -> float:
@@ -881,6 +884,10 @@ def _completion(src: Facts, a: pd.DataFrame, as_of: date, window_days: int) -> t
     done = a["account_id"].map(src.completed(COMPLETION_MILESTONE))
     ok = by_day(a["contract_start"], done, target)
     return int((in_window & ok).sum()), int(in_window.sum())
+
+
+# Portfolio's time to first value (tile, breakdowns, summary) counts recent accounts only.
+TTFV_POPULATION = "accounts started in the last 12 months"
 
 
 def _ttfv_median(src: Facts, a: pd.DataFrame, as_of: date) -> tuple[float, float, float]:
@@ -927,6 +934,7 @@ def kpis(
             "",
             "accounts",
             help="Accounts that have started and not yet concluded onboarding (churned excluded).",
+            population="accounts started by the as-of date",
         ),
         Kpi(
             "completion",
@@ -940,6 +948,7 @@ def kpis(
             c_now[2][1],
             c_now[2][2],
             help=f"Of the accounts whose onboarding deadline (segment target) fell in the last {completion_window_days} days, the share that had concluded onboarding by the end of that day.",
+            population=f"onboarding deadlines in the last {completion_window_days} days",
         ),
         Kpi(
             "ttfv",
@@ -951,6 +960,7 @@ def kpis(
             low=t_now[1],
             high=t_now[2],
             help="Kaplan-Meier median from contract start to first value, accounts started in the last 12 months; those not there yet are censored, not dropped.",
+            population=TTFV_POPULATION,
         ),
         Kpi(
             "at_risk",
@@ -965,6 +975,7 @@ def kpis(
             r_now[2][2],
             help="Live accounts whose health is At Risk (40-59) or Critical (0-39); accounts too early to score "
             "(their first days) count as live, never as at risk.",
+            population="live accounts",
         ),
     ]
 
@@ -1128,6 +1139,7 @@ def summarise(p: Portfolio) -> list[str]:
         )
         if seg["gap"] > 0:
             out.append(
-                f"{seg['segment']} reaches first value in {seg['ttfv_median_days']:.0f} days, {seg['gap']:.0f} over its {seg['ttfv_target_days']:.0f}-day target."
+                f"{seg['segment']} reaches first value in {seg['ttfv_median_days']:.0f} days (median, {TTFV_POPULATION}), "
+                f"{seg['gap']:.0f} over its {seg['ttfv_target_days']:.0f}-day target."
             )
     return out
