@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context
-from components.links import account_column, follow_click, view_params
+from components.links import account_column, follow_click
 from components.safe import md
 from components.ui import empty, reading, table
 from services.analytics import funnel_report
@@ -350,7 +350,7 @@ if len(sel):
             "app_pages/accounts.py",
             label="Open account",
             icon=":material/open_in_new:",
-            query_params={**view_params(), "account": target},
+            query_params={"account": target},
         )
 else:
     empty("No account in this group.", "Pick another step or group.")

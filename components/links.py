@@ -11,38 +11,16 @@ them back into its URL (switch_page may not set a bound parameter itself).
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import pandas as pd
 import streamlit as st
-
-from components.filters import MULTI
-from services.analytics import today
 
 ACCOUNTS_PAGE = "app_pages/accounts.py"
 # Pixel widths of the first columns of Portfolio's attention table (account, health, why,
 # intervention, days overdue, triggers): together they fit the main area at 1400 px with the
 # sidebar open (about 940 px), and "Why" holds the longest reason (tests/e2e checks both).
 ATTENTION_WIDTHS = {"link": 150, "health": 60, "reason": 395, "intervention": 150, "days_overdue": 95, "triggers": 65}
-
-
-
-def view_params() -> dict[str, str | list[str]]:
-    """The sidebar's filters and As of as query parameters (defaults left out, as the
-    widgets bound to the URL leave them out)."""
-    ss = st.session_state
-    out: dict[str, str | list[str]] = {}
-    as_of = ss.get("as_of")
-    if isinstance(as_of, date) and as_of != today():
-        out["as_of"] = as_of.isoformat()
-    for key, _ in MULTI:
-        if vals := list(ss.get(key) or []):
-            out[key] = [str(v) for v in vals]
-    rng = ss.get("start") or ()
-    if isinstance(rng, list | tuple) and rng:
-        out["start"] = [d.isoformat() for d in rng if isinstance(d, date)]
-    return out
 
 
 def account_column(key: str, label: str = "Account", width: int | str | None = None) -> Any:
