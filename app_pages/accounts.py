@@ -37,7 +37,9 @@ def list_controls(where, *, in_columns: bool) -> tuple:
     folded away in the sidebar: a widget not drawn loses its URL parameter, which would add
     a history entry, so Back from an account would not return to the list in one step."""
     with where:
-        c1, c0, c2, c3, c4 = st.columns([3, 2, 2, 1, 1]) if in_columns else [where] * 5
+        # Two rows in the main area, so the toggles' labels are not cut at 1400 px.
+        c1, c0, c2 = st.columns([3, 2, 2]) if in_columns else [where] * 3
+        c3, c4, _ = st.columns([1, 1, 3]) if in_columns else [where] * 3
     q = c1.text_input("Search name or id", key="q", bind="query-params", placeholder="e.g. Harbor or ACC-00042")
     lifecycle = c0.multiselect(
         "Lifecycle status",
