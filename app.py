@@ -95,7 +95,15 @@ if not has_data and not user.is_admin:
 pages = {
     "Analytics": [
         st.Page(
-            "app_pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", url_path="portfolio", default=True
+            "app_pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", url_path="home", default=True
+        ),
+        # The home page answers on its own path too (/portfolio), e.g. a link copied from the menu.
+        st.Page(
+            "app_pages/portfolio.py",
+            title="Portfolio",
+            icon=":material/dashboard:",
+            url_path="portfolio",
+            visibility="hidden",
         ),
         st.Page("app_pages/funnel.py", title="Funnel", icon=":material/filter_alt:", url_path="funnel"),
         st.Page("app_pages/cohorts.py", title="Cohorts", icon=":material/stacked_line_chart:", url_path="cohorts"),

@@ -348,6 +348,9 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "status",
                 "total",
                 "band",
+                # New accounts are too early to score (metrics.health.too_early_to_score), as on the pages.
+                "too_early",
+                "at_risk",
                 "milestone",
                 "adoption",
                 "engagement",

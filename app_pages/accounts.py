@@ -9,14 +9,16 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context, measured
+from components.links import account_column, follow_click, open_account
 from components.safe import md
-from components.ui import account_header, account_link, currency, empty, fmt_money, fmt_num, page_of, reading, table
+from components.ui import account_header, currency, empty, fmt_money, fmt_num, page_of, reading, table
 from db.models import INTERVENTION_TYPES
 from metrics.days import by_date, end_of
 from metrics.health import BANDS as BAND_NAMES
+from metrics.health import TOO_EARLY
 from services.access import PermissionDenied
 from services.accounts import METRIC_LABELS, account_list, account_view, find_account, history_changes
-from services.analytics import today
+from services.analytics import LIVE_STATUSES, today
 from services.interventions import delete_intervention, list_interventions, update_intervention
 from services.measured import account_disagreements
 from services.plans import ValidationFailed, add_intervention, in_session
@@ -27,6 +29,33 @@ as_of = context.as_of()
 user = context.user()
 
 ext = st.query_params.get("account")
+STATUSES = ["onboarding", "active", "churned"]
+
+
+def list_controls(where, *, in_columns: bool) -> tuple:
+    """The list's search and filters (bound to the URL). The account view draws them too,
+    folded away in the sidebar: a widget not drawn loses its URL parameter, which would add
+    a history entry, so Back from an account would not return to the list in one step."""
+    with where:
+        # Two rows in the main area, so the toggles' labels are not cut at 1400 px.
+        c1, c0, c2 = st.columns([3, 2, 2]) if in_columns else [where] * 3
+        c3, c4, _ = st.columns([1, 1, 3]) if in_columns else [where] * 3
+    q = c1.text_input("Search name or id", key="q", bind="query-params", placeholder="e.g. Harbor or ACC-00042")
+    lifecycle = c0.multiselect(
+        "Lifecycle status",
+        STATUSES,
+        default=list(LIVE_STATUSES),
+        key="lifecycle",
+        bind="query-params",
+        placeholder="All statuses",
+        help="Live accounts (onboarding or active) by default, the set Portfolio counts; add churned to see them too.",
+    )
+    bands = c2.multiselect("Band", [*BAND_NAMES, TOO_EARLY], key="band", bind="query-params", placeholder="All bands")
+    overdue = c3.toggle("Overdue milestones", key="overdue", bind="query-params")
+    trig = c4.toggle("With triggers", key="triggered", bind="query-params")
+    with where:
+        mine = user.role == "csm" and st.toggle("Only my accounts", value=True, key="mine")
+    return q, lifecycle, bands, overdue, trig, mine
 
 
 def show_list() -> None:
@@ -36,13 +65,11 @@ def show_list() -> None:
     if lst.empty:
         empty("No accounts match these filters.", "Clear the sidebar filters, or import accounts on the Data page.")
         return
-    c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
-    q = c1.text_input("Search name or id", key="q", bind="query-params", placeholder="e.g. Harbor or ACC-00042")
-    bands = c2.multiselect("Band", BAND_NAMES, key="band", bind="query-params", placeholder="All bands")
-    overdue = c3.toggle("Overdue milestones", key="overdue", bind="query-params")
-    trig = c4.toggle("With triggers", key="triggered", bind="query-params")
-    mine = user.role == "csm" and st.toggle("Only my accounts", value=True, key="mine")
-    view = lst
+    q, lifecycle, bands, overdue, trig, mine = list_controls(st.container(), in_columns=True)
+    # A new account's band is not judged yet (metrics.health.too_early_to_score).
+    view = lst.assign(band=lst["band"].where(~lst["too_early"], TOO_EARLY))
+    if lifecycle:
+        view = view[view["status"].isin(lifecycle)]
     if q:
         ql = q.strip().lower()
         view = view[
@@ -57,10 +84,11 @@ def show_list() -> None:
         view = view[view["triggers"] > 0]
     if mine:
         view = view[view["csm_email"] == user.email]
-    st.caption(f"{len(view):,} of {len(lst):,} accounts · as of {as_of:%d %b %Y} · {md(flt.describe())}")
+    which = "live accounts" if sorted(lifecycle) == sorted(LIVE_STATUSES) else ", ".join(lifecycle) or "every status"
+    st.caption(f"{len(view):,} of {len(lst):,} accounts · {which} · as of {as_of:%d %b %Y} · {md(flt.describe())}")
     # 100 rows a page: the browser draws one page; the download has them all.
     page = page_of(view, key="account_table")
-    shown = page.assign(link=page["external_id"].map(account_link))
+    shown = page.assign(link=page["external_id"])
     event = table(
         shown[
             [
@@ -84,7 +112,7 @@ def show_list() -> None:
         height=520,
         selectable=True,
         column_config={
-            "link": st.column_config.LinkColumn("Account", display_text=r"account=(.*)$"),
+            "link": account_column("open_account"),
             "name": "Name",
             "segment": "Segment",
             "csm_name": "CSM",
@@ -100,13 +128,16 @@ def show_list() -> None:
         },
         download_df=view.drop(columns=["account_id"]),
     )
+    follow_click("open_account", shown["link"], same_page=True)
     rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
     if rows:
-        st.query_params["account"] = shown.iloc[rows[0]]["external_id"]
-        st.rerun()
+        open_account(shown.iloc[rows[0]]["external_id"], same_page=True)
+    early = int(view["too_early"].sum())
     reading(
-        f"{int((view['band'].isin(['At Risk', 'Critical'])).sum()):,} of these accounts are at risk or critical; "
-        f"{int((view['overdue_milestones'] > 0).sum()):,} have an overdue milestone. Click a row or an id to open the account."
+        f"{int(view['at_risk'].sum()):,} of these accounts are at risk or critical; "
+        f"{int((view['overdue_milestones'] > 0).sum()):,} have an overdue milestone"
+        + (f"; {early:,} are too early to score" if early else "")
+        + ". Click an id (or select a row) to open the account."
     )
 
 
@@ -174,12 +205,20 @@ def show_account(account_id: int) -> None:
     h = v.health
     if h:
         m[3].metric("Health", f"{h['total']:.0f} / 100")
-        m[4].metric("Band", h["band"])
+        m[4].metric("Band", TOO_EARLY if h.get("too_early") else h["band"])
 
     st.subheader("Health breakdown")
     if not h:
         empty("The contract starts after the as-of date.", "Pick a later as-of date.")
     else:
+        if h.get("too_early"):
+            st.info(
+                f"Too early to score: a new account (its first {h['new_account_days']} days) has little due and no "
+                "history, so its band is not judged and it counts as live, never as at risk. It reaches the attention "
+                "list only through a trigger for new accounts (e.g. the kickoff overdue). The points below are what "
+                "is measured so far.",
+                icon=":material/hourglass_top:",
+            )
         comp = pd.DataFrame(h["components"])
         # Each bar against its own component's maximum: 20 of 20 is a full bar.
         comp["of_max"] = (100 * comp["points"] / comp["max"].where(comp["max"] > 0)).fillna(0)
@@ -417,5 +456,6 @@ if ext:
     else:
         with cache.timed("account"):
             show_account(acc_id)
+        list_controls(st.sidebar.expander("Accounts list: search and filters"), in_columns=False)
 else:
     show_list()

@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context
+from components.links import account_column, follow_click
 from components.safe import md
-from components.ui import account_link, blank_column, blank_missing, empty, page_of, reading, table
+from components.ui import blank_column, blank_missing, empty, page_of, reading, table
 from metrics import funnel as fn
 from services.analytics import funnel_report
 
@@ -341,7 +342,7 @@ st.caption(f"{len(sel):,} accounts")
 if len(sel):
     # 100 rows a page: the browser draws one page; the download has them all.
     page = page_of(sel, key="drill_table")
-    sv = page.assign(link=page["external_id"].map(account_link))
+    sv = page.assign(link=page["external_id"])
     tcols = (
         ["link", "name", "owner", "furthest", "status"]
         + [f"t{k}" for k in range(len(steps))]
@@ -353,7 +354,7 @@ if len(sel):
         filename=f"funnel-step{pick}-{who.replace(' ', '-')}",
         height=320,
         column_config={
-            "link": st.column_config.LinkColumn("Account", display_text=r"account=(.*)$"),
+            "link": account_column("open_drill"),
             "name": "Name",
             "owner": "Owner",
             "furthest": st.column_config.NumberColumn("Furthest step", format="%d"),
@@ -363,6 +364,7 @@ if len(sel):
         },
         download_df=sel.drop(columns=["account_id"]),
     )
+    follow_click("open_drill", sv["link"])
     o1, o2 = st.columns([3, 1])
     names = dict(zip(sel["external_id"], sel["name"], strict=True))
     with o1:

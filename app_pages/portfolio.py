@@ -7,9 +7,13 @@ from __future__ import annotations
 import streamlit as st
 
 from components import cache, charts, context, measured
+from components.links import ATTENTION_WIDTHS, account_column, follow_click
 from components.safe import md
-from components.ui import account_link, empty, kpi_tile, page_of, reading, table
-from services.analytics import portfolio
+from components.ui import empty, kpi_tile, page_of, reading, table
+from metrics.health import TOO_EARLY
+from services.analytics import TTFV_POPULATION, portfolio
+
+WIDTHS = ATTENTION_WIDTHS
 
 src = cache.facts()
 flt = context.filters()
@@ -43,9 +47,16 @@ left, right = st.columns([2, 3])
 with left:
     st.plotly_chart(charts.bands_chart(p.bands), key="bands_chart")
     live = int(p.bands["accounts"].sum())
-    top = p.bands.sort_values("accounts", ascending=False).iloc[0]
+    scored = p.bands[p.bands["band"] != TOO_EARLY]
+    early = live - int(scored["accounts"].sum())
+    top = scored.sort_values("accounts", ascending=False).iloc[0]
     reading(
         f"Of {live:,} live accounts, the largest group is {top['band']} ({top['accounts']:,}, {top['accounts'] / max(live, 1):.0%})."
+        + (
+            f" {early:,} {'is' if early == 1 else 'are'} too early to score (in their first {p.new_account_days} days)."
+            if early
+            else ""
+        )
     )
 with right:
     if len(p.trend) > 1:
@@ -62,39 +73,71 @@ with right:
         )
 
 st.subheader(f"Accounts needing attention ({len(p.at_risk):,})")
-st.caption("At Risk or Critical health, or a risk trigger firing; lowest health first.")
+st.caption(
+    "At Risk or Critical health, or a risk trigger firing; lowest health first. Accounts too early to score are "
+    "listed only for a trigger for new accounts. Click an account to open it here, as of the same date."
+)
 if p.at_risk.empty:
     st.success("No account is at risk and no risk trigger fired.", icon=":material/check_circle:")
 else:
     # 100 rows a page: the browser draws one page; the download has them all.
     shown = page_of(p.at_risk, key="at_risk")
-    view = shown.assign(link=shown["external_id"].map(account_link))
-    view = view[["link", "name", "segment", "owner", "health", "band", "reason", "days_overdue", "triggers", "action"]]
+    # What the review reads first fits at 1400 px (WIDTHS): the account (its name opens it),
+    # health, why, what to do, how late, how many triggers; then id, owner, band, segment.
+    view = shown.assign(link=shown["name"])
+    view = view[
+        [
+            "link",
+            "health",
+            "reason",
+            "intervention",
+            "days_overdue",
+            "triggers",
+            "external_id",
+            "owner",
+            "band",
+            "segment",
+        ]
+    ]
     table(
         view,
         key="at_risk",
         filename=f"at-risk-{as_of}",
         height=400,
         column_config={
-            "link": st.column_config.LinkColumn("Account", display_text=r"account=(.*)$", help="Open the account"),
-            "name": st.column_config.TextColumn("Name"),
+            "link": account_column("open_at_risk", width=WIDTHS["link"]),
+            "external_id": "Id",
             "segment": "Segment",
             "band": "Band",
             "owner": st.column_config.TextColumn("Owner (CSM)"),
-            "health": st.column_config.ProgressColumn("Health", min_value=0, max_value=100, format="%.0f"),
-            "reason": st.column_config.TextColumn("Why", width="large"),
-            "days_overdue": st.column_config.NumberColumn("Days overdue", format="%d"),
-            "triggers": st.column_config.NumberColumn("Triggers", format="%d"),
-            "action": st.column_config.TextColumn("Recommended intervention", width="large"),
+            "health": st.column_config.ProgressColumn(
+                "Health", min_value=0, max_value=100, format="%.0f", width=WIDTHS["health"]
+            ),
+            "reason": st.column_config.TextColumn("Why", width=WIDTHS["reason"]),
+            "intervention": st.column_config.TextColumn(
+                "Intervention",
+                width=WIDTHS["intervention"],
+                help="The recommended intervention (the seed's protocol); the download has its full description",
+            ),
+            "days_overdue": st.column_config.NumberColumn("Days overdue", format="%d", width=WIDTHS["days_overdue"]),
+            "triggers": st.column_config.NumberColumn(
+                "Triggers", format="%d", width=WIDTHS["triggers"], help="Risk triggers firing"
+            ),
         },
         download_df=p.at_risk,
     )
+    follow_click("open_at_risk", shown["external_id"], labels=view["link"])
     new = int(p.triggers["new"].sum()) if "new" in p.triggers else 0
     reading(
         f"{len(p.triggers):,} risk triggers are firing on {p.triggers['account_id'].nunique():,} accounts; {new:,} fired since {p.previous:%d %b}."
     )
 
 st.subheader("Breakdowns")
+st.caption(
+    f"Accounts, onboarding, health and at risk: the accounts started by {as_of:%d %b %Y}. Completion on time: "
+    f"onboarding deadlines in the last 180 days. Median time to first value: {TTFV_POPULATION}, so it differs from "
+    "the Time to value tab on Cohorts, which counts every account started."
+)
 # Only the chosen tab's body runs (and is sent to the browser); the choice is in the URL.
 tab_seg, tab_csm = st.tabs(["By segment", "By CSM"], key="breakdown", bind="query-params")
 pct = {"format": "%.0f %%"}
@@ -115,7 +158,9 @@ with tab_seg:
                     "Completion on time", **pct, help="Recent onboarding deadlines met (denominator next column)"
                 ),
                 "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
-                "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
+                "ttfv_median_days": st.column_config.NumberColumn(
+                    "Median TTFV, last 12 months (KM)", format="%.0f d", help=f"Kaplan-Meier median, {TTFV_POPULATION}"
+                ),
                 "ttfv_target_days": st.column_config.NumberColumn("TTFV target", format="%.0f d"),
                 "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
                 "at_risk": "At risk",
@@ -125,9 +170,13 @@ with tab_seg:
         )
         late = p.by_segment[p.by_segment["ttfv_median_days"] > p.by_segment["ttfv_target_days"]]
         reading(
-            ("Median time to first value is over target in " + md(", ".join(late["segment"])) + ".")
+            (
+                "Median time to first value is over target in "
+                + md(", ".join(late["segment"]))
+                + f" ({TTFV_POPULATION})."
+            )
             if len(late)
-            else "Every segment reaches first value within its target (median, Kaplan-Meier)."
+            else f"Every segment reaches first value within its target (median, Kaplan-Meier, {TTFV_POPULATION})."
         )
 with tab_csm:
     if tab_csm.open:
@@ -144,7 +193,9 @@ with tab_csm:
                 "onboarding": "Onboarding",
                 "completion_rate": st.column_config.NumberColumn("Completion on time", **pct),
                 "completion_denominator": st.column_config.NumberColumn("of deadlines", format="%d"),
-                "ttfv_median_days": st.column_config.NumberColumn("Median TTFV (KM)", format="%.0f d"),
+                "ttfv_median_days": st.column_config.NumberColumn(
+                    "Median TTFV, last 12 months (KM)", format="%.0f d", help=f"Kaplan-Meier median, {TTFV_POPULATION}"
+                ),
                 "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
                 "at_risk": "At risk",
                 "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),

@@ -183,6 +183,17 @@ with t_health:
                 help="A milestone completed after its due day earns this share of its points (50 % = half)",
                 disabled=not admin,
             )
+            value["new_account_days"] = int(
+                st.number_input(
+                    "New accounts: too early to score for the first N days",
+                    0,
+                    90,
+                    int(hm.get("new_account_days", 14)),
+                    help="In their first N days accounts show 'Too early to score': they count as live, never as at risk, "
+                    "and reach the attention list only through a trigger for new accounts (e.g. kickoff overdue). 0 = off.",
+                    disabled=not admin,
+                )
+            )
             st.caption(f"Weights add up to {sum(weights.values())} (must be 100).")
             if st.form_submit_button("Save health model", type="primary", disabled=not admin):
                 try:

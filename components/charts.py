@@ -235,7 +235,8 @@ def bands_chart(bands: pd.DataFrame) -> go.Figure:
         go.Bar(
             x=bands["band"],
             y=bands["accounts"],
-            marker_color=[BAND_COLORS[b] for b in bands["band"]],
+            # Accounts too early to score have no band: grey.
+            marker_color=[BAND_COLORS.get(b, "#9e9e9e") for b in bands["band"]],
             text=bands["accounts"],
             textposition="outside",
             hovertemplate="%{x}: %{y} accounts<extra></extra>",
@@ -287,7 +288,8 @@ def churn_by_band_chart(bands: pd.DataFrame, title: str) -> go.Figure:
         go.Bar(
             x=bands["band"],
             y=y,
-            marker_color=[BAND_COLORS[b] for b in bands["band"]],
+            # Accounts too early to score have no band: grey.
+            marker_color=[BAND_COLORS.get(b, "#9e9e9e") for b in bands["band"]],
             error_y={
                 "type": "data",
                 "symmetric": False,

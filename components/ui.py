@@ -83,6 +83,8 @@ def kpi_tile(k: Kpi, *, key: str) -> None:
                 bits.append(f"95 % CI {fmt_num(k.low)}–{fmt_num(k.high)} days")
         if k.target:
             bits.append(f"target {k.target}")
+        if k.population:
+            bits.append(k.population)
         st.caption(" · ".join(bits) or "vs previous week")
 
 

@@ -84,6 +84,9 @@ DEFAULT_HEALTH_MODEL: dict[str, Any] = {
     "engagement_full_days": 10,
     # Milestones completed after their due date earn this share of their points.
     "late_credit": 0.5,
+    # The first N days after contract start an account is too early to score: it is kept
+    # off the at-risk count and the attention list unless a new-account trigger fires.
+    "new_account_days": 14,
 }
 
 DEFAULT_RISK_RULES: dict[str, Any] = {

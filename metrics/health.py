@@ -8,6 +8,9 @@ Engagement Quality 25: days with activity in the last 14; daily use (every worki
 Value Realization 20: value milestones reached and Value Realization checklist
 criteria met (half each when the checklist has such criteria).
 Bands (lower bounds): Excellent 80, On Track 60, At Risk 40, else Critical.
+New accounts (the first `new_account_days` days since contract start, default 14) are
+"too early to score": little is due and there is no history, so their band is not judged
+(too_early_to_score) and they count neither as at risk nor on the attention list.
 
 Input is one row per account with the facts as of that account's as-of date, so the
 same function scores today, any past date, or each account's day 30.
@@ -43,6 +46,7 @@ class HealthModel:
     engagement_window_days: int = 14
     engagement_full_days: float = 10
     late_credit: float = 0.5
+    new_account_days: int = 14
     version: int = 1
 
     @classmethod
@@ -55,6 +59,7 @@ class HealthModel:
             engagement_window_days=int(value.get("engagement_window_days", 14)),
             engagement_full_days=engagement_full_days(value),
             late_credit=float(value.get("late_credit", 0.5)),
+            new_account_days=int(value.get("new_account_days", 14)),
             version=version,
         )
 
@@ -83,6 +88,21 @@ def engagement_full_days(value: dict) -> float:
         return float(value["engagement_full_days"])
     window = int(value.get("engagement_window_days", 14))
     return float(round(float(value.get("engagement_full_share", 5 / 7)) * window, 6))
+
+
+TOO_EARLY = "Too early to score"
+AT_RISK_BANDS = ("At Risk", "Critical")
+
+
+def too_early_to_score(age_days: pd.Series, status: pd.Series, days: int) -> pd.Series:
+    """New accounts: live and within their first `days` days since contract start (day 0 on)."""
+    age = pd.to_numeric(age_days, errors="coerce")
+    return (age >= 0) & (age < days) & (status != "churned")
+
+
+def at_risk(band: pd.Series, status: pd.Series, too_early: pd.Series) -> pd.Series:
+    """Live accounts old enough to score whose band is At Risk or Critical."""
+    return band.isin(AT_RISK_BANDS) & (status != "churned") & ~too_early
 
 
 def band_of(total: pd.Series | np.ndarray | float, bands: dict) -> np.ndarray:

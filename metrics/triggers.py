@@ -30,6 +30,12 @@ RULE_LABELS = {
     "ttfv_overdue": "First value late",
 }
 
+# Rules that put an account still too early to score (metrics.health.too_early_to_score)
+# on the attention list: each checks something due by a day since contract start (a
+# milestone such as the kickoff, any activity, a champion, first value). A health drop
+# or low adoption judges a score and its history, which a new account does not have yet.
+NEW_ACCOUNT_RULES = frozenset({"milestone_overdue", "no_activity", "no_champion", "ttfv_overdue"})
+
 # The intervention protocol for each rule (and, for overdue milestones, by milestone).
 MILESTONE_ACTION = {
     "kickoff_complete": "executive sponsorship",

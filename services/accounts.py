@@ -303,6 +303,8 @@ def account_list(src: Facts, *, as_of: date, filters) -> pd.DataFrame:
             "status",
             "total",
             "band",
+            "too_early",
+            "at_risk",
             "contract_start",
         ]
     ].copy()

@@ -363,6 +363,15 @@ def _targets(src: Facts, key: str) -> dict[str, int]:
     return {}
 
 
+LIVE_STATUSES = ("onboarding", "active")
+
+
+def live_accounts(h: pd.DataFrame) -> pd.DataFrame:
+    """The live accounts of a health table: started by the as-of date and not churned (the
+    set Portfolio and the Accounts list count by default)."""
+    return h[h["status"].isin(LIVE_STATUSES)]
+
+
 def status_frame(src: Facts, accounts: pd.DataFrame, as_of: date) -> pd.Series:
     """Lifecycle status as of a date: churned, onboarding or active."""
     end = day_end(as_of)
@@ -415,15 +424,16 @@ def health_table(
 
 
 def _health_table(src: Facts, *, as_of: date, filters: Filters | None, model: hl.HealthModel) -> pd.DataFrame:
+    # An empty selection runs the same steps: its (empty) table has every column.
     a = _accounts(src, filters, as_of)
-    if a.empty:
-        return pd.DataFrame(columns=["account_id", "external_id", "name", "total", "band", "status"])
     res = hl.compute(health_facts(src, a, as_of=as_of, model=model), model)
     res = a[["account_id", "external_id", "name", "segment", "csm_name", "csm_email", "contract_start"]].merge(
         res, on="account_id"
     )
     res["status"] = status_frame(src, a, as_of).to_numpy()
     res["age_days"] = (day_end(as_of) - res["contract_start"]).dt.days
+    res["too_early"] = hl.too_early_to_score(res["age_days"], res["status"], model.new_account_days)
+    res["at_risk"] = hl.at_risk(res["band"], res["status"], res["too_early"])
     res["model_version"] = model.version
     return res
 
@@ -440,7 +450,11 @@ def explain_account(src: Facts, *, account_id: int, as_of: date) -> dict:
     ms = src.milestones()
     row = res.iloc[0].to_dict()
     row["overdue_keys"] = hl.overdue_keys(ms[ms["account_id"] == account_id], day_end(as_of))
-    return hl.explain(row, model, names)
+    out = hl.explain(row, model, names)
+    age = (day_end(as_of) - a["contract_start"]).dt.days
+    out["too_early"] = bool(hl.too_early_to_score(age, status_frame(src, a, as_of), model.new_account_days).iloc[0])
+    out["new_account_days"] = model.new_account_days
+    return out
 
 
 # ----------------------------------------------------------------------------- triggers
@@ -867,6 +881,9 @@ class Kpi:
     low: float = math.nan
     high: float = math.nan
     help: str = ""
+    # Which accounts the figure counts, said on the tile (figures with different populations
+    # must not look comparable: the Time to value tab counts every account started).
+    population: str = ""
 
     @property
     def delta(self) -> float:
@@ -886,6 +903,8 @@ class Portfolio:
     by_csm: pd.DataFrame
     trend: pd.DataFrame
     summary: list[str] = field(default_factory=list)
+    # Accounts in their first N days are too early to score (the health model's setting).
+    new_account_days: int = 14
 
 
 def _completion(src: Facts, a: pd.DataFrame, as_of: date, window_days: int) -> tuple[int, int]:
@@ -905,6 +924,10 @@ def _completion(src: Facts, a: pd.DataFrame, as_of: date, window_days: int) -> t
     done = a["account_id"].map(src.completed(COMPLETION_MILESTONE))
     ok = by_day(a["contract_start"], done, target)
     return int((in_window & ok).sum()), int(in_window.sum())
+
+
+# Portfolio's time to first value (tile, breakdowns, summary) counts recent accounts only.
+TTFV_POPULATION = "accounts started in the last 12 months"
 
 
 def _ttfv_median(src: Facts, a: pd.DataFrame, as_of: date) -> tuple[float, float, float]:
@@ -935,11 +958,11 @@ def kpis(
     for when in (as_of, prev):
         a = _accounts(src, filters, when)
         h = health_at(when)
-        live = h[h["status"] != "churned"]
+        live = live_accounts(h)
         onboarding = int((h["status"] == "onboarding").sum())
         k, n = _completion(src, a, when, completion_window_days)
         med = _ttfv_median(src, a, when)
-        risk = int(live["band"].isin(["At Risk", "Critical"]).sum())
+        risk = int(live["at_risk"].sum())
         out.setdefault("onboarding", []).append((onboarding, None, None))
         out.setdefault("completion", []).append((k, n, wilson(k, n)))
         out.setdefault("ttfv", []).append(med)
@@ -959,6 +982,7 @@ def kpis(
             "",
             "accounts",
             help="Accounts that have started and not yet concluded onboarding (churned excluded).",
+            population="accounts started by the as-of date",
         ),
         Kpi(
             "completion",
@@ -972,6 +996,7 @@ def kpis(
             c_now[2][1],
             c_now[2][2],
             help=f"Of the accounts whose onboarding deadline (segment target) fell in the last {completion_window_days} days, the share that had concluded onboarding by the end of that day.",
+            population=f"onboarding deadlines in the last {completion_window_days} days",
         ),
         Kpi(
             "ttfv",
@@ -983,6 +1008,7 @@ def kpis(
             low=t_now[1],
             high=t_now[2],
             help="Kaplan-Meier median from contract start to first value, accounts started in the last 12 months; those not there yet are censored, not dropped.",
+            population=TTFV_POPULATION,
         ),
         Kpi(
             "at_risk",
@@ -995,7 +1021,9 @@ def kpis(
             r_now[1],
             r_now[2][1],
             r_now[2][2],
-            help="Live accounts whose health is At Risk (40-59) or Critical (0-39).",
+            help="Live accounts whose health is At Risk (40-59) or Critical (0-39); accounts too early to score "
+            "(their first days) count as live, never as at risk.",
+            population="live accounts",
         ),
     ]
 
@@ -1006,12 +1034,13 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
     period, the trigger rules' look-back) is computed once per run and shared."""
     health_at = _health_once(src, filters)
     h = health_at(as_of)
-    live = h[h["status"] != "churned"]
+    live = live_accounts(h)
     k = kpis(src, as_of=as_of, filters=filters, period_days=period_days, health_at=health_at)
     bands = (
         live["band"]
+        .where(~live["too_early"], hl.TOO_EARLY)
         .value_counts()
-        .reindex(list(hl.BANDS))
+        .reindex([*hl.BANDS, hl.TOO_EARLY])
         .fillna(0)
         .astype(int)
         .rename_axis("band")
@@ -1020,22 +1049,24 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
     trig = trigger_table(src, as_of=as_of, filters=filters, health=h, health_at=health_at)
     trig["new"] = trig["firing_days"] < period_days
 
-    risky = live[live["band"].isin(["At Risk", "Critical"])][["account_id"]]
-    ids = pd.Index(trig["account_id"]).union(pd.Index(risky["account_id"]))
-    ordered = trig.sort_values(["days_overdue", "rule"], ascending=[False, True])
+    attention = attention_triggers(trig, h)
+    risky = h[h["at_risk"]][["account_id"]]
+    ids = pd.Index(attention["account_id"]).union(pd.Index(risky["account_id"]))
+    ordered = attention.sort_values(["days_overdue", "rule"], ascending=[False, True])
     agg = ordered.groupby("account_id").agg(
         reason=("reason", "first"),
+        intervention=("intervention", "first"),
         action=("action", "first"),
         days_overdue=("days_overdue", "max"),
         triggers=("rule", "size"),
     )
-    more = agg["triggers"] > 1
-    agg.loc[more, "reason"] = agg.loc[more, "reason"] + " (+" + (agg.loc[more, "triggers"] - 1).astype(str) + " more)"
     at_risk = h[h["account_id"].isin(ids)][
-        ["account_id", "external_id", "name", "segment", "csm_name", "total", "band", "status"]
+        ["account_id", "external_id", "name", "segment", "csm_name", "total", "band", "status", "too_early"]
     ].merge(agg, left_on="account_id", right_index=True, how="left")
     at_risk["reason"] = at_risk["reason"].fillna("health " + at_risk["band"].str.lower())
     at_risk["triggers"] = at_risk["triggers"].fillna(0).astype(int)
+    # Listed for its health alone: the intervention for a low score.
+    at_risk["intervention"] = at_risk["intervention"].fillna("")
     at_risk = at_risk.sort_values(["total", "triggers"], ascending=[True, False]).rename(
         columns={"csm_name": "owner", "total": "health"}
     )
@@ -1045,7 +1076,16 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
     trend = health_trend(src, as_of=as_of, filters=filters, current=h)
     p = Portfolio(as_of, as_of - timedelta(days=period_days), k, h, bands, at_risk, trig, by_segment, by_csm, trend)
     p.summary = summarise(p)
+    p.new_account_days = health_model(src).new_account_days
     return p
+
+
+def attention_triggers(trig: pd.DataFrame, h: pd.DataFrame) -> pd.DataFrame:
+    """The fired triggers that put an account on the attention list: all of them, except
+    that an account too early to score is listed only for a rule that applies to new
+    accounts (metrics.triggers.NEW_ACCOUNT_RULES: e.g. no kickoff by its due day)."""
+    early = h.loc[h["too_early"], "account_id"]
+    return trig[~trig["account_id"].isin(early) | trig["rule"].isin(tr.NEW_ACCOUNT_RULES)]
 
 
 def breakdown(src: Facts, h: pd.DataFrame, col: str, *, as_of: date, filters: Filters | None) -> pd.DataFrame:
@@ -1055,12 +1095,12 @@ def breakdown(src: Facts, h: pd.DataFrame, col: str, *, as_of: date, filters: Fi
     fv_t = _targets(src, FIRST_VALUE_MILESTONE)
     for g, part in a.groupby(col if col in a else "segment", sort=True):
         hp = h[h["account_id"].isin(part["account_id"])]
-        live = hp[hp["status"] != "churned"]
+        live = live_accounts(hp)
         k, n = _completion(src, part, as_of, 180)
         recent = part[part["contract_start"] >= pd.Timestamp(as_of) - pd.Timedelta(days=365)]
         d = ttv.durations(recent, src.completed(FIRST_VALUE_MILESTONE), src.churn_dates(), day_end(as_of))
         med = ttv.km_median(d["days"].to_numpy(), d["reached"].to_numpy())
-        risk = int(live["band"].isin(["At Risk", "Critical"]).sum())
+        risk = int(live["at_risk"].sum())
         row = {
             col: g,
             "accounts": len(part),
@@ -1149,6 +1189,7 @@ def summarise(p: Portfolio) -> list[str]:
         )
         if seg["gap"] > 0:
             out.append(
-                f"{seg['segment']} reaches first value in {seg['ttfv_median_days']:.0f} days, {seg['gap']:.0f} over its {seg['ttfv_target_days']:.0f}-day target."
+                f"{seg['segment']} reaches first value in {seg['ttfv_median_days']:.0f} days (median, {TTFV_POPULATION}), "
+                f"{seg['gap']:.0f} over its {seg['ttfv_target_days']:.0f}-day target."
             )
     return out

@@ -78,6 +78,9 @@ def validate_health_model(value: dict) -> list[CellProblem]:
         x = value.get(k)
         if not isinstance(x, int) or not 1 <= x <= 90:
             problems.append(CellProblem("model", k, x, "must be a whole number of days from 1 to 90"))
+    x = value.get("new_account_days", 14)
+    if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x <= 90:
+        problems.append(CellProblem("model", "new_account_days", x, "must be a whole number of days from 0 to 90"))
     if "engagement_full_days" in value:
         x, window = value["engagement_full_days"], value.get("engagement_window_days")
         top = window if isinstance(window, int) and 1 <= window <= 90 else 90

@@ -27,6 +27,8 @@ HEALTH_COLS = [
     "status",
     "total",
     "band",
+    "too_early",
+    "at_risk",
     "milestone",
     "adoption",
     "engagement",

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from db.models import Intervention
 from db.session import session_scope
 from services.accounts import account_list
-from services.analytics import Facts, Filters, explain_account, today, trigger_table
+from services.analytics import Facts, Filters, explain_account, kpis, today, trigger_table
 from tests.conftest import AS_OF
 from tests.pages import button, metrics, open_page, table_with, texts, unescape
 from tests.services import ALEX, PRIYA, external_id, owned_accounts
@@ -29,7 +29,8 @@ def priya_account_with_triggers(demo_db: str) -> int:
 
 def test_list_shows_every_account_with_its_health(demo_db: str, use_db) -> None:
     use_db(demo_db)
-    at = open_page("accounts", query=QUERY)
+    # Every lifecycle status (an empty status filter in the URL): all 160 accounts.
+    at = open_page("accounts", query={**QUERY, "lifecycle": ""})
     assert texts(at.title) == ["Accounts"]
     expected = account_list(Facts(demo_db), as_of=AS_OF, filters=Filters())
     assert f"{len(expected):,} of {len(expected):,} accounts" in " ".join(texts(at.caption))
@@ -45,18 +46,44 @@ def test_list_shows_every_account_with_its_health(demo_db: str, use_db) -> None:
     second = table_with(at, "link", "name", "csm_name", "total", "band", "triggers")
     assert len(second) == 60
     t = pd.concat([first, second], ignore_index=True)
-    assert t["link"].tolist() == [f"/accounts?account={e}" for e in expected["external_id"]]
+    assert t["link"].tolist() == expected["external_id"].tolist()
     assert t["total"].round(6).tolist() == expected["total"].round(6).tolist()
-    assert t["band"].tolist() == expected["band"].tolist()
+    # A new account's band reads "Too early to score" (not judged yet).
+    assert t["band"].tolist() == expected["band"].where(~expected["too_early"], "Too early to score").tolist()
+    assert expected["too_early"].any()
     assert t["triggers"].tolist() == expected["triggers"].tolist()
     assert t["total"].is_monotonic_increasing, "weakest first"
+
+
+def test_list_defaults_to_live_accounts_and_counts_what_portfolio_counts(demo_db: str, use_db) -> None:
+    """The list opens on live accounts (not churned), the set Portfolio counts: the same
+    number of accounts and the same number at risk or critical."""
+    use_db(demo_db)
+    at = open_page("accounts", query=QUERY)
+    assert at.multiselect(key="lifecycle").value == ["onboarding", "active"]
+    every = account_list(Facts(demo_db), as_of=AS_OF, filters=Filters())
+    t = table_with(at, "link", "status", "band")
+    assert set(t["status"]) == {"onboarding", "active"}
+    assert (every["status"] == "churned").any(), "the demo has churned accounts to leave out"
+    risk = next(k for k in kpis(Facts(demo_db), as_of=AS_OF, filters=Filters()) if k.key == "at_risk")
+    assert len(t) == risk.denominator
+    captions = " ".join(texts(at.caption))
+    assert f"{risk.denominator:,} of {len(every):,} accounts · live accounts" in captions
+    assert f"{risk.numerator:,} of these accounts are at risk or critical" in captions
+    portfolio_page = open_page("portfolio", query=QUERY)
+    assert f"{risk.numerator:,} of {risk.denominator:,} live accounts" in " ".join(
+        texts(portfolio_page.markdown) + texts(portfolio_page.caption)
+    )
+    # Churned accounts are one choice away.
+    at.multiselect(key="lifecycle").select("churned").run()
+    assert len(table_with(at, "link", "status")) == len(every)
 
 
 def test_list_search_and_band_from_the_url(demo_db: str, use_db) -> None:
     use_db(demo_db)
     at = open_page("accounts", query={**QUERY, "band": "Critical"})
     expected = account_list(Facts(demo_db), as_of=AS_OF, filters=Filters())
-    critical = expected[expected["band"] == "Critical"]
+    critical = expected[(expected["band"] == "Critical") & ~expected["too_early"] & (expected["status"] != "churned")]
     t = table_with(at, "link", "band")
     assert len(t) == len(critical) > 0
     assert set(t["band"]) == {"Critical"}
@@ -132,7 +159,7 @@ def test_leader_reads_every_account_without_editing(demo_db: str, use_db, priya_
 
 def test_csm_list_starts_with_their_own_accounts(demo_db: str, use_db) -> None:
     use_db(demo_db)
-    at = open_page("accounts", query=QUERY, as_user=ALEX)
+    at = open_page("accounts", query={**QUERY, "lifecycle": ""}, as_user=ALEX)
     assert at.toggle(key="mine").value is True
     n = len(owned_accounts(demo_db, ALEX))
     assert f"{n:,} of 160 accounts" in " ".join(texts(at.caption))
