@@ -935,8 +935,10 @@ def _ttfv_median(src: Facts, a: pd.DataFrame, as_of: date) -> tuple[float, float
     d = ttv.durations(recent, src.completed(FIRST_VALUE_MILESTONE), src.churn_dates(), day_end(as_of))
     if d.empty:
         return (math.nan, math.nan, math.nan)
-    g = ttv.kaplan_meier(d, logrank=False).groups.iloc[0]
-    return float(g["median_days"]), float(g["median_low"]), float(g["median_high"])
+    # The median and its interval in NumPy (the same numbers as lifelines): no lifelines import.
+    days, reached = d["days"].to_numpy(float), d["reached"].to_numpy(bool)
+    lo, hi = ttv.km_median_ci(days, reached)
+    return ttv.km_median(days, reached), lo, hi
 
 
 def kpis(
