@@ -415,7 +415,7 @@ def show_account(account_id: int) -> None:
 
     st.subheader("Recent activity")
     if len(v.daily):
-        day_end = pd.Timestamp(as_of) + pd.Timedelta(days=1)
+        day_end = end_of(as_of)  # the as-of day included (metrics/days.py)
         st.plotly_chart(
             charts.daily_activity_chart(v.daily, start=day_end - pd.Timedelta(days=90), end=day_end), key="daily"
         )

@@ -9,7 +9,7 @@ import streamlit as st
 from components import cache, charts, context, measured
 from components.links import ATTENTION_WIDTHS, account_column, follow_click
 from components.safe import md
-from components.ui import empty, kpi_tile, page_of, reading, table
+from components.ui import blank_missing, empty, kpi_tile, page_of, reading, table
 from metrics.health import TOO_EARLY
 from services.analytics import TTFV_POPULATION, portfolio
 
@@ -100,7 +100,7 @@ else:
         ]
     ]
     table(
-        view,
+        blank_missing(view, {"days_overdue": "{:.0f}"}),  # blank, not "None", when nothing is overdue
         key="at_risk",
         filename=f"at-risk-{as_of}",
         height=400,
@@ -119,7 +119,9 @@ else:
                 width=WIDTHS["intervention"],
                 help="The recommended intervention (the seed's protocol); the download has its full description",
             ),
-            "days_overdue": st.column_config.NumberColumn("Days overdue", format="%d", width=WIDTHS["days_overdue"]),
+            "days_overdue": st.column_config.TextColumn(
+                "Days overdue", width=WIDTHS["days_overdue"], alignment="right"
+            ),
             "triggers": st.column_config.NumberColumn(
                 "Triggers", format="%d", width=WIDTHS["triggers"], help="Risk triggers firing"
             ),

@@ -82,7 +82,7 @@ def update_intervention(
     """Change one's own intervention; returns the number of fields changed (each logged)."""
     iv = _own(session, user, intervention_id)
     check_intervention(type=type, on=on, note=note, outcome=outcome)
-    new = {"type": type, "date": on, "note": (note or "").strip(), "outcome": outcome or ""}
+    new = {"type": type, "date": on, "note": note or "", "outcome": outcome or ""}
     changed = {f: (getattr(iv, f), v) for f, v in new.items() if getattr(iv, f) != v}
     for f, (old, v) in changed.items():
         setattr(iv, f, v)

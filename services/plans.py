@@ -594,7 +594,7 @@ def add_intervention(
         account_id=account_id,
         type=type,
         date=on,
-        note=(note or "").strip(),
+        note=note or "",  # kept as written (like every free text); blank is refused above
         outcome=outcome or "",
         rule=rule,
         created_by=user.email,

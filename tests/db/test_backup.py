@@ -166,7 +166,13 @@ def test_the_restored_database_takes_new_writes(full_db: str, unmigrated_db: str
         max_iv = s.execute(select(func.max(Intervention.id))).scalar_one()
     acc = owned_accounts(unmigrated_db, ALEX)[0]
     iv = in_session(
-        add_intervention, member(unmigrated_db, ALEX), url=unmigrated_db, account_id=acc, type="other", on=AS_OF
+        add_intervention,
+        member(unmigrated_db, ALEX),
+        url=unmigrated_db,
+        account_id=acc,
+        type="other",
+        on=AS_OF,
+        note="called the champion",
     )
     assert iv.id == max_iv + 1
     with session_scope(unmigrated_db) as s:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from services.analytics import Facts, Filters, kpis, portfolio
@@ -87,6 +88,10 @@ def test_at_risk_table_lists_the_accounts(demo_db: str, use_db) -> None:
     assert t["external_id"].tolist() == first["external_id"].tolist()
     assert t["owner"].tolist() == first["owner"].tolist()
     assert t["reason"].tolist() == first["reason"].tolist()
+    # Nothing overdue reads blank, not "None".
+    days = table_with(at, "link", "days_overdue")["days_overdue"].tolist()
+    assert days == ["" if pd.isna(v) else f"{v:.0f}" for v in first["days_overdue"]]
+    assert "" in days, "the demo has an attention-list account with nothing overdue"
     assert set(t["band"]) <= {"At Risk", "Critical", "On Track", "Excellent"}
     # Sorted with the weakest first.
     assert t["health"].is_monotonic_increasing

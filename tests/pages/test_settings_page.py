@@ -20,6 +20,7 @@ from tests.services import log_rows, member
 QUERY = {"as_of": AS_OF.isoformat()}
 HEALTH = {**QUERY, "settings_tab": "Health model"}
 MILESTONES = {**QUERY, "settings_tab": "Milestones"}
+RULES = {**QUERY, "settings_tab": "Risk rules"}
 
 
 def _tab(at, label: str):
@@ -210,12 +211,15 @@ def test_milestone_edits_are_saved_together_or_not_at_all(small_db: str, use_db)
 
 def test_shares_are_edited_in_percent_and_stored_as_before(small_db: str, use_db) -> None:
     use_db(small_db)
-    at = open_page("settings", query=QUERY)
+    at = open_page("settings", query=RULES)
+    rules_shown = {n.label: n.value for n in at.number_input}
+    assert rules_shown["Share X (%)"] == 50
+    at = open_page("settings", query=HEALTH)
     shown = {n.label: n.value for n in at.number_input}
     assert shown["Adoption for full points (%)"] == 80
     assert shown["Share of points for a late milestone (%)"] == 50
-    assert shown["Share X (%)"] == 50
     # No fraction anywhere: every share reads as a whole percent.
+    shown.update(rules_shown)
     assert not [(k, v) for k, v in shown.items() if isinstance(v, float) and 0 < v < 1], shown
 
     # Saving untouched percentages keeps the stored shares exactly; a changed one is stored as a share.
@@ -226,6 +230,7 @@ def test_shares_are_edited_in_percent_and_stored_as_before(small_db: str, use_db
     assert (cur.version, cur.value["adoption_full_share"], cur.value["late_credit"]) == (2, 0.7, 0.5)
     assert {r.field for r in log_rows(small_db, entity="setting")} == {"health_model.adoption_full_share"}
 
+    at = _tab(at, "Risk rules")
     _number(at, "Share X (%)").set_value(40)
     button(at, "Save risk rules").click().run()
     assert not at.exception and not at.error, texts(at.error)
