@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context, measured
-from components.links import account_column, follow_click, open_account
+from components.links import account_column, follow_click, go_to, open_account
 from components.safe import md
-from components.ui import account_header, currency, empty, fmt_money, fmt_num, page_of, reading, table
+from components.ui import account_header, currency, empty, fmt_num, page_of, reading, table
 from db.models import INTERVENTION_TYPES
 from metrics.days import by_date, end_of
 from metrics.health import BANDS as BAND_NAMES
@@ -195,7 +195,9 @@ def show_account(account_id: int) -> None:
             icon=":material/lock:",
         )
     m = st.columns(5)
-    m[0].metric("ARR", fmt_money(a.arr, currency(src)))
+    code = currency(src)
+    # The currency in the label: at 1400 px a code before a 9-digit amount cuts the figure.
+    m[0].metric(f"ARR ({code})" if code else "ARR (currency not set)", fmt_num(a.arr, 0))
     m[1].metric("Licensed seats", fmt_num(a.licensed_seats, 0))
     m[2].metric(
         "Since contract start",
@@ -406,12 +408,8 @@ def show_account(account_id: int) -> None:
             measured.account_warning(
                 account_disagreements(cl, account_id=a.id, seats=a.licensed_seats, as_of=as_of, url=src.url)
             )
-    st.page_link(
-        "app_pages/success_plans.py",
-        label="Edit the success plan and checklist",
-        icon=":material/edit:",
-        query_params={"account": a.external_id},
-    )
+    if st.button("Edit the success plan and checklist", icon=":material/edit:", type="tertiary"):
+        go_to("app_pages/success_plans.py", {"account": a.external_id})
 
     st.subheader("Recent activity")
     if len(v.daily):

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components import cache, charts, context
-from components.links import account_column, follow_click
+from components.links import account_column, follow_click, open_account
 from components.safe import md
 from components.ui import blank_column, blank_missing, empty, page_of, reading, table
 from metrics import funnel as fn
@@ -375,11 +375,8 @@ if len(sel):
             key="drill_open",
         )
     with o2:
-        st.page_link(
-            "app_pages/accounts.py",
-            label="Open account",
-            icon=":material/open_in_new:",
-            query_params={"account": target},
-        )
+        st.space("small")  # the button level with the box, under its label
+        if st.button("Open account", icon=":material/open_in_new:", key="drill_go"):
+            open_account(target)
 else:
     empty("No account in this group.", "Pick another step or group.")

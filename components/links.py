@@ -3,10 +3,13 @@ sidebar filters and *As of* go along as query parameters, so the account opens a
 date being reviewed, *Back* returns to the same view, and the URL can be shared.
 
 A LinkColumn cannot do this (the grid opens every link in a new tab, and the first click
-only selects the cell), so the account column is a button column: the click reruns the
-page, which switches to the Accounts page in the same session. The sidebar's widgets are
-bound to the URL and live in the router, so they keep their values on the next page and put
-them back into its URL (switch_page may not set a bound parameter itself).
+only selects the cell), so the account column is a button column. The click reruns the
+page, which then follows a page link to the account, as if the user had clicked it:
+Streamlit's own in-app navigation, which carries the sidebar's URL-bound filters along and
+records one history entry with the final URL. (`st.switch_page` with query parameters would
+not: it sends the new parameters from the server, one message per parameter the next page
+puts back, and the browser records each as its own history entry on the old page's path, so
+Back stopped on a Portfolio URL with the account in it and, under load, without the filters.)
 """
 
 from __future__ import annotations
@@ -36,14 +39,71 @@ def account_column(key: str, label: str = "Account", width: int | str | None = N
     )
 
 
+# Follows the page link drawn just before it, as a user's click would. Around that one
+# navigation, Streamlit sends URL changes from the server that the browser would record as
+# extra history entries, so Back would stop on an intermediate URL: before the switch, the
+# page being left drops its own parameters (the funnel's steps, Portfolio's tab) on its old
+# path; after it, a page without the sidebar (Success plans) drops the sidebar's filters. The
+# first kind is skipped (the entry of the view being left stays as it was), the second
+# replaces the new page's entry; the push to the new page is the navigation's one entry.
+_FOLLOW_JS = """
+export default function ({ data }) {
+  const from = location.pathname, push = history.pushState;
+  let arrived = false, idle = 0, done = false;
+  const restore = () => { if (!done) { done = true; history.pushState = push; clearInterval(watch); } };
+  history.pushState = function (state, title, url) {
+    const path = new URL(url, location.href).pathname;
+    if (!arrived && path === from) return;
+    if (arrived && path === location.pathname) return history.replaceState(state, title, url);
+    arrived = true;
+    return push.apply(this, arguments);
+  };
+  // Until the new page's script has run (Streamlit's own state on the app's root; the push
+  // to the new page comes while it runs).
+  const watch = setInterval(() => {
+    if (!arrived) return;
+    const app = document.querySelector("[data-testid=stApp]");
+    idle = app && app.getAttribute("data-test-script-state") === "running" ? 0 : idle + 1;
+    if (idle >= 2) restore();
+  }, 50);
+  setTimeout(restore, 30000);
+  let tries = 0;
+  const go = () => {
+    const link = document.querySelector(`.st-key-${data.key} a[data-testid="stPageLink-NavLink"]`);
+    if (link) { link.click(); return; }
+    if (++tries < 300) requestAnimationFrame(go); else restore();
+  };
+  go();
+}
+"""
+_follow = None
+LINK_KEY = "follow-page-link"
+
+
+def _follower():
+    global _follow
+    if _follow is None:
+        _follow = st.components.v2.component("follow_page_link", js=_FOLLOW_JS)
+    return _follow
+
+
+def go_to(page: str, query_params: dict[str, str]) -> None:
+    """Open `page` in this tab with `query_params` added to the sidebar's (see above): one
+    history entry, so Back returns to this view as it was."""
+    st.html(f"<style>.st-key-{LINK_KEY} {{ display: none; }}</style>")
+    with st.container(key=LINK_KEY):
+        st.page_link(page, label="Open", query_params=query_params)
+        _follower()(data={"key": LINK_KEY}, key=f"{LINK_KEY}-js", height=0)
+
+
 def open_account(external_id: str, *, same_page: bool = False) -> None:
-    """Switch to the account's page in this tab; the filters and As of stay (see above).
+    """Open the account's page in this tab; the filters and As of stay (see above).
     From the Accounts list itself, only the account is added to the URL, which keeps every
     other parameter (the list's own search and filters too, for "All accounts" and Back)."""
     if same_page:
         st.query_params["account"] = str(external_id)
         st.rerun()
-    st.switch_page(ACCOUNTS_PAGE, query_params={"account": str(external_id)})
+    go_to(ACCOUNTS_PAGE, {"account": str(external_id)})
 
 
 def follow_click(key: str, ids: pd.Series, *, labels: pd.Series | None = None, same_page: bool = False) -> None:

@@ -37,12 +37,6 @@ def currency(src) -> str | None:
     return code if isinstance(code, str) and re.fullmatch(r"[A-Z]{3}", code) else None
 
 
-def fmt_money(x: float | None, code: str | None, digits: int = 0) -> str:
-    """An amount with its currency code, e.g. 'USD 120,000' ('–' when unknown)."""
-    n = fmt_num(x, digits)
-    return n if n == "–" else (f"{code} {n}" if code else f"{n} (currency not set)")
-
-
 def account_header(a, *, csm: str | None, status: str) -> str:
     """One account's attributes, each with its label (markdown-escaped)."""
     parts = [

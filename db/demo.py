@@ -781,11 +781,37 @@ def _checklist(
 # ----------------------------------------------------------------------------- loading
 
 
+EVENT_BATCH = 200_000
+
+
+def _load_events(session, ev: pd.DataFrame, ids, say=None) -> None:
+    """Insert the demo's events in batches, their accounts mapped from external id (`ids`)
+    to the database's; `say(i, n)` reports progress before each batch."""
+    from db.bulk import insert_events
+
+    for i in range(0, len(ev), EVENT_BATCH):
+        part = ev.iloc[i : i + EVENT_BATCH]
+        if say is not None:
+            say(i, len(ev))
+        insert_events(
+            session,
+            pd.DataFrame(
+                {
+                    "account_id": part["account_id"].map(ids).to_numpy(),
+                    "event": part["event"].to_numpy(),
+                    "ts": part["ts"].to_numpy(),
+                    "user_id": part["user_id"].to_numpy(),
+                    "properties": part["properties"].to_numpy(),
+                }
+            ),
+        )
+
+
 def load(session, data: DemoData, *, progress=None) -> None:
     """Write a generated portfolio through the importer's bulk writers (no commit)."""
     from sqlalchemy import select
 
-    from db.bulk import ACCOUNT_COLUMNS, insert_events, upsert
+    from db.bulk import ACCOUNT_COLUMNS, upsert
     from db.models import Account, AccountMilestone, ChecklistItem, Meta, Outcome, SuccessPlan, TeamMember
     from db.session import bump_data_version
     from db.settings_store import ensure_defaults
@@ -843,23 +869,7 @@ def load(session, data: DemoData, *, progress=None) -> None:
         actor=actor,
     )
 
-    ev = data.events
-    batch = 200_000
-    for i in range(0, len(ev), batch):
-        part = ev.iloc[i : i + batch]
-        say(0.1 + 0.85 * i / max(len(ev), 1), f"events {i:,} of {len(ev):,}")
-        insert_events(
-            session,
-            pd.DataFrame(
-                {
-                    "account_id": part["account_id"].map(ids).to_numpy(),
-                    "event": part["event"].to_numpy(),
-                    "ts": part["ts"].to_numpy(),
-                    "user_id": part["user_id"].to_numpy(),
-                    "properties": part["properties"].to_numpy(),
-                }
-            ),
-        )
+    _load_events(session, data.events, ids, say=lambda i, n: say(0.1 + 0.85 * i / max(n, 1), f"events {i:,} of {n:,}"))
     meta = session.get(Meta, "demo")
     value = json.dumps(data.meta)[:200]
     if meta is None:
@@ -920,7 +930,7 @@ def load_chunks(session, chunks: Iterator[DemoData], *, accounts: int, progress=
     demo's meta is the chunks' summed. Rows are inserted, not diffed: nothing is there."""
     from sqlalchemy import func, select
 
-    from db.bulk import ACCOUNT_COLUMNS, insert_events, upsert
+    from db.bulk import ACCOUNT_COLUMNS, upsert
     from db.models import Account, AccountMilestone, ChecklistItem, Meta, Outcome, SuccessPlan, TeamMember
     from db.session import bump_data_version
     from db.settings_store import ensure_defaults
@@ -956,21 +966,7 @@ def load_chunks(session, chunks: Iterator[DemoData], *, accounts: int, progress=
         )
         plans = data.success_plans.assign(account_id=data.success_plans["account_id"].map(ids))
         _insert(session, SuccessPlan.__table__, plans)
-        ev = data.events
-        for i in range(0, len(ev), 200_000):
-            part = ev.iloc[i : i + 200_000]
-            insert_events(
-                session,
-                pd.DataFrame(
-                    {
-                        "account_id": part["account_id"].map(ids).to_numpy(),
-                        "event": part["event"].to_numpy(),
-                        "ts": part["ts"].to_numpy(),
-                        "user_id": part["user_id"].to_numpy(),
-                        "properties": part["properties"].to_numpy(),
-                    }
-                ),
-            )
+        _load_events(session, data.events, ids)
         written += len(acc)
         if not meta:
             meta = dict(data.meta)

@@ -250,7 +250,7 @@ def test_sidebar_filter_changes_the_numbers_and_the_url(browser, demo_server: Se
 
 def test_funnel_drilldown_opens_the_account(browser, demo_server: Server, demo_db: str) -> None:
     page = browser.new_page(viewport=VIEWPORT)
-    page.goto(f"{demo_server.base}/funnel?{Q}")
+    page.goto(f"{demo_server.base}/funnel?{Q}&mode=strict")
     settle(page, "Funnel")
     no_exception(page)
     page.get_by_text("Accounts behind a step").scroll_into_view_if_needed()
@@ -262,12 +262,19 @@ def test_funnel_drilldown_opens_the_account(browser, demo_server: Server, demo_d
     assert ext.startswith("ACC-"), chosen
     with get_engine(demo_db).connect() as c:
         name = c.execute(text("SELECT name FROM accounts WHERE external_id = :e"), {"e": ext}).scalar_one()
-    link = page.get_by_role("link", name="Open account")
-    assert link.get_attribute("href").endswith(f"accounts?account={ext}")
-    link.click()
+    view = page.url
+    entries = page.evaluate("history.length")
+    page.get_by_role("button", name="Open account").click()
     settle(page, name)
     no_exception(page)
     assert page.get_by_text("Health breakdown").count() > 0
+    page.wait_for_url(lambda u: "/accounts?" in u and f"account={ext}" in u and "as_of=" in u, timeout=30_000)
+    # One history entry, and Back returns to the funnel as it was (its own steps and order too).
+    assert page.evaluate("history.length") == entries + 1
+    page.go_back()
+    settle(page, "Funnel")
+    no_exception(page)
+    assert page.url == view
     page.close()
 
 

@@ -84,8 +84,10 @@ def test_attention_table_fits_and_one_click_opens_the_account_in_the_same_view(
     assert widest + CELL_PADDING <= ATTENTION_WIDTHS["reason"], widest
     shot(page, "review-attention")
 
-    # One click on the first account opens it here (no new tab), as of the replayed date.
+    # One click on the first account opens it here (no new tab), as of the replayed date,
+    # with one history entry (Back must not stop on an intermediate URL).
     tabs = len(page.context.pages)
+    entries = page.evaluate("history.length")
     _first_grid_click(page, grid=grid)
     settle(page, first["name"])
     no_exception(page)
@@ -93,13 +95,14 @@ def test_attention_table_fits_and_one_click_opens_the_account_in_the_same_view(
     # The URL follows once the page has run: the account, the date and the filter (a shareable link).
     _wait_for_url(page, "/accounts?", f"account={first['external_id']}", f"as_of={REPLAY.isoformat()}", "segment=SMB")
     assert metric_value(page, "Since contract start") == _day_shown(demo_db, first["external_id"], REPLAY)
+    assert page.evaluate("history.length") == entries + 1
     shot(page, "review-account")
 
     # Back returns to the same view: the replayed date, the filter, the same list.
     page.go_back()
     settle(page, "Portfolio")
     no_exception(page)
-    assert f"as_of={REPLAY.isoformat()}" in page.url and "segment=SMB" in page.url
+    assert page.url.endswith(f"/?{VIEW}"), page.url
     assert page.get_by_text(f"As of {REPLAY:%d %b %Y}", exact=False).count() > 0
     assert page.get_by_text(f"Accounts needing attention ({len(p.at_risk):,})").count() == 1
     page.close()
@@ -143,4 +146,32 @@ def test_the_home_page_answers_on_its_own_path(browser, demo_server: Server) -> 
     assert page.get_by_text("Page not found").count() == 0
     assert page.get_by_text("Onboarding completion rate").count() > 0
     shot(page, "portfolio-path")
+    page.close()
+
+
+def test_account_to_its_success_plan_and_back_keeps_the_list_filters(
+    browser,  # noqa: F811
+    demo_server: Server,  # noqa: F811
+    demo_db: str,
+) -> None:
+    """The account view keeps the list's own filters (band) in its URL; opening the success
+    plan adds one history entry and Back returns to the account with them."""
+    p = portfolio(Facts(demo_db), as_of=REPLAY, filters=Filters(segment=("SMB",)))
+    first = p.at_risk.iloc[0]
+    view = f"/accounts?{VIEW}&band=Critical&account={first['external_id']}"
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{demo_server.base}{view}")
+    settle(page, first["name"])
+    no_exception(page)
+    start = page.url
+    entries = page.evaluate("history.length")
+    page.get_by_role("button", name="Edit the success plan and checklist").click()
+    settle(page, "Success plans")
+    no_exception(page)
+    _wait_for_url(page, "/success-plans?", f"account={first['external_id']}")
+    assert page.evaluate("history.length") == entries + 1
+    page.go_back()
+    settle(page, first["name"])
+    no_exception(page)
+    assert page.url == start
     page.close()
