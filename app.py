@@ -20,7 +20,7 @@ if _starting is not None:
 
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 
-from components import cache, first_start  # noqa: E402
+from components import cache, first_start, links  # noqa: E402
 from components.auth import (  # noqa: E402
     auth_config,
     current_user,
@@ -126,6 +126,7 @@ if not has_data:
     # Before the first import there is nothing to analyse: an admin gets the pages that load data.
     pages = {"Admin": pages["Admin"]}
 page = st.navigation(pages)
+links.navigation_guard()  # Back returns to the view that was left, in one step
 
 user_badge(user)
 try:

@@ -39,61 +39,90 @@ def account_column(key: str, label: str = "Account", width: int | str | None = N
     )
 
 
-# Follows the page link drawn just before it, as a user's click would. Around that one
-# navigation, Streamlit sends URL changes from the server that the browser would record as
-# extra history entries, so Back would stop on an intermediate URL: before the switch, the
-# page being left drops its own parameters (the funnel's steps, Portfolio's tab) on its old
-# path; after it, a page without the sidebar (Success plans) drops the sidebar's filters. The
-# first kind is skipped (the entry of the view being left stays as it was), the second
-# replaces the new page's entry; the push to the new page is the navigation's one entry.
-_FOLLOW_JS = """
-export default function ({ data }) {
-  const from = location.pathname, push = history.pushState;
-  let arrived = false, idle = 0, done = false;
-  const restore = () => { if (!done) { done = true; history.pushState = push; clearInterval(watch); } };
+# In-app navigation (the sidebar's links, page links, and the follow below) leaves the page
+# with Streamlit sending URL changes from the server that the browser would record as extra
+# history entries, so Back would stop on an intermediate URL: before the switch, the page
+# being left drops its own parameters (the funnel's steps, Portfolio's tab) on its old path;
+# after it, a page without the sidebar (Success plans) drops the sidebar's filters. While a
+# navigation is under way, the first kind is skipped (the entry of the view being left stays
+# as it was) and the second replaces the new page's entry, so the push to the new page is
+# the navigation's one history entry. Installed once per browser tab by the router.
+_GUARD_JS = """
+export default function () {
+  if (window.__navGuard) return;
+  window.__navGuard = true;
+  const push = history.pushState;
+  let guard = null;
   history.pushState = function (state, title, url) {
-    const path = new URL(url, location.href).pathname;
-    if (!arrived && path === from) return;
-    if (arrived && path === location.pathname) return history.replaceState(state, title, url);
-    arrived = true;
+    const g = guard, path = new URL(url, location.href).pathname;
+    if (g && !g.arrived && path === g.from) return;
+    if (g && g.arrived && path === location.pathname) return history.replaceState(state, title, url);
+    if (g) g.arrived = true;
     return push.apply(this, arguments);
   };
-  // Until the new page's script has run (Streamlit's own state on the app's root; the push
-  // to the new page comes while it runs).
-  const watch = setInterval(() => {
-    if (!arrived) return;
-    const app = document.querySelector("[data-testid=stApp]");
-    idle = app && app.getAttribute("data-test-script-state") === "running" ? 0 : idle + 1;
-    if (idle >= 2) restore();
-  }, 50);
-  setTimeout(restore, 30000);
+  const arm = () => {
+    const g = { from: location.pathname, arrived: false, idle: 0 };
+    guard = g;
+    const end = () => { clearInterval(watch); if (guard === g) guard = null; };
+    // Until the new page's script has run (Streamlit's own state on the app's root; the
+    // push to the new page comes while it runs).
+    const watch = setInterval(() => {
+      if (!g.arrived) return;
+      const app = document.querySelector("[data-testid=stApp]");
+      g.idle = app && app.getAttribute("data-test-script-state") === "running" ? 0 : g.idle + 1;
+      if (g.idle >= 2) end();
+    }, 50);
+    setTimeout(end, 30000);
+  };
+  document.addEventListener("click", (e) => {
+    const a = e.target instanceof Element && e.target.closest(
+      'a[data-testid="stSidebarNavLink"], a[data-testid="stPageLink-NavLink"], a[data-testid="stTopNavLink"]');
+    if (!a || a.target === "_blank" || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey) return;
+    if (new URL(a.href, location.href).pathname !== location.pathname) arm();
+  }, true);
+}
+"""
+# Follows the page link drawn just before it, as a user's click would.
+_FOLLOW_JS = """
+export default function ({ data }) {
   let tries = 0;
   const go = () => {
     const link = document.querySelector(`.st-key-${data.key} a[data-testid="stPageLink-NavLink"]`);
     if (link) { link.click(); return; }
-    if (++tries < 300) requestAnimationFrame(go); else restore();
+    if (++tries < 300) requestAnimationFrame(go);
   };
   go();
 }
 """
-_follow = None
+_components: dict = {}
 LINK_KEY = "follow-page-link"
+GUARD_KEY = "navigation-guard"
 
 
-def _follower():
-    global _follow
-    if _follow is None:
-        _follow = st.components.v2.component("follow_page_link", js=_FOLLOW_JS)
-    return _follow
+def _component(name: str, js: str):
+    if name not in _components:
+        _components[name] = st.components.v2.component(name, js=js)
+    return _components[name]
+
+
+def _hidden(key: str) -> None:
+    st.html(f"<style>.st-key-{key} {{ display: none; }}</style>")
+
+
+def navigation_guard() -> None:
+    """Call once per run from the router (see above)."""
+    _hidden(GUARD_KEY)
+    with st.sidebar.container(key=GUARD_KEY):
+        _component("navigation_guard", _GUARD_JS)(key=f"{GUARD_KEY}-js", height=0)
 
 
 def go_to(page: str, query_params: dict[str, str]) -> None:
     """Open `page` in this tab with `query_params` added to the sidebar's (see above): one
     history entry, so Back returns to this view as it was."""
-    st.html(f"<style>.st-key-{LINK_KEY} {{ display: none; }}</style>")
+    _hidden(LINK_KEY)
     with st.container(key=LINK_KEY):
         st.page_link(page, label="Open", query_params=query_params)
-        _follower()(data={"key": LINK_KEY}, key=f"{LINK_KEY}-js", height=0)
+        _component("follow_page_link", _FOLLOW_JS)(data={"key": LINK_KEY}, key=f"{LINK_KEY}-js", height=0)
 
 
 def open_account(external_id: str, *, same_page: bool = False) -> None:

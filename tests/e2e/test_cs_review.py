@@ -175,3 +175,28 @@ def test_account_to_its_success_plan_and_back_keeps_the_list_filters(
     no_exception(page)
     assert page.url == start
     page.close()
+
+
+def test_sidebar_navigation_from_a_page_with_its_own_parameters_adds_one_history_entry(
+    browser,  # noqa: F811
+    demo_server: Server,  # noqa: F811
+) -> None:
+    """Portfolio's breakdown tab is in its URL; the sidebar's Funnel link leaves it with one
+    history entry, and Back returns to Portfolio on that tab with the filters."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{demo_server.base}/?{VIEW}&breakdown=By+CSM")
+    settle(page, "Portfolio")
+    no_exception(page)
+    start = page.url
+    entries = page.evaluate("history.length")
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Funnel").click()
+    settle(page, "Funnel")
+    no_exception(page)
+    _wait_for_url(page, "/funnel?", f"as_of={REPLAY.isoformat()}", "segment=SMB")
+    assert "breakdown" not in page.url
+    assert page.evaluate("history.length") == entries + 1
+    page.go_back()
+    settle(page, "Portfolio")
+    no_exception(page)
+    assert page.url == start
+    page.close()
