@@ -21,6 +21,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# Text a spreadsheet runs as a formula: db.importer.FORMULA_PREFIXES, what db.exporter.neutralise
+# prefixes (a test holds them equal). Spelled here because importing db.importer would load the
+# ORM and the whole import pipeline into every report process.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _date(s: str) -> date:
     try:
         return date.fromisoformat(s)
@@ -237,8 +243,6 @@ def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
         print(json.dumps({**(extra or {}), "rows": records} if extra else records, indent=2, default=str))
     else:
         if not args.raw:
-            from db.importer import FORMULA_PREFIXES  # what db.exporter.neutralise prefixes
-
             starts = (*FORMULA_PREFIXES, "'")
             for c in df.columns:
                 if pd.api.types.is_numeric_dtype(df[c]):
