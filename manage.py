@@ -248,14 +248,14 @@ def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
                 if pd.api.types.is_numeric_dtype(df[c]):
                     continue
                 # Text cells only: a negative number is a number, not a formula. One pass
-                # over the cells, as db.exporter.neutralise does to each text cell.
+                # over the cells, as db.exporter.neutralise does to each text cell; a column
+                # is rebuilt only where some cell needs the ' (rarely: names, notes).
                 cells = df[c].to_numpy(dtype=object)
-                if any(isinstance(v, str) for v in cells):
-                    out = [
-                        (("'" + str(v)) if str(v).startswith(starts) else str(v)) if isinstance(v, str) else v
-                        for v in cells
-                    ]
-                    df[c] = pd.Series(out, index=df.index, dtype=object)
+                hit = [i for i, v in enumerate(cells) if isinstance(v, str) and v.startswith(starts)]
+                if hit:
+                    cells = cells.copy()
+                    cells[hit] = ["'" + str(v) for v in cells[hit]]
+                    df[c] = pd.Series(cells, index=df.index, dtype=object)
         sys.stdout.write(df.to_csv(index=False, lineterminator="\n"))
 
 
