@@ -21,6 +21,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# Text a spreadsheet runs as a formula: db.importer.FORMULA_PREFIXES, what db.exporter.neutralise
+# prefixes (a test holds them equal). Spelled here because importing db.importer would load the
+# ORM and the whole import pipeline into every report process.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _date(s: str) -> date:
     try:
         return date.fromisoformat(s)
@@ -237,21 +243,19 @@ def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
         print(json.dumps({**(extra or {}), "rows": records} if extra else records, indent=2, default=str))
     else:
         if not args.raw:
-            from db.importer import FORMULA_PREFIXES  # what db.exporter.neutralise prefixes
-
             starts = (*FORMULA_PREFIXES, "'")
             for c in df.columns:
                 if pd.api.types.is_numeric_dtype(df[c]):
                     continue
                 # Text cells only: a negative number is a number, not a formula. One pass
-                # over the cells, as db.exporter.neutralise does to each text cell.
+                # over the cells, as db.exporter.neutralise does to each text cell; a column
+                # is rebuilt only where some cell needs the ' (rarely: names, notes).
                 cells = df[c].to_numpy(dtype=object)
-                if any(isinstance(v, str) for v in cells):
-                    out = [
-                        (("'" + str(v)) if str(v).startswith(starts) else str(v)) if isinstance(v, str) else v
-                        for v in cells
-                    ]
-                    df[c] = pd.Series(out, index=df.index, dtype=object)
+                hit = [i for i, v in enumerate(cells) if isinstance(v, str) and v.startswith(starts)]
+                if hit:
+                    cells = cells.copy()
+                    cells[hit] = ["'" + str(v) for v in cells[hit]]
+                    df[c] = pd.Series(cells, index=df.index, dtype=object)
         sys.stdout.write(df.to_csv(index=False, lineterminator="\n"))
 
 

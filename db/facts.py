@@ -12,7 +12,7 @@ import pandas as pd
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
-from db.bulk import SQLITE_TS
+from db.session import SQLITE_TS
 
 
 def _ts_param(conn: Connection, value: datetime) -> object:

@@ -1,4 +1,8 @@
-"""Engine and sessions from DATABASE_URL; migrations to head; the data version."""
+"""Engine and sessions from DATABASE_URL; migrations to head; the data version.
+
+Reads need only SQLAlchemy Core: the ORM (sqlmodel, its pydantic models) is imported when a
+session is opened, so a report process that never writes does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, create_engine
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "sqlite:///data/onboarding.db"
+# How timestamps are stored as text in SQLite (what the importer writes and the facts parse).
+SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 
 # How long a write waits for a lock before it fails with a clear error, instead of hanging:
 # SQLite's busy timeout, PostgreSQL's lock_timeout (a user's save; imports set their own).
@@ -179,6 +188,8 @@ def dispose_engines() -> None:
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
+    from sqlmodel import Session
+
     with Session(get_engine(url), expire_on_commit=False) as session:
         try:
             yield session

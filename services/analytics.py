@@ -22,7 +22,7 @@ import pandas as pd
 
 from db import facts as q
 from db.defaults import COMPLETION_MILESTONE, FIRST_VALUE_MILESTONE
-from db.session import get_engine, session_scope
+from db.session import get_engine
 from db.settings_store import get_setting, milestone_definitions
 from metrics import backtest as bt
 from metrics import cohorts as coh
@@ -220,17 +220,12 @@ class Facts:
         return self.cached(("plans", self.plans_version), lambda: self._q(q.plans))
 
     def milestone_defs(self) -> list[dict]:
-        def load() -> list[dict]:
-            with session_scope(self.url) as s:
-                return milestone_definitions(s)
-
-        return self.cached(("milestone_defs",), load)
+        return self.cached(("milestone_defs",), lambda: self._q(milestone_definitions))
 
     def setting(self, key: str) -> tuple[Any, int]:
         def load() -> tuple[Any, int]:
-            with session_scope(self.url) as s:
-                st = get_setting(s, key)
-                return st.value, st.version
+            st = self._q(get_setting, key=key)  # a Core read: no ORM session
+            return st.value, st.version
 
         return self.cached(("setting", key), load)
 
