@@ -438,18 +438,21 @@ def account_metric_facts(conn: Connection, *, account_id: int, as_of_end: dateti
 
 # Checklist metric facts of every account in one pass over the copy's columns (DuckDB).
 _METRIC_FACTS = """
-SELECT account_id,
-  COUNT(DISTINCT CASE WHEN user_id <> '' THEN user_id END) AS users_ever,
-  COUNT(DISTINCT CASE WHEN ts >= :w0 AND user_id <> '' THEN user_id END) AS weekly_users,
+WITH e AS (SELECT account_id, user_id, ts, event, properties FROM events WHERE ts < :end),
+u AS (SELECT account_id, COUNT(*) AS users_ever, COUNT(*) FILTER (WHERE last >= :w0) AS weekly_users
+  FROM (SELECT account_id, user_id, MAX(ts) AS last FROM e WHERE user_id <> '' GROUP BY account_id, user_id)
+  GROUP BY account_id),
+n AS (SELECT account_id,
   COUNT(DISTINCT CASE WHEN role = 'admin' THEN user_id END) AS admins_trained,
   COUNT(DISTINCT CASE WHEN role = 'analyst' THEN user_id END) AS analysts_trained,
-  SUM(CASE WHEN event = 'dashboard_created' THEN 1 ELSE 0 END) AS dashboards_created,
-  SUM(CASE WHEN event = 'report_shared' THEN 1 ELSE 0 END) AS reports_shared
-FROM (SELECT account_id, user_id, ts, event,
-  CASE WHEN event = 'training_attended' AND json_valid(properties)
-    THEN json_extract_string(properties, '$.role') END AS role
-  FROM events WHERE ts < :end)
-GROUP BY account_id
+  COUNT(*) FILTER (WHERE event = 'dashboard_created') AS dashboards_created,
+  COUNT(*) FILTER (WHERE event = 'report_shared') AS reports_shared
+  FROM (SELECT account_id, user_id, event, CASE WHEN event = 'training_attended' AND json_valid(properties)
+      THEN json_extract_string(properties, '$.role') END AS role
+    FROM e WHERE event IN ('training_attended', 'dashboard_created', 'report_shared'))
+  GROUP BY account_id)
+SELECT account_id, users_ever, weekly_users, admins_trained, analysts_trained, dashboards_created, reports_shared
+FROM u FULL JOIN n USING (account_id)
 """
 
 
