@@ -111,9 +111,17 @@ def _bound_items(src: Facts) -> pd.DataFrame:
     return src.cached(("measured_items", src.plans_version), load)
 
 
+def _judged(src: Facts, as_of: date) -> pd.DataFrame:
+    """Every bound item contradicting its account's measurement (per date and checklist version)."""
+    return src.cached(
+        ("measured_every", as_of, src.plans_version),
+        lambda: mc.disagreements(_bound_items(src), _metric_facts(src, as_of)),
+    )
+
+
 def portfolio_prefetch(src: Facts, as_of: date) -> list:
     """The loads portfolio_disagreements starts with (for Facts.prefetch)."""
-    return [lambda: _metric_facts(src, as_of), lambda: _bound_items(src)]
+    return [lambda: _judged(src, as_of)]
 
 
 def portfolio_disagreements(src: Facts, *, as_of: date, account_ids: list[int]) -> pd.DataFrame:
@@ -122,9 +130,14 @@ def portfolio_disagreements(src: Facts, *, as_of: date, account_ids: list[int]) 
     ids = set(int(a) for a in account_ids)
 
     def load() -> pd.DataFrame:
-        all_items = _bound_items(src)
-        mine = all_items[all_items["account_id"].isin(ids)]
-        out = mc.disagreements(mine, _metric_facts(src, as_of))
+        # Each item is judged on its own account's facts: judged once for every account
+        # (kept per date and checklist version), a filter only selects rows.
+        found = _judged(src, as_of)
+        out = found[found["account_id"].isin(ids)].reset_index(drop=True)
+        if out.empty:
+            out = mc.disagreements(_bound_items(src).iloc[:0], _metric_facts(src, as_of))
+        else:
+            out = out.copy()
         acc = src.accounts().set_index("account_id")
         out["external_id"] = out["account_id"].map(acc["external_id"])
         out["name"] = out["account_id"].map(acc["name"])
