@@ -11,7 +11,8 @@ from components.links import ATTENTION_WIDTHS, account_column, follow_click
 from components.safe import md
 from components.ui import blank_missing, empty, kpi_tile, page_of, reading, table
 from metrics.health import TOO_EARLY
-from services.analytics import TTFV_POPULATION, portfolio
+from services.analytics import TTFV_POPULATION, health_prefetch, portfolio, portfolio_dates
+from services.measured import portfolio_prefetch
 
 WIDTHS = ATTENTION_WIDTHS
 
@@ -21,6 +22,10 @@ as_of = context.as_of()
 
 st.title("Portfolio")
 with cache.timed("portfolio"):
+    # The facts the run reads (health at three dates, the manual-against-measured block)
+    # load in the background while the first health table is computed.
+    src.prefetch(*health_prefetch(src, portfolio_dates(src, as_of=as_of)))
+    src.prefetch(*portfolio_prefetch(src, as_of))
     p = portfolio(src, as_of=as_of, filters=flt)
 
 if p.health.empty:

@@ -44,7 +44,12 @@ def _block(d: pd.DataFrame, *, live: int, as_of: date) -> None:
             f"contradict the events: {done_low:,} marked done below target, {len(d) - done_low:,} meeting the target "
             "but not marked done. Open an account's checklist to accept the measured value."
         )
-        with st.expander(f"The {len(d):,} item(s)"):
+        # Only an open expander builds its table (and sends it to the browser): tens of
+        # thousands of rows otherwise travel and are drawn, hidden, on every Portfolio run.
+        items = st.expander(f"The {len(d):,} item(s)", key="measured_items", on_change="rerun")
+        if not items.open:
+            return
+        with items:
             view = d.assign(link=d["external_id"].map(plan_link))[
                 ["link", "name", "csm_name", "criterion", "status", "target", "measured", "reason"]
             ]

@@ -436,6 +436,40 @@ def account_metric_facts(conn: Connection, *, account_id: int, as_of_end: dateti
     return {k: int(v or 0) for k, v in row.items()}
 
 
+# Checklist metric facts of every account in one pass over the copy's columns (DuckDB).
+_METRIC_FACTS = """
+WITH e AS (SELECT account_id, user_id, ts, event, properties FROM events WHERE ts < :end),
+u AS (SELECT account_id, COUNT(*) AS users_ever, COUNT(*) FILTER (WHERE last >= :w0) AS weekly_users
+  FROM (SELECT account_id, user_id, MAX(ts) AS last FROM e WHERE user_id <> '' GROUP BY account_id, user_id)
+  GROUP BY account_id),
+n AS (SELECT account_id,
+  COUNT(DISTINCT CASE WHEN role = 'admin' THEN user_id END) AS admins_trained,
+  COUNT(DISTINCT CASE WHEN role = 'analyst' THEN user_id END) AS analysts_trained,
+  COUNT(*) FILTER (WHERE event = 'dashboard_created') AS dashboards_created,
+  COUNT(*) FILTER (WHERE event = 'report_shared') AS reports_shared
+  FROM (SELECT account_id, user_id, event, CASE WHEN event = 'training_attended' AND json_valid(properties)
+      THEN json_extract_string(properties, '$.role') END AS role
+    FROM e WHERE event IN ('training_attended', 'dashboard_created', 'report_shared'))
+  GROUP BY account_id)
+SELECT account_id, users_ever, weekly_users, admins_trained, analysts_trained, dashboards_created, reports_shared
+FROM u FULL JOIN n USING (account_id)
+"""
+
+
+def metric_facts_columns(conn: Connection, *, as_of_end: datetime) -> pd.DataFrame | None:
+    """`account_metric_facts` of every account with an event before as_of_end, as columns
+    from the DuckDB copy; None when there is no such copy (the caller reads the database)."""
+    eng = _analytics(conn)
+    if eng is None or eng.dialect != "duckdb":
+        return None
+    df = eng._frame(conn, _METRIC_FACTS, {"w0": as_of_end - timedelta(days=7), "end": as_of_end})
+    if df is None:
+        return None
+    for c in df.columns:
+        df[c] = df[c].fillna(0).astype("int64")
+    return df
+
+
 def recent_events(conn: Connection, *, account_id: int, limit: int = 50) -> pd.DataFrame:
     df = _read(
         conn,
@@ -462,6 +496,26 @@ def daily_activity(conn: Connection, *, account_id: int, since: datetime) -> pd.
     return df
 
 
+_EVENT_QUALITY = """
+SELECT (SELECT COUNT(*) FROM events) AS events,
+  (SELECT COUNT(*) FROM events e JOIN accounts a ON a.id = e.account_id
+    WHERE e.ts < CAST(a.contract_start AS TIMESTAMP)) AS before,
+  (SELECT COUNT(DISTINCT e.account_id) FROM events e JOIN accounts a ON a.id = e.account_id
+    WHERE e.ts < CAST(a.contract_start AS TIMESTAMP)) AS before_accounts,
+  (SELECT COUNT(*) FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id)) AS no_events
+"""
+
+
+def _event_quality_columns(conn: Connection) -> dict[str, int] | None:
+    """The event scans of `data_quality` (rows, events before contract start, accounts
+    without events) on the DuckDB copy; None without one (the database is read instead)."""
+    eng = _analytics(conn)
+    if eng is None or eng.dialect != "duckdb":
+        return None
+    df = eng._frame(conn, _EVENT_QUALITY, {})
+    return None if df is None else {c: int(df[c].iloc[0]) for c in df.columns}
+
+
 def data_quality(conn: Connection) -> dict:
     """Rows per table, events before contract start, accounts without events, last import."""
     tables = [
@@ -476,18 +530,29 @@ def data_quality(conn: Connection) -> dict:
         "interventions",
         "change_log",
     ]
-    counts = {t: int(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()) for t in tables}
-    start_ts = _add_days_ts(conn, "a.contract_start", "0")
-    before = conn.execute(
-        text(
-            f"SELECT COUNT(*), COUNT(DISTINCT e.account_id) FROM events e JOIN accounts a ON a.id = e.account_id WHERE e.ts < {start_ts}"
+    ev = _event_quality_columns(conn)
+    counts = {
+        t: ev["events"]
+        if ev is not None and t == "events"
+        else int(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one())
+        for t in tables
+    }
+    if ev is not None:
+        before, no_events = (ev["before"], ev["before_accounts"]), ev["no_events"]
+    else:
+        start_ts = _add_days_ts(conn, "a.contract_start", "0")
+        before = conn.execute(
+            text(
+                f"SELECT COUNT(*), COUNT(DISTINCT e.account_id) FROM events e JOIN accounts a ON a.id = e.account_id WHERE e.ts < {start_ts}"
+            )
+        ).one()
+        no_events = int(
+            conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id)"
+                )
+            ).scalar_one()
         )
-    ).one()
-    no_events = int(
-        conn.execute(
-            text("SELECT COUNT(*) FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id)")
-        ).scalar_one()
-    )
     last = conn.execute(
         text(
             "SELECT finished_at, actor, duplicates_skipped, summary FROM import_runs "

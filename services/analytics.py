@@ -8,6 +8,7 @@ and call the pure metrics in metrics/.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
@@ -170,6 +171,22 @@ class Facts:
                 with self._lock:
                     self._inflight.pop(key, None)
                 event.set()
+
+    def prefetch(self, *loads: Callable[[], Any]) -> threading.Thread:
+        """Run these loaders in a background thread, in order, while the caller computes:
+        DuckDB and SQLite run their queries without the GIL, so reading facts overlaps the
+        pandas work. A caller asking for the same fact meanwhile waits for this load
+        (`cached`) instead of starting a second one; a load that fails is left to the
+        caller, who then loads it again and sees the error."""
+
+        def run() -> None:
+            for load in loads:
+                with contextlib.suppress(Exception):  # the caller's own load raises it
+                    load()
+
+        t = threading.Thread(target=run, name="facts-prefetch", daemon=True)
+        t.start()
+        return t
 
     def clear_results(self) -> None:
         """Forget derived results, keep the loaded facts (for timing the metrics alone)."""
@@ -1023,6 +1040,31 @@ def kpis(
             population="live accounts",
         ),
     ]
+
+
+def health_prefetch(src: Facts, dates: list[date]) -> list[Callable[[], Any]]:
+    """The loads health tables at these dates start with (for Facts.prefetch): engine
+    queries first, then the app database's."""
+    model = health_model(src)
+    a, e = model.adoption_window_days, model.engagement_window_days
+    loads: list[Callable[[], Any]] = [functools.partial(src.activity, d, a, e) for d in dates]
+    if a != e:
+        loads += [functools.partial(src.activity, d, e, e) for d in dates]
+    return [
+        *loads,
+        src.milestones,
+        src.outcomes,
+        *[functools.partial(src.checklist_value, d) for d in dates],
+        src.plans,
+    ]
+
+
+def portfolio_dates(src: Facts, *, as_of: date, period_days: int = 7) -> list[date]:
+    """The dates a Portfolio run computes health at: as of, the previous period, the
+    health-drop rule's look-back."""
+    rules, _ = src.setting("risk_rules")
+    drop = int(rules.get("health_drop", {}).get("days", 14))
+    return list(dict.fromkeys([as_of, as_of - timedelta(days=period_days), as_of - timedelta(days=drop)]))
 
 
 @memoized(plans=True)

@@ -45,6 +45,8 @@ def all_facts(conn, *, as_of: date) -> pd.DataFrame:
     pass over all accounts is several times faster than the same queries restricted to
     an IN list of thousands of ids."""
     end = day_end(as_of).to_pydatetime()
+    if (cols := q.metric_facts_columns(conn, as_of_end=end)) is not None:
+        return cols[["account_id", *mc.FACTS]]
     p_end = q._ts_param(conn, end)
     p_w0 = q._ts_param(conn, end - timedelta(days=7))
     role = q._json_field(conn, "properties", "role")
@@ -78,13 +80,11 @@ def all_facts(conn, *, as_of: date) -> pd.DataFrame:
     return out[["account_id", *mc.FACTS]]
 
 
-def portfolio_disagreements(src: Facts, *, as_of: date, account_ids: list[int]) -> pd.DataFrame:
-    """Bound checklist items contradicting the measurement on these accounts, with the
-    account's external id, name and CSM. The facts are kept per as-of date (events change
-    only with an import, which gives a new loader), the items per checklist version."""
-    ids = set(int(a) for a in account_ids)
+def _metric_facts(src: Facts, as_of: date) -> pd.DataFrame:
+    """Every account's metric facts and seats, kept per as-of date (events change only with
+    an import, which gives a new loader)."""
 
-    def facts() -> pd.DataFrame:
+    def load() -> pd.DataFrame:
         with src.engine.connect() as conn:
             f = all_facts(conn, as_of=as_of)
         acc = src.accounts().set_index("account_id")
@@ -94,7 +94,13 @@ def portfolio_disagreements(src: Facts, *, as_of: date, account_ids: list[int]) 
         f["seats"] = f["account_id"].map(acc["licensed_seats"])
         return f
 
-    def items() -> pd.DataFrame:
+    return src.cached(("measured_facts", as_of), load)
+
+
+def _bound_items(src: Facts) -> pd.DataFrame:
+    """Every checklist item bound to a metric, kept per checklist version."""
+
+    def load() -> pd.DataFrame:
         with src.engine.connect() as conn:
             return q._read(
                 conn,
@@ -102,10 +108,36 @@ def portfolio_disagreements(src: Facts, *, as_of: date, account_ids: list[int]) 
                 "FROM checklist_items WHERE metric IS NOT NULL",
             )
 
+    return src.cached(("measured_items", src.plans_version), load)
+
+
+def _judged(src: Facts, as_of: date) -> pd.DataFrame:
+    """Every bound item contradicting its account's measurement (per date and checklist version)."""
+    return src.cached(
+        ("measured_every", as_of, src.plans_version),
+        lambda: mc.disagreements(_bound_items(src), _metric_facts(src, as_of)),
+    )
+
+
+def portfolio_prefetch(src: Facts, as_of: date) -> list:
+    """The loads portfolio_disagreements starts with (for Facts.prefetch)."""
+    return [lambda: _judged(src, as_of)]
+
+
+def portfolio_disagreements(src: Facts, *, as_of: date, account_ids: list[int]) -> pd.DataFrame:
+    """Bound checklist items contradicting the measurement on these accounts, with the
+    account's external id, name and CSM."""
+    ids = set(int(a) for a in account_ids)
+
     def load() -> pd.DataFrame:
-        all_items = src.cached(("measured_items", src.plans_version), items)
-        mine = all_items[all_items["account_id"].isin(ids)]
-        out = mc.disagreements(mine, src.cached(("measured_facts", as_of), facts))
+        # Each item is judged on its own account's facts: judged once for every account
+        # (kept per date and checklist version), a filter only selects rows.
+        found = _judged(src, as_of)
+        out = found[found["account_id"].isin(ids)].reset_index(drop=True)
+        if out.empty:
+            out = mc.disagreements(_bound_items(src).iloc[:0], _metric_facts(src, as_of))
+        else:
+            out = out.copy()
         acc = src.accounts().set_index("account_id")
         out["external_id"] = out["account_id"].map(acc["external_id"])
         out["name"] = out["account_id"].map(acc["name"])

@@ -40,7 +40,22 @@ REPORTS = {
     "backtest": lambda s: an.backtest_report(s, day=30, as_of=AS_OF),
     "portfolio": lambda s: an.portfolio(s, as_of=AS_OF),
     "triggers": lambda s: an.trigger_table(s, as_of=AS_OF),
+    "manual_vs_measured": lambda s: _measured(s),
+    "data_quality": lambda s: _data_quality(s),
 }
+
+
+def _measured(s: an.Facts) -> pd.DataFrame:
+    from services.measured import portfolio_disagreements
+
+    return portfolio_disagreements(s, as_of=AS_OF, account_ids=s.accounts()["account_id"].tolist())
+
+
+def _data_quality(s: an.Facts) -> dict:
+    from db.facts import data_quality
+
+    with s.engine.connect() as conn:
+        return data_quality(conn)
 
 
 def engines(tmp: Path) -> dict[str, str]:
@@ -103,3 +118,5 @@ def test_the_reports_are_not_empty(results: dict) -> None:
     assert len(r["funnel_by_event_property"].steps) > 3 * 3  # several sources, three steps each
     assert len(r["health"]) > 100
     assert r["health"]["active_users"].sum() > 0
+    assert len(r["manual_vs_measured"]) > 0
+    assert r["data_quality"]["events_before_start"] > 0 and r["data_quality"]["accounts_without_events"] > 0

@@ -91,6 +91,10 @@ def test_account_page_and_portfolio_flag_the_contradiction(small_db: str, use_db
     port = open_page("portfolio", query=QUERY)
     block = [unescape(m) for m in texts(port.markdown) if m.startswith("**Manual against measured:**")]
     assert block and "checklist item(s) on" in block[0] and "contradict the events" in block[0]
+    # The item list is built only once its expander is opened (nothing hidden is sent).
+    assert not [df for df in port.dataframe if "criterion" in df.value.columns]
+    port.session_state["measured_items"] = True
+    port.run()
     t = table_with(port, "link", "criterion", "measured", "reason")
     assert external_id(small_db, aid) in {lnk.split("account=")[1] for lnk in t["link"]}
     assert t["link"].str.startswith("/success-plans?account=").all()
