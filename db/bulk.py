@@ -4,8 +4,9 @@ Entity files are upserted by natural key with a diff, so a re-import changes not
 and reports what it inserted, updated and left unchanged. Events are appended with
 ON CONFLICT DO NOTHING on their natural key (COPY into a temporary table on
 PostgreSQL), which makes re-imports idempotent and counts duplicates skipped. A large
-load into PostgreSQL drops the secondary events indexes and builds them again once at
-the end, in the same transaction (the natural key's unique index stays, for dedup).
+load into PostgreSQL drops the secondary events indexes and the natural key's unique
+constraint, removes the duplicates in one pass at the end and builds them again, all in the
+same transaction (a rollback restores them).
 """
 
 from __future__ import annotations
@@ -414,6 +415,35 @@ def drop_event_indexes(session: Session) -> list[Index]:
     for ix in dropped:
         conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{ix.name}"')
     return dropped
+
+
+NATURAL_KEY = "uq_events_natural"
+
+
+def drop_natural_key(session: Session) -> bool:
+    """Drop the events' natural-key constraint for a large PostgreSQL load (in the caller's
+    transaction): rows then go in without a unique-index probe each, and
+    `restore_natural_key` removes the duplicates afterwards in one pass."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return False
+    conn.exec_driver_sql(f'ALTER TABLE events DROP CONSTRAINT "{NATURAL_KEY}"')
+    return True
+
+
+def restore_natural_key(session: Session) -> int:
+    """Delete every event that repeats an earlier one (same account, event, ts and user_id;
+    the smallest id stays, which is the row ON CONFLICT DO NOTHING would have kept: stored
+    rows and earlier rows of the file come first) and add the constraint back. Returns how
+    many were deleted."""
+    conn = session.connection()
+    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    removed = conn.exec_driver_sql(
+        "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
+        "(PARTITION BY account_id, event, ts, user_id ORDER BY id) AS n FROM events) AS d WHERE d.n > 1)"
+    ).rowcount
+    conn.exec_driver_sql(f'ALTER TABLE events ADD CONSTRAINT "{NATURAL_KEY}" UNIQUE (account_id, event, ts, user_id)')
+    return int(removed or 0)
 
 
 def rebuild_event_indexes(session: Session, indexes: Sequence[Index]) -> None:

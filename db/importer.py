@@ -45,8 +45,10 @@ from db.bulk import (
     LARGE_LOAD_EVENTS,
     SQLITE_TS,
     drop_event_indexes,
+    drop_natural_key,
     insert_events,
     rebuild_event_indexes,
+    restore_natural_key,
     stored_event_estimate,
     upsert,
 )
@@ -1122,6 +1124,7 @@ def _stream_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None
         on_bytes(b)
 
     dropped: list = []
+    keyless = False  # the natural key dropped for a large load: duplicates removed at the end
     decided = False
     for _header, df, rows in _read_chunks(name, source, report, chunk_rows=EVENT_BATCH, on_bytes=seen):
         fr.rows += len(df)
@@ -1151,6 +1154,7 @@ def _stream_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None
             decided = True
             if _large_pg_load(ctx.session, rows_seen=len(df), bytes_seen=read[0], size=size):
                 dropped = drop_event_indexes(ctx.session)
+                keyless = drop_natural_key(ctx.session)
         batch = pd.DataFrame(
             {
                 "account_id": t["account_id"].map(ctx.accounts).astype(int),
@@ -1163,8 +1167,12 @@ def _stream_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None
         inserted = insert_events(ctx.session, batch)
         fr.inserted += inserted
         fr.duplicates_skipped += len(batch) - inserted
-    if dropped and ctx.writing and not report.problem_count:
+    if (dropped or keyless) and ctx.writing and not report.problem_count:
         # (With problems the import rolls back, which restores the dropped indexes.)
+        if keyless:
+            repeats = restore_natural_key(ctx.session)
+            fr.inserted -= repeats
+            fr.duplicates_skipped += repeats
         rebuild_event_indexes(ctx.session, dropped)
     if ctx.counting and ctx.new_event_keys:
         # New events, counted once however often they repeat in the file.
