@@ -4,12 +4,14 @@ Entity files are upserted by natural key with a diff, so a re-import changes not
 and reports what it inserted, updated and left unchanged. Events are appended with
 ON CONFLICT DO NOTHING on their natural key (COPY into a temporary table on
 PostgreSQL), which makes re-imports idempotent and counts duplicates skipped. A large
-load into PostgreSQL drops the secondary events indexes and builds them again once at
-the end, in the same transaction (the natural key's unique index stays, for dedup).
+load into PostgreSQL drops the secondary events indexes and the natural key's unique
+constraint, removes the duplicates in one pass at the end and builds them again, all in the
+same transaction (a rollback restores them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Index, Table, bindparam, select, tuple_, update
+from sqlalchemy import Index, Integer, Table, bindparam, func, select, tuple_, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from db.models import ChangeLog, Event, utcnow
@@ -96,15 +99,18 @@ def upsert(
     on_update: dict[str, Any] | None = None,
     return_ids: bool = False,
     write: bool = True,
+    insert_only: Sequence[str] = (),
 ) -> UpsertResult:
-    """Insert new rows and update changed ones (only `columns` are compared and written).
+    """Insert new rows and update changed ones (only `columns` are compared and written;
+    `insert_only` columns are written on new rows only). New rows go in by one bulk insert
+    (`insert_rows`); changed rows are updated by id in one executemany per shape.
     write=False: only read and count (a dry run takes no write lock)."""
     result = UpsertResult(new_ids={})
     if rows.empty:
         return result
     key = list(key)
     cols = [c for c in columns if c in rows.columns and c not in key]
-    keys_in = [tuple(_norm(v) for v in t) for t in rows[key].itertuples(index=False, name=None)]
+    keys_in = list(zip(*[_py_list(rows[k]) for k in key], strict=True))
     existing: dict[tuple, dict] = {}
     select_cols = [table.c.id, *[table.c[k] for k in key], *[table.c[c] for c in cols]]
     if "version" in table.c and "version" not in cols:
@@ -122,17 +128,16 @@ def upsert(
             if k in wanted:
                 existing[k] = dict(r)
 
-    to_insert: list[dict] = []
+    to_insert: list[int] = []  # positions of the new rows
     to_update: list[dict] = []
     logs: list[dict] = []
-    records = rows[key + cols].to_dict("records")
-    for k, rec in zip(keys_in, records, strict=True):
-        rec = {c: _norm(v) for c, v in rec.items()}
+    values = {c: _py_list(rows[c]) for c in cols}
+    for i, k in enumerate(keys_in):
         old = existing.get(k)
         if old is None:
-            to_insert.append(rec)
+            to_insert.append(i)
             continue
-        changed = {c: rec[c] for c in cols if not _same(rec[c], old[c])}
+        changed = {c: values[c][i] for c in cols if not _same(values[c][i], old[c])}
         if not changed:
             result.unchanged += 1
             continue
@@ -141,14 +146,15 @@ def upsert(
             upd.update({c: (f(old) if callable(f) else f) for c, f in on_update.items()})
         to_update.append(upd)
         if log_entity:
+            ext = _value(values, key, k, i, log_key) if log_key else None
             for c, v in changed.items():
                 logs.append(
                     {
                         "at": utcnow(),
                         "actor": actor,
                         "entity": log_entity,
-                        "entity_id": str(rec[log_key] if log_key else old["id"]),
-                        "account_id": rec.get(account_col) if account_col else None,
+                        "entity_id": str(ext if log_key else old["id"]),
+                        "account_id": _value(values, key, k, i, account_col) if account_col else None,
                         "field": c,
                         "old": _text(old[c]),
                         "new": _text(v),
@@ -159,14 +165,20 @@ def upsert(
         result.inserted, result.updated = len(to_insert), len(to_update)
         return result
     if to_insert:
-        session.execute(table.insert(), to_insert)
+        extra = [c for c in insert_only if c in rows.columns and c not in key and c not in cols]
+        for c in extra:
+            values[c] = _py_list(rows[c])
+        names = [*key, *cols, *extra]
+        columns_in = {
+            **{c: [k[j] for k in (keys_in[i] for i in to_insert)] for j, c in enumerate(key)},
+            **{c: [values[c][i] for i in to_insert] for c in [*cols, *extra]},
+        }
+        before = session.execute(select(func.max(table.c.id))).scalar() if return_ids else None
+        insert_rows(session, table, columns_in, names)
         result.inserted = len(to_insert)
         if return_ids:
-            ins_keys = [tuple(r[k] for k in key) for r in to_insert]
-            for chunk in _chunks(ins_keys, 500):
-                q = select(table.c.id, *[table.c[k] for k in key]).where(_key_in(table, key, chunk))
-                for r in session.execute(q).mappings():
-                    result.new_ids[tuple(_norm(r[k]) for k in key)] = r["id"]
+            ins_keys = [keys_in[i] for i in to_insert]
+            result.new_ids = _ids_of(session, table, key, ins_keys, above=int(before or 0))
     if to_update:
         by_shape: dict[tuple, list[dict]] = {}
         for u in to_update:
@@ -182,6 +194,101 @@ def upsert(
     if logs:
         session.execute(ChangeLog.__table__.insert(), logs)
     return result
+
+
+def _py_list(s: pd.Series) -> list:
+    """A column as Python values, as `_norm` gives them (NaN/NaT/NA -> None, numpy -> python)."""
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iub":
+        return s.tolist()
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+        return [None if v != v else v for v in s.tolist()]
+    vals = s.astype(object).where(s.notna(), None).tolist()
+    return [v if v is None or v.__class__ is str else _norm(v) for v in vals]
+
+
+def _value(values: dict[str, list], key: Sequence[str], k: tuple, i: int, col: str) -> Any:
+    """Row i's value of `col` (a key part or a compared column; None if neither)."""
+    if col in key:
+        return k[list(key).index(col)]
+    return values[col][i] if col in values else None
+
+
+def insert_rows(session: Session, table: Table, columns: dict[str, list], names: Sequence[str]) -> None:
+    """Insert rows given column-wise, with the same values SQLAlchemy's insert would write
+    (the columns' bind processing, Python-side defaults for the columns not given), but
+    without per-row statement work: SQLite gets one executemany of tuples, PostgreSQL one
+    COPY into the table (constraints are checked as for an INSERT)."""
+    conn = session.connection()
+    dialect = conn.dialect
+    n = len(columns[names[0]]) if names else 0
+    if n == 0:
+        return
+    cols = list(names)
+    data: list[list] = []
+    for c in cols:
+        proc = table.c[c].type._cached_bind_processor(dialect)
+        vals = columns[c]
+        if isinstance(table.c[c].type, Integer):  # a nullable id column mapped through floats (1.0)
+            vals = [int(v) if isinstance(v, float) and v.is_integer() else v for v in vals]
+        data.append([None if v is None else proc(v) for v in vals] if proc else list(vals))
+    for c in table.c:
+        if c.name in cols or c.primary_key or c.default is None:
+            continue
+        d = c.default
+        proc = c.type._cached_bind_processor(dialect)
+        if d.is_scalar:
+            v = d.arg
+            data.append([proc(v) if proc and v is not None else v] * n)
+        elif d.is_callable:
+            vals = [d.arg(None) for _ in range(n)]
+            data.append([proc(v) if proc and v is not None else v for v in vals])
+        else:  # a SQL expression default: let SQLAlchemy handle it
+            session.execute(table.insert(), [{c: columns[c][i] for c in names} for i in range(n)])
+            return
+        cols.append(c.name)
+    dbapi = conn.connection.dbapi_connection
+    cur = dbapi.cursor()
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    if dialect.name == "postgresql":
+        sql = f'COPY "{table.name}" ({quoted}) FROM STDIN'
+    else:
+        sql = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" for _ in cols)})'
+    try:
+        with _as_sqlalchemy_errors(dialect, sql):
+            if dialect.name == "postgresql":
+                with cur.copy(sql) as copy:
+                    for row in zip(*data, strict=True):
+                        copy.write_row(row)
+            else:
+                cur.executemany(sql, zip(*data, strict=True))
+    finally:
+        cur.close()
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_errors(dialect: Any, statement: str):
+    """The driver's errors as SQLAlchemy raises them for its own statements (the importer
+    turns those into a message for the user: a full disk, a lock timeout ...)."""
+    base = dialect.loaded_dbapi.Error
+    try:
+        yield
+    except base as exc:
+        raise DBAPIError.instance(statement, None, exc, base) from exc
+
+
+def _ids_of(session: Session, table: Table, key: Sequence[str], keys: list[tuple], *, above: int) -> dict[tuple, int]:
+    """natural key -> id of these just inserted rows: those with an id above `above` (the
+    largest before the insert), read in one range scan of the primary key."""
+    wanted = set(keys)
+    out: dict[tuple, int] = {}
+    q = select(table.c.id, *[table.c[k] for k in key]).where(table.c.id > above)
+    for r in session.execute(q):
+        k = tuple(v if v.__class__ in (str, int) else _norm(v) for v in r[1:])
+        if k in wanted:
+            out[k] = r[0]
+    if len(out) < len(wanted) and above:  # ids not from a rising sequence: look everywhere
+        return _ids_of(session, table, key, keys, above=0)
+    return out
 
 
 def _key_in(table: Table, key: Sequence[str], chunk: Sequence[tuple]):
@@ -308,6 +415,35 @@ def drop_event_indexes(session: Session) -> list[Index]:
     for ix in dropped:
         conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{ix.name}"')
     return dropped
+
+
+NATURAL_KEY = "uq_events_natural"
+
+
+def drop_natural_key(session: Session) -> bool:
+    """Drop the events' natural-key constraint for a large PostgreSQL load (in the caller's
+    transaction): rows then go in without a unique-index probe each, and
+    `restore_natural_key` removes the duplicates afterwards in one pass."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return False
+    conn.exec_driver_sql(f'ALTER TABLE events DROP CONSTRAINT "{NATURAL_KEY}"')
+    return True
+
+
+def restore_natural_key(session: Session) -> int:
+    """Delete every event that repeats an earlier one (same account, event, ts and user_id;
+    the smallest id stays, which is the row ON CONFLICT DO NOTHING would have kept: stored
+    rows and earlier rows of the file come first) and add the constraint back. Returns how
+    many were deleted."""
+    conn = session.connection()
+    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    removed = conn.exec_driver_sql(
+        "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
+        "(PARTITION BY account_id, event, ts, user_id ORDER BY id) AS n FROM events) AS d WHERE d.n > 1)"
+    ).rowcount
+    conn.exec_driver_sql(f'ALTER TABLE events ADD CONSTRAINT "{NATURAL_KEY}" UNIQUE (account_id, event, ts, user_id)')
+    return int(removed or 0)
 
 
 def rebuild_event_indexes(session: Session, indexes: Sequence[Index]) -> None:

@@ -306,3 +306,25 @@ def test_seed_demo_streams_in_chunks(empty_db: str, monkeypatch: pytest.MonkeyPa
     assert len(got["checklist_items"]) == 60 * 12 and len(got["success_plans"]) == 60
     # Chunks draw from their own streams: the second chunk is not a copy of the first.
     assert [r[1:] for r in got["accounts"][:25]] != [r[1:] for r in got["accounts"][25:50]]
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["batched", "large-load"])
+def test_a_repeated_event_keeps_its_first_row(empty_db: str, monkeypatch: pytest.MonkeyPatch, large: bool) -> None:
+    """The large PostgreSQL load removes repeats after the load (no unique index meanwhile):
+    the row kept is the one ON CONFLICT DO NOTHING keeps, a stored one or the file's first."""
+    monkeypatch.setattr(importer, "EVENT_BATCH", 20)
+    if large:
+        monkeypatch.setattr(importer, "LARGE_LOAD_EVENTS", 10)
+    assert run(empty_db, events_csv(['A-1,login,2026-01-06T09:00:00Z,u1,"{""v"": 0}"'])).ok
+    lines = many(60)
+    lines[5] = 'A-1,login,2026-01-06T09:00:00Z,u1,"{""v"": 1}"'  # repeats the stored row
+    lines[30] = 'A-2,login,2026-01-07T09:00:00Z,u1,"{""v"": 2}"'
+    lines[50] = 'A-2,login,2026-01-07T09:00:00Z,u1,"{""v"": 3}"'  # repeats row 30, another batch
+    rep = run(empty_db, events_csv(lines))
+    assert rep.ok, rep.problems
+    f = rep.files["events.csv"]
+    assert (f.inserted, f.duplicates_skipped) == (58, 2)
+    got = {(r[0], r[1], r[3]): r[4] for r in stored(empty_db) if r[1] == "login"}
+    assert got == {("A-1", "login", "u1"): '{"v": 0}', ("A-2", "login", "u1"): '{"v": 2}'}
+    assert len(stored(empty_db)) == 59
+    assert index_defs(empty_db) == model_indexes(get_engine(empty_db).dialect.name)
