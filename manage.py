@@ -21,10 +21,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-# Text a spreadsheet runs as a formula: db.importer.FORMULA_PREFIXES, what db.exporter.neutralise
-# prefixes (a test holds them equal). Spelled here because importing db.importer would load the
-# ORM and the whole import pipeline into every report process.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Text a spreadsheet runs as a formula (db/csvsafe.py: light, so a report does not load the
+# ORM and the import pipeline with db.importer).
+from db.csvsafe import FORMULA_PREFIXES  # noqa: E402
 
 
 def _date(s: str) -> date:

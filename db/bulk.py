@@ -26,8 +26,6 @@ from sqlmodel import Session
 
 from db.models import ChangeLog, Event, utcnow
 
-SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
-
 # Account fields written from accounts.csv (and by the demo loader), besides the key.
 ACCOUNT_COLUMNS = (
     "name",

@@ -21,7 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from db.backup import remove_backup_files, write_backup
-from db.importer import FORMULA_PREFIXES, SPECS
+from db.csvsafe import FORMULA_PREFIXES
+from db.importer import SPECS
 from db.session import get_engine
 
 EVENT_CHUNK = 200_000

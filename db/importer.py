@@ -43,7 +43,6 @@ from db import filemap, import_lock, uploads
 from db.bulk import (
     ACCOUNT_COLUMNS,
     LARGE_LOAD_EVENTS,
-    SQLITE_TS,
     drop_event_indexes,
     drop_natural_key,
     insert_events,
@@ -67,7 +66,7 @@ from db.models import (
     TeamMember,
     utcnow,
 )
-from db.session import bump_data_version, get_engine
+from db.session import SQLITE_TS, bump_data_version, get_engine
 from db.settings_store import milestone_definitions
 from db.templates import apply_new_account_defaults
 from db.uploads import Refused, Source
@@ -82,7 +81,6 @@ EVENT_BATCH = 50_000
 # the connection's usual one (db/session.py) it returns to afterwards.
 LOAD_CACHE_KIB = -262_144
 NORMAL_CACHE_KIB = -65_536
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "sqlite:///data/onboarding.db"
 # How timestamps are stored as text in SQLite (what the importer writes and the facts parse).
-SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLite stores timestamps
 
 # How long a write waits for a lock before it fails with a clear error, instead of hanging:
 # SQLite's busy timeout, PostgreSQL's lock_timeout (a user's save; imports set their own).

@@ -134,13 +134,3 @@ def test_migrate_creates_a_new_database(unmigrated_db: str) -> None:
     assert migrate(unmigrated_db) == head_revision()
     assert current_revision(unmigrated_db) == head_revision()
     assert "accounts" in inspect(get_engine(unmigrated_db)).get_table_names()
-
-
-def test_constants_spelled_outside_the_import_pipeline_match_it() -> None:
-    """manage.py and db.session spell two constants of db.importer / db.bulk so that a report
-    does not import those modules (and the ORM with them): they must stay the same."""
-    import manage
-    from db import bulk, importer, session
-
-    assert manage.FORMULA_PREFIXES == importer.FORMULA_PREFIXES
-    assert session.SQLITE_TS == bulk.SQLITE_TS

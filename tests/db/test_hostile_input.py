@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from db.csvsafe import FORMULA_PREFIXES
 from db.exporter import export_dir
-from db.importer import FORMULA_PREFIXES, import_files
+from db.importer import import_files
 from db.models import SEGMENTS, Account, Event
 from db.session import get_engine
 
