@@ -93,21 +93,26 @@ def test_head_revision_read_from_the_files_is_alembics() -> None:
     assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def test_migrate_at_head_does_not_import_alembic(empty_db: str) -> None:
-    code = (
-        "import sys; from db.session import migrate; rev = migrate(); "
-        "print(rev, sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
-    )
+def run_python(url: str, code: str) -> str:
+    """Run `code` in a fresh interpreter in the project root with DATABASE_URL=url; its stdout."""
     res = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": empty_db},
+        env={**os.environ, "DATABASE_URL": url},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == [head_revision(), "[]"]
+    return res.stdout
+
+
+def test_migrate_at_head_does_not_import_alembic(empty_db: str) -> None:
+    code = (
+        "import sys; from db.session import migrate; rev = migrate(); "
+        "print(rev, sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    assert run_python(empty_db, code).split() == [head_revision(), "[]"]
 
 
 def test_migrate_brings_a_behind_database_to_head(unmigrated_db: str) -> None:

@@ -6,15 +6,13 @@ at defaults it stays out of the ORM."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from sqlalchemy import text
 
 from db.defaults import DEFAULT_MILESTONES, DEFAULT_SETTINGS
-from db.session import ROOT, get_engine, session_scope
+from db.session import get_engine, session_scope
 from db.settings_store import defaults_missing, get_setting, init_db, milestone_definitions, store_setting
+from tests.test_startup import run_python
 
 
 def test_a_connection_reads_what_a_session_reads(empty_db: str) -> None:
@@ -76,16 +74,7 @@ def _init_db_in_a_new_process(url: str) -> list[str]:
         "import json, sys; from db.settings_store import init_db; init_db(); "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlmodel', 'pydantic', 'alembic'))))"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return json.loads(run_python(url, code).strip().splitlines()[-1])
 
 
 def test_init_db_with_the_defaults_in_place_stays_out_of_the_orm(empty_db: str) -> None:

@@ -151,6 +151,16 @@ def no_exception(page) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
+def back_returns(page, start: str, entries: int, title: str) -> None:
+    """The navigation just made added one history entry, and Back returns to `start` (the
+    page titled `title`) as it was."""
+    assert page.evaluate("history.length") == entries + 1
+    page.go_back()
+    settle(page, title)
+    no_exception(page)
+    assert page.url == start
+
+
 def shot(page, name: str) -> Path:
     """The first screen at 1400x1000, and the whole page (Streamlit scrolls inside its
     main container, so the viewport is stretched to the content for that one)."""
@@ -270,11 +280,7 @@ def test_funnel_drilldown_opens_the_account(browser, demo_server: Server, demo_d
     assert page.get_by_text("Health breakdown").count() > 0
     page.wait_for_url(lambda u: "/accounts?" in u and f"account={ext}" in u and "as_of=" in u, timeout=30_000)
     # One history entry, and Back returns to the funnel as it was (its own steps and order too).
-    assert page.evaluate("history.length") == entries + 1
-    page.go_back()
-    settle(page, "Funnel")
-    no_exception(page)
-    assert page.url == view
+    back_returns(page, view, entries, "Funnel")
     page.close()
 
 

@@ -14,7 +14,17 @@ from components.links import ATTENTION_WIDTHS
 from db.session import get_engine
 from services.analytics import Facts, Filters, portfolio
 from tests.conftest import AS_OF
-from tests.e2e.test_browser import VIEWPORT, Server, browser, demo_server, metric_value, no_exception, settle, shot  # noqa: F401
+from tests.e2e.test_browser import (  # noqa: F401
+    VIEWPORT,
+    Server,
+    back_returns,
+    browser,
+    demo_server,
+    metric_value,
+    no_exception,
+    settle,
+    shot,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -169,11 +179,7 @@ def test_account_to_its_success_plan_and_back_keeps_the_list_filters(
     settle(page, "Success plans")
     no_exception(page)
     _wait_for_url(page, "/success-plans?", f"account={first['external_id']}")
-    assert page.evaluate("history.length") == entries + 1
-    page.go_back()
-    settle(page, first["name"])
-    no_exception(page)
-    assert page.url == start
+    back_returns(page, start, entries, first["name"])
     page.close()
 
 
@@ -194,9 +200,5 @@ def test_sidebar_navigation_from_a_page_with_its_own_parameters_adds_one_history
     no_exception(page)
     _wait_for_url(page, "/funnel?", f"as_of={REPLAY.isoformat()}", "segment=SMB")
     assert "breakdown" not in page.url
-    assert page.evaluate("history.length") == entries + 1
-    page.go_back()
-    settle(page, "Portfolio")
-    no_exception(page)
-    assert page.url == start
+    back_returns(page, start, entries, "Portfolio")
     page.close()
