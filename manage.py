@@ -250,6 +250,14 @@ def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
                 # over the cells, as db.exporter.neutralise does to each text cell; a column
                 # is rebuilt only where some cell needs the ' (rarely: names, notes).
                 cells = df[c].to_numpy(dtype=object)
+                # Each distinct value looked at once first: most text columns repeat a few
+                # (segment, status, band) and none of them needs the '.
+                try:
+                    distinct = pd.unique(cells)
+                except TypeError:  # unhashable cells (lists): look at every one
+                    distinct = cells
+                if not any(isinstance(v, str) and v.startswith(starts) for v in distinct):
+                    continue
                 hit = [i for i, v in enumerate(cells) if isinstance(v, str) and v.startswith(starts)]
                 if hit:
                     cells = cells.copy()
