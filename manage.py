@@ -250,6 +250,14 @@ def _emit(df, args: argparse.Namespace, extra: dict | None = None) -> None:
                 # over the cells, as db.exporter.neutralise does to each text cell; a column
                 # is rebuilt only where some cell needs the ' (rarely: names, notes).
                 cells = df[c].to_numpy(dtype=object)
+                # Each distinct value looked at once first: most text columns repeat a few
+                # (segment, status, band) and none of them needs the '.
+                try:
+                    distinct = pd.unique(cells)
+                except TypeError:  # unhashable cells (lists): look at every one
+                    distinct = cells
+                if not any(isinstance(v, str) and v.startswith(starts) for v in distinct):
+                    continue
                 hit = [i for i, v in enumerate(cells) if isinstance(v, str) and v.startswith(starts)]
                 if hit:
                     cells = cells.copy()
@@ -604,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--day", type=int, default=30, help="backtest: score as of day N after contract start (default 30)")
     g.add_argument("--weights", help="backtest what-if: milestone=30,adoption=25,engagement=25,value=20")
-    s.set_defaults(func=cmd_report)
+    # A report only reads: its reads of a SQLite file skip SQLAlchemy (db.session.use_reader).
+    s.set_defaults(func=cmd_report, reads_only=True)
 
     sub.add_parser(
         "bench",
@@ -628,8 +637,10 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    from db.session import DatabaseUnavailable, check_connection, describe_db_error
+    from db.session import DatabaseUnavailable, check_connection, describe_db_error, stop_reader, use_reader
 
+    # For this command only (main may run in a process that goes on, e.g. a test).
+    reader = bool(getattr(args, "reads_only", False)) and use_reader()
     try:
         check_connection()
         return int(args.func(args) or 0)
@@ -640,13 +651,18 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: nothing half-written (each write is one transaction)", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback
+        import sqlite3
+
         from sqlalchemy.exc import OperationalError
 
-        if isinstance(exc, OperationalError):
+        if isinstance(exc, OperationalError | sqlite3.OperationalError):
             print(f"error: {describe_db_error(exc)}", file=sys.stderr)
         else:
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if reader:
+            stop_reader()
 
 
 if __name__ == "__main__":

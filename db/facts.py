@@ -6,13 +6,16 @@ timestamps are naive UTC datetime64[ns] and dates are datetime64[ns] at midnight
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from sqlalchemy import bindparam, text
-from sqlalchemy.engine import Connection
 
-from db.session import SQLITE_TS
+from db.session import SQLITE_TS, LiteConnection, fetch, sqlite_param
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 def _ts_param(conn: Connection, value: datetime) -> object:
@@ -68,10 +71,45 @@ def _join(conn: Connection) -> str:
     return "CROSS JOIN" if conn.dialect.name == "sqlite" else ","
 
 
+# A `:name` placeholder as SQLAlchemy's text() finds one.
+_PLACEHOLDER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
+def _lite_statement(sql: str, params: dict, expanding: tuple[str, ...]) -> tuple[str, dict]:
+    """`sql` and its parameters for sqlite3's named style, as SQLAlchemy renders them for
+    SQLite: an expanding list becomes one placeholder per value, values are bound as its
+    SQLite dialect binds them (db.session.sqlite_param)."""
+    out: dict = {}
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name in expanding:
+            values = list(params[name])
+            for i, v in enumerate(values):
+                out[f"{name}_{i + 1}"] = sqlite_param(v)
+            return "(" + ", ".join(f":{name}_{i + 1}" for i in range(len(values))) + ")"
+        out[name] = sqlite_param(params[name])
+        return ":" + name
+
+    return _PLACEHOLDER.sub(sub, sql), out
+
+
 def _read(conn: Connection, sql: str, params: dict | None = None, *, expanding: tuple[str, ...] = ()) -> pd.DataFrame:
     """Run a query and return a DataFrame. SQLAlchemy compiles it (parameter style, IN
-    lists); rows come straight from the driver's cursor, which is several times faster than
-    building Row objects for hundreds of thousands of rows."""
+    lists; on a db.session.LiteConnection, _lite_statement does the same for sqlite3); rows
+    come straight from the driver's cursor, which is several times faster than building Row
+    objects for hundreds of thousands of rows."""
+    if isinstance(conn, LiteConnection):
+        statement, args = _lite_statement(sql, params or {}, expanding)
+        cur = conn.connection.dbapi_connection.execute(statement, args)
+        try:
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        return pd.DataFrame.from_records(rows, columns=cols)
+    from sqlalchemy import bindparam, text
+
     stmt = text(sql)
     if expanding:
         stmt = stmt.bindparams(*[bindparam(n, expanding=True) for n in expanding])
@@ -99,6 +137,9 @@ def _analytics(conn: Connection):
 
 def accounts(conn: Connection) -> pd.DataFrame:
     """Accounts with their CSM (email and name)."""
+    eng = _analytics(conn)
+    if eng is not None and (df := eng.accounts(conn)) is not None:
+        return df
     df = _read(
         conn,
         "SELECT a.id AS account_id, a.external_id, a.name, a.segment, a.industry, a.employees, a.plan, "
@@ -114,6 +155,9 @@ def accounts(conn: Connection) -> pd.DataFrame:
 
 def milestones(conn: Connection) -> pd.DataFrame:
     """Every account milestone: account_id, milestone_key, due_date, completed_at."""
+    eng = _analytics(conn)
+    if eng is not None and (df := eng.milestones(conn)) is not None:
+        return df
     df = _read(conn, "SELECT account_id, milestone_key, due_date, completed_at FROM account_milestones")
     df["due_date"] = naive_date(df["due_date"])
     df["completed_at"] = naive_ts(df["completed_at"])
@@ -416,24 +460,27 @@ def snapshots(conn: Connection, *, since: date | None = None) -> pd.DataFrame:
 def account_metric_facts(conn: Connection, *, account_id: int, as_of_end: datetime) -> dict:
     """Event-derived values for checklist items bound to a metric, for one account."""
     role = _json_field(conn, "properties", "role")
-    row = (
-        conn.execute(
-            text(
-                f"SELECT "
-                f"COUNT(DISTINCT CASE WHEN user_id != '' THEN user_id END) AS users_ever, "
-                f"COUNT(DISTINCT CASE WHEN ts >= :w0 AND user_id != '' THEN user_id END) AS weekly_users, "
-                f"COUNT(DISTINCT CASE WHEN event = 'training_attended' AND {role} = 'admin' THEN user_id END) AS admins_trained, "
-                f"COUNT(DISTINCT CASE WHEN event = 'training_attended' AND {role} = 'analyst' THEN user_id END) AS analysts_trained, "
-                f"SUM(CASE WHEN event = 'dashboard_created' THEN 1 ELSE 0 END) AS dashboards_created, "
-                f"SUM(CASE WHEN event = 'report_shared' THEN 1 ELSE 0 END) AS reports_shared "
-                f"FROM events WHERE account_id = :a AND ts < :end"
-            ),
-            {"a": account_id, "w0": _ts_param(conn, as_of_end - timedelta(days=7)), "end": _ts_param(conn, as_of_end)},
-        )
-        .mappings()
-        .one()
+    names = (
+        "users_ever",
+        "weekly_users",
+        "admins_trained",
+        "analysts_trained",
+        "dashboards_created",
+        "reports_shared",
     )
-    return {k: int(v or 0) for k, v in row.items()}
+    (row,) = fetch(
+        conn,
+        f"SELECT "
+        f"COUNT(DISTINCT CASE WHEN user_id != '' THEN user_id END) AS users_ever, "
+        f"COUNT(DISTINCT CASE WHEN ts >= :w0 AND user_id != '' THEN user_id END) AS weekly_users, "
+        f"COUNT(DISTINCT CASE WHEN event = 'training_attended' AND {role} = 'admin' THEN user_id END) AS admins_trained, "
+        f"COUNT(DISTINCT CASE WHEN event = 'training_attended' AND {role} = 'analyst' THEN user_id END) AS analysts_trained, "
+        f"SUM(CASE WHEN event = 'dashboard_created' THEN 1 ELSE 0 END) AS dashboards_created, "
+        f"SUM(CASE WHEN event = 'report_shared' THEN 1 ELSE 0 END) AS reports_shared "
+        f"FROM events WHERE account_id = :a AND ts < :end",
+        {"a": account_id, "w0": _ts_param(conn, as_of_end - timedelta(days=7)), "end": _ts_param(conn, as_of_end)},
+    )
+    return {k: int(v or 0) for k, v in zip(names, row, strict=True)}
 
 
 # Checklist metric facts of every account in one pass over the copy's columns (DuckDB).
@@ -532,39 +579,33 @@ def data_quality(conn: Connection) -> dict:
     ]
     ev = _event_quality_columns(conn)
     counts = {
-        t: ev["events"]
-        if ev is not None and t == "events"
-        else int(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one())
+        t: ev["events"] if ev is not None and t == "events" else int(fetch(conn, f"SELECT COUNT(*) FROM {t}")[0][0])
         for t in tables
     }
     if ev is not None:
         before, no_events = (ev["before"], ev["before_accounts"]), ev["no_events"]
     else:
         start_ts = _add_days_ts(conn, "a.contract_start", "0")
-        before = conn.execute(
-            text(
-                f"SELECT COUNT(*), COUNT(DISTINCT e.account_id) FROM events e JOIN accounts a ON a.id = e.account_id WHERE e.ts < {start_ts}"
-            )
-        ).one()
+        before = fetch(
+            conn,
+            f"SELECT COUNT(*), COUNT(DISTINCT e.account_id) FROM events e JOIN accounts a ON a.id = e.account_id WHERE e.ts < {start_ts}",
+        )[0]
         no_events = int(
-            conn.execute(
-                text(
-                    "SELECT COUNT(*) FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id)"
-                )
-            ).scalar_one()
+            fetch(
+                conn,
+                "SELECT COUNT(*) FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = a.id)",
+            )[0][0]
         )
-    last = conn.execute(
-        text(
-            "SELECT finished_at, actor, duplicates_skipped, summary FROM import_runs "
-            "WHERE status = 'imported' ORDER BY finished_at DESC LIMIT 1"
-        )
-    ).first()
-    dup_total = int(
-        conn.execute(
-            text("SELECT COALESCE(SUM(duplicates_skipped), 0) FROM import_runs WHERE status = 'imported'")
-        ).scalar_one()
+    last_rows = fetch(
+        conn,
+        "SELECT finished_at, actor, duplicates_skipped, summary FROM import_runs "
+        "WHERE status = 'imported' ORDER BY finished_at DESC LIMIT 1",
     )
-    rejected = int(conn.execute(text("SELECT COUNT(*) FROM import_runs WHERE status = 'rejected'")).scalar_one())
+    last = last_rows[0] if last_rows else None
+    dup_total = int(
+        fetch(conn, "SELECT COALESCE(SUM(duplicates_skipped), 0) FROM import_runs WHERE status = 'imported'")[0][0]
+    )
+    rejected = int(fetch(conn, "SELECT COUNT(*) FROM import_runs WHERE status = 'rejected'")[0][0])
     return {
         "rows": counts,
         "events_before_start": int(before[0]),

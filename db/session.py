@@ -1,7 +1,10 @@
 """Engine and sessions from DATABASE_URL; migrations to head; the data version.
 
 Reads need only SQLAlchemy Core: the ORM (sqlmodel, its pydantic models) is imported when a
-session is opened, so a report process that never writes does not pay for it.
+session is opened, so a report process that never writes does not pay for it. A process that
+only reads a SQLite file (`manage.py report`) can go further with `use_reader`: its reads then
+run on read-only connections of the standard library's sqlite3, and SQLAlchemy is imported
+only if something has to be written (a migration, missing defaults).
 """
 
 from __future__ import annotations
@@ -10,16 +13,16 @@ import contextlib
 import functools
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +36,7 @@ BUSY_TIMEOUT_MS = int(os.environ.get("DB_BUSY_TIMEOUT_MS", "5000"))
 LOCK_TIMEOUT_MS = int(os.environ.get("DB_LOCK_TIMEOUT_MS", "5000"))
 
 _engines: dict[str, Engine] = {}
+_readers: dict[str, LiteEngine] = {}
 _lock = threading.Lock()
 
 
@@ -89,12 +93,28 @@ class _FileGuard:
             self.check()
 
     def install(self, engine: Engine) -> None:
+        from sqlalchemy import event
+
         # do_connect: before sqlite3 would create a new, empty file at a vanished path.
         event.listen(engine, "do_connect", lambda *a: self.check())
         event.listen(engine, "connect", self.connected)
         event.listen(engine, "begin", self.check)
         # commit: a file deleted during the transaction must not be acknowledged either.
         event.listen(engine, "commit", self.check)
+
+
+# A SQLite URL that is a plain file path (no query, no %-escapes): parsed without SQLAlchemy,
+# to the same result as make_url (its database is the text after "sqlite:///").
+_PLAIN_SQLITE = re.compile(r"^(sqlite(?:\+pysqlite)?):///([^?#%]+)$")
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file path of a plain SQLite file URL (as make_url(url).database), else None
+    (memory, `file:` URIs, URLs with a query or escapes, other databases)."""
+    m = _PLAIN_SQLITE.match(url)
+    if m is None or m.group(2) == ":memory:" or m.group(2).startswith("file:"):
+        return None
+    return m.group(2)
 
 
 def database_url(url: str | None = None) -> str:
@@ -104,6 +124,15 @@ def database_url(url: str | None = None) -> str:
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if (plain := sqlite_file(url)) is not None:
+        path = Path(plain)
+        if not path.is_absolute():
+            path = ROOT / path
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return f"{url.split(':', 1)[0]}:///{path}"
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database)
@@ -117,7 +146,7 @@ def database_url(url: str | None = None) -> str:
     return url
 
 
-def is_sqlite(engine: Engine) -> bool:
+def is_sqlite(engine: Engine | LiteEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
@@ -131,8 +160,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """One engine per URL for the process (pooled connections)."""
+def get_engine(url: str | None = None) -> Engine | LiteEngine:
+    """One engine per URL for the process (pooled connections); the reader of `use_reader`
+    where the process registered one (reads only)."""
+    url = database_url(url)
+    reader = _readers.get(url)
+    return reader if reader is not None else sqlalchemy_engine(url)
+
+
+def sqlalchemy_engine(url: str | None = None) -> Engine:
+    """The SQLAlchemy engine of a URL (writes, the ORM and Alembic always use this one)."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import make_url
+
     url = database_url(url)
     with _lock:
         engine = _engines.get(url)
@@ -173,6 +213,7 @@ def dispose_engine(url: str | None = None) -> None:
     """Close one URL's pooled connections and forget its engine."""
     url = database_url(url)
     with _lock:
+        _readers.pop(url, None)
         engine = _engines.pop(url, None)
     if engine is not None:
         engine.dispose()
@@ -180,6 +221,7 @@ def dispose_engine(url: str | None = None) -> None:
 
 def dispose_engines() -> None:
     with _lock:
+        _readers.clear()
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
@@ -190,7 +232,7 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
     from sqlmodel import Session
 
-    with Session(get_engine(url), expire_on_commit=False) as session:
+    with Session(sqlalchemy_engine(url), expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
@@ -237,7 +279,7 @@ def current_revision(url: str | None = None) -> str | None:
     or not exactly one row)."""
     try:
         with get_engine(url).connect() as conn:
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            rows = fetch(conn, "SELECT version_num FROM alembic_version")
     except DatabaseUnavailable:
         raise
     except Exception:  # noqa: BLE001 - no table (a new database): Alembic decides
@@ -259,7 +301,7 @@ def migrate(url: str | None = None) -> str:
     from alembic.script import ScriptDirectory
 
     cfg = alembic_config(url)
-    engine = get_engine(url)
+    engine = sqlalchemy_engine(url)
     head = ScriptDirectory.from_config(cfg).get_current_head()
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
@@ -274,7 +316,7 @@ def check_connection(url: str | None = None) -> None:
     """Raise DatabaseUnavailable with a readable reason if the database cannot be reached."""
     try:
         with get_engine(url).connect() as conn:
-            conn.execute(text("SELECT 1"))
+            fetch(conn, "SELECT 1")
     except DatabaseUnavailable:
         raise
     except Exception as exc:
@@ -290,6 +332,8 @@ def describe_db_error(exc: BaseException, url: str | None = None) -> str:
     """The detail, for the log and the CLI (the URL without its password, and the reason)."""
     if isinstance(exc, DatabaseUnavailable):
         return str(exc)
+    from sqlalchemy.engine import make_url
+
     target = make_url(database_url(url)).render_as_string(hide_password=True)
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
     return f"The database at {target} cannot be reached or read: {reason}"
@@ -297,6 +341,8 @@ def describe_db_error(exc: BaseException, url: str | None = None) -> str:
 
 def data_version(session: Session) -> int:
     """A counter bumped on every write; caches key on it."""
+    from sqlalchemy import text
+
     row = session.execute(text("SELECT value FROM meta WHERE key = 'data_version'")).first()
     return int(row[0]) if row else 0
 
@@ -304,6 +350,8 @@ def data_version(session: Session) -> int:
 def versions(session: Session) -> dict[str, int]:
     """All change counters: data_version (any write), core_version (imports, settings,
     snapshots, team) and plans_version (checklists, plans, interventions)."""
+    from sqlalchemy import text
+
     rows = session.execute(
         text("SELECT key, value FROM meta WHERE key IN ('data_version', 'core_version', 'plans_version')")
     ).all()
@@ -317,9 +365,114 @@ def bump_data_version(session: Session, scope: str = "core") -> None:
     (imports, settings, snapshots), "plans" (checklist and plan changes that analyses read)
     or "notes" (text nothing aggregates): a checklist save must not throw away every
     cached analysis."""
+    from sqlalchemy import text
+
     for key in ("data_version", f"{scope}_version"):
         updated = session.execute(
             text("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(200)) WHERE key = :k"), {"k": key}
         )
         if updated.rowcount == 0:
             session.execute(text("INSERT INTO meta (key, value) VALUES (:k, '1')"), {"k": key})
+
+
+# ----------------------------------------------------------------------------- reading without SQLAlchemy
+
+
+class _LiteDialect:
+    name = "sqlite"
+
+
+class _Raw:
+    def __init__(self, dbapi_connection: sqlite3.Connection) -> None:
+        self.dbapi_connection = dbapi_connection
+
+
+class LiteConnection:
+    """A read-only connection of the standard library's sqlite3 with the few attributes the
+    readers use (`dialect.name`, `connection.dbapi_connection`, `engine`); statements are
+    run with `fetch` (and db.facts._read), never `execute`."""
+
+    dialect = _LiteDialect()
+
+    def __init__(self, raw: sqlite3.Connection, engine: LiteEngine) -> None:
+        self.connection = _Raw(raw)
+        self.engine = engine
+
+
+class LiteEngine:
+    """Read-only connections to one SQLite file through the standard library, for a process
+    that only reads (`use_reader`). Opened with mode=ro: the file is never created or
+    written through it; a vanished file is an error, not a new empty database."""
+
+    dialect = _LiteDialect()
+
+    def __init__(self, url: str, path: Path) -> None:
+        self.url_string = url
+        self.path = path
+
+    @contextmanager
+    def connect(self) -> Iterator[LiteConnection]:
+        from urllib.parse import quote
+
+        raw = sqlite3.connect(
+            f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        try:
+            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            raw.execute("PRAGMA cache_size=-65536")
+            yield LiteConnection(raw, self)
+        finally:
+            raw.close()
+
+
+def use_reader(url: str | None = None) -> bool:
+    """Make this process's reads of a SQLite file go through `LiteEngine` (no SQLAlchemy
+    import; writes still use the SQLAlchemy engine). For processes that only read, such as
+    `manage.py report`. Only for an existing plain file; returns whether it was registered."""
+    url = database_url(url)
+    path = sqlite_file(url)
+    if path is None or not Path(path).is_file():
+        return False
+    with _lock:
+        _readers.setdefault(url, LiteEngine(url, Path(path)))
+    return True
+
+
+def stop_reader(url: str | None = None) -> None:
+    """Reads of this URL go through the SQLAlchemy engine again."""
+    with _lock:
+        _readers.pop(database_url(url), None)
+
+
+def engine_url(conn: Any) -> str:
+    """The URL (with password) of the database a connection is bound to."""
+    engine = conn.engine
+    url = getattr(engine, "url_string", None)
+    return url if url is not None else engine.url.render_as_string(hide_password=False)
+
+
+def sqlite_param(value: Any) -> Any:
+    """A bound value as SQLAlchemy's SQLite dialect binds it to a text() parameter (whose
+    type it infers from the value): timestamps and dates as its storage text."""
+    if isinstance(value, datetime):
+        return (
+            f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+        )
+    if isinstance(value, date):
+        return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+    return value
+
+
+def fetch(conn: Any, sql: str, params: dict | None = None) -> list[tuple]:
+    """Rows of one statement with `:name` parameters, on a SQLAlchemy connection (or a
+    session's) or a LiteConnection."""
+    if isinstance(conn, LiteConnection):
+        cur = conn.connection.dbapi_connection.execute(sql, {k: sqlite_param(v) for k, v in (params or {}).items()})
+        try:
+            return cur.fetchall()
+        finally:
+            cur.close()
+    from sqlalchemy import text
+
+    return [tuple(r) for r in conn.execute(text(sql), params or {})]

@@ -1,8 +1,9 @@
 """Versioned settings and milestone definitions: read, defaults, first-start bootstrap.
 
-Reads take an ORM session or a plain SQLAlchemy Core connection and run the same Core
-query either way, so a process that only reads (`manage.py report`, the analytics loaders)
-never imports the ORM; writes (store_setting, ensure_defaults) use the ORM models.
+Reads take an ORM session, a plain SQLAlchemy Core connection or a db.session.LiteConnection
+and run the same SQL either way (db.session.fetch), so a process that only reads
+(`manage.py report`, the analytics loaders) never imports the ORM, and with a reader not even
+SQLAlchemy; writes (store_setting, ensure_defaults) use the ORM models.
 """
 
 from __future__ import annotations
@@ -12,30 +13,23 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import column, select, table
-
 from db.defaults import DEFAULT_MILESTONES, DEFAULT_SETTINGS
-from db.session import bump_data_version, get_engine, migrate, session_scope
+from db.session import bump_data_version, fetch, get_engine, migrate, session_scope
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlmodel import Session
 
     from db.models import SettingVersion
+    from db.session import LiteConnection
 
 SYSTEM_ACTOR = "system"
 
-# The columns the reads need (db.models.SettingVersion and MilestoneDefinition), as Core
-# tables: no ORM mapping to import for a SELECT.
-_SETTINGS = table("setting_versions", column("key"), column("version"), column("value"))
-_MILESTONES = table(
-    "milestone_definitions",
-    column("key"),
-    column("name"),
-    column("phase"),
-    column("sort_order"),
-    column("is_value"),
-    column("target_days"),
+# The reads (tables of db.models.SettingVersion and MilestoneDefinition) as plain SQL: no
+# ORM mapping, nor SQLAlchemy itself, to import for a SELECT.
+_SETTING_SQL = "SELECT version, value FROM setting_versions WHERE key = :key ORDER BY version DESC LIMIT 1"
+_MILESTONES_SQL = (
+    "SELECT key, name, phase, sort_order, is_value, target_days FROM milestone_definitions ORDER BY sort_order"
 )
 
 
@@ -46,7 +40,7 @@ class Setting:
     version: int
 
 
-def _connection(db: Session | Connection) -> Connection:
+def _connection(db: Session | Connection | LiteConnection) -> Connection | LiteConnection:
     """The Core connection a read runs on: a Connection as given; a session's own, in its
     transaction, after flushing its pending changes as one of its own queries would."""
     if not hasattr(db, "flush"):
@@ -56,21 +50,13 @@ def _connection(db: Session | Connection) -> Connection:
     return db.connection()
 
 
-def get_setting(db: Session | Connection, key: str) -> Setting:
+def get_setting(db: Session | Connection | LiteConnection, key: str) -> Setting:
     """The current value of a setting (the default if it was never stored)."""
-    row = (
-        _connection(db)
-        .execute(
-            select(_SETTINGS.c.version, _SETTINGS.c.value)
-            .where(_SETTINGS.c.key == key)
-            .order_by(_SETTINGS.c.version.desc())
-            .limit(1)
-        )
-        .first()
-    )
-    if row is None:
+    rows = fetch(_connection(db), _SETTING_SQL, {"key": key})
+    if not rows:
         return Setting(key, copy.deepcopy(DEFAULT_SETTINGS[key]), 0)
-    return Setting(key, json.loads(row.value), int(row.version))
+    version, value = rows[0]
+    return Setting(key, json.loads(value), int(version))
 
 
 def setting_history(session: Session, key: str) -> list[SettingVersion]:
@@ -99,29 +85,25 @@ def store_setting(session: Session, *, key: str, value: Any, actor: str) -> Sett
     return Setting(key, value, version)
 
 
-def milestone_definitions(db: Session | Connection) -> list[dict[str, Any]]:
+def milestone_definitions(db: Session | Connection | LiteConnection) -> list[dict[str, Any]]:
     """Milestone definitions in order, with target days parsed."""
-    m = _MILESTONES.c
-    rows = _connection(db).execute(
-        select(m.key, m.name, m.phase, m.sort_order, m.is_value, m.target_days).order_by(m.sort_order)
-    )
     return [
         {
-            "key": r.key,
-            "name": r.name,
-            "phase": int(r.phase),
-            "order": int(r.sort_order),
-            "is_value": bool(r.is_value),
-            "target_days": json.loads(r.target_days),
+            "key": key,
+            "name": name,
+            "phase": int(phase),
+            "order": int(sort_order),
+            "is_value": bool(is_value),
+            "target_days": json.loads(target_days),
         }
-        for r in rows
+        for key, name, phase, sort_order, is_value, target_days in fetch(_connection(db), _MILESTONES_SQL)
     ]
 
 
-def defaults_missing(conn: Connection) -> bool:
+def defaults_missing(conn: Connection | LiteConnection) -> bool:
     """Whether any of the seed's milestone definitions or settings is not stored yet."""
-    have = set(conn.execute(select(_MILESTONES.c.key)).scalars())
-    stored = set(conn.execute(select(_SETTINGS.c.key).distinct()).scalars())
+    have = {r[0] for r in fetch(conn, "SELECT key FROM milestone_definitions")}
+    stored = {r[0] for r in fetch(conn, "SELECT DISTINCT key FROM setting_versions")}
     return any(m["key"] not in have for m in DEFAULT_MILESTONES) or any(k not in stored for k in DEFAULT_SETTINGS)
 
 

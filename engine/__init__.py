@@ -107,6 +107,14 @@ class Analytics:
     # The methods mirror db/facts.py (same arguments, same columns and dtypes); None means
     # "read the database instead" (a copy that could not be brought up to date).
 
+    def accounts(self, conn: Any) -> pd.DataFrame | None:
+        """db/facts.accounts from the engine (None: read the database)."""
+        return None
+
+    def milestones(self, conn: Any) -> pd.DataFrame | None:
+        """db/facts.milestones from the engine (None: read the database)."""
+        return None
+
     def activity(self, conn: Any, *, u0: datetime, d0: datetime, w0: datetime, lb: datetime, end: datetime):
         df = self._frame(conn, S.ACTIVITY, {"u0": u0, "d0": d0, "w0": w0, "lb": lb, "end": end})
         if df is not None:
@@ -274,6 +282,42 @@ class DuckDBCopy(_CopyEngine):
         finally:
             cur.close()
 
+    # Accounts and milestones as db/facts reads them from a SQLite database: same rows, order
+    # (external id; id, which is SQLite's table order) and dtypes. Only for SQLite: PostgreSQL
+    # orders text by its collation and returns a heap in no set order.
+
+    def accounts(self, conn: Any) -> pd.DataFrame | None:
+        if conn.dialect.name != "sqlite":
+            return None
+        t = self._run(
+            conn,
+            "SELECT id AS account_id, external_id, name, segment, industry, employees, plan, channel, region, arr, "
+            "contract_start, licensed_seats, csm_id, csm_email, csm_name FROM accounts ORDER BY external_id",
+        )
+        if t is None or t.num_rows == 0:
+            return None
+        df = t.to_pandas(date_as_object=False)
+        df["contract_start"] = df["contract_start"].astype("datetime64[ns]")
+        for c in ("csm_id", "employees", "arr", "licensed_seats"):
+            if df[c].isna().all():  # the database's rows give no number: object Nones, then to_numeric
+                df[c] = pd.Series([None] * len(df), dtype=object)
+                if c != "csm_id":
+                    df[c] = pd.to_numeric(df[c], errors="coerce")
+        return df
+
+    def milestones(self, conn: Any) -> pd.DataFrame | None:
+        if conn.dialect.name != "sqlite":
+            return None
+        t = self._run(
+            conn, "SELECT account_id, milestone_key, due_date, completed_at FROM account_milestones ORDER BY id"
+        )
+        if t is None or t.num_rows == 0:
+            return None
+        df = t.to_pandas(date_as_object=False)
+        df["due_date"] = df["due_date"].astype("datetime64[ns]")
+        df["completed_at"] = _naive(df["completed_at"])
+        return df
+
 
 class ChdbCopy(_CopyEngine):
     """ClickHouse's engine in process (chdb) over the same Parquet copy."""
@@ -435,6 +479,10 @@ _lock = threading.Lock()
 
 
 def _copy_beside(db_url: str) -> Path:
+    from db.session import sqlite_file
+
+    if (plain := sqlite_file(db_url)) is not None:
+        return Path(plain).with_name(Path(plain).stem + ".analytics")
     from sqlalchemy.engine import make_url
 
     u = make_url(db_url)
@@ -455,9 +503,12 @@ def _require(module: str, package: str) -> None:
 
 
 def _build(db_url: str, setting: str) -> Analytics | None:
-    from sqlalchemy.engine import make_url
-
+    from db.session import sqlite_file
     from engine.copy import ParquetCopy
+
+    if setting in ("", "default") and sqlite_file(db_url) is not None:
+        return DuckDBCopy(ParquetCopy(_copy_beside(db_url)))
+    from sqlalchemy.engine import make_url
 
     backend = make_url(db_url).get_backend_name()
     if setting in ("", "default"):
@@ -502,7 +553,9 @@ def analytics_for(db_url: str | None = None) -> Analytics | None:
 
 def for_connection(conn: Any) -> Analytics | None:
     """The engine for the database a SQLAlchemy Connection is bound to."""
-    return analytics_for(conn.engine.url.render_as_string(hide_password=False))
+    from db.session import engine_url
+
+    return analytics_for(engine_url(conn))
 
 
 def sync_after_write(db_url: str | None = None, *, rebuild: bool = False) -> None:

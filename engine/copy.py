@@ -32,9 +32,40 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-FORMAT = 1
+FORMAT = 2  # 2: accounts with their attributes and CSM, milestones with id and due date
 COMPACT_AFTER = 8  # segments; more than this and the events are merged into one file
 _CHUNK = 5_000  # rows per fetch: Python objects stay small, the rows accumulate in Arrow
+
+# What db/facts.accounts reads (and milestones), so the copy can answer it (engine.DuckDBCopy).
+_ACCOUNT_TYPES = {
+    "id": pa.int64(),
+    "external_id": pa.string(),
+    "name": pa.string(),
+    "segment": pa.string(),
+    "industry": pa.string(),
+    "employees": pa.int64(),
+    "plan": pa.string(),
+    "channel": pa.string(),
+    "region": pa.string(),
+    "arr": pa.float64(),
+    "contract_start": pa.string(),
+    "licensed_seats": pa.int64(),
+    "csm_id": pa.int64(),
+    "csm_email": pa.string(),
+    "csm_name": pa.string(),
+}
+_ACCOUNTS_SQL = (
+    "SELECT a.id, a.external_id, a.name, a.segment, a.industry, a.employees, a.plan, a.channel, a.region, "
+    "a.arr, {contract_start}, a.licensed_seats, a.csm_id, t.email AS csm_email, t.name AS csm_name "
+    "FROM accounts a LEFT JOIN team_members t ON t.id = a.csm_id"
+)
+_MILESTONE_TYPES = {
+    "id": pa.int64(),
+    "account_id": pa.int64(),
+    "milestone_key": pa.string(),
+    "due_date": pa.string(),
+    "completed_at": pa.string(),
+}
 
 _EVENT_TYPES = {
     "id": pa.int64(),
@@ -55,13 +86,15 @@ def source_state(conn: Any) -> dict:
     the data version (every write through the app bumps it), the smallest and largest
     event id (an append, or a direct insert, moves the largest), and count and largest id
     of accounts (small) and the largest milestone id."""
-    from sqlalchemy import text
+    from db.session import fetch
 
-    dv = conn.execute(text("SELECT value FROM meta WHERE key = 'data_version'")).scalar()
-    lo = conn.execute(text("SELECT MIN(id) FROM events")).scalar()
-    hi = conn.execute(text("SELECT MAX(id) FROM events")).scalar()
-    n_acc, max_acc = conn.execute(text("SELECT COUNT(*), MAX(id) FROM accounts")).one()
-    max_ms = conn.execute(text("SELECT MAX(id) FROM account_milestones")).scalar()
+    dv = fetch(conn, "SELECT value FROM meta WHERE key = 'data_version'")
+    dv = dv[0][0] if dv else None
+    # Apart: SQLite answers a lone MIN or MAX from the index, both at once by a full scan.
+    lo = fetch(conn, "SELECT MIN(id) FROM events")[0][0]
+    hi = fetch(conn, "SELECT MAX(id) FROM events")[0][0]
+    n_acc, max_acc = fetch(conn, "SELECT COUNT(*), MAX(id) FROM accounts")[0]
+    max_ms = fetch(conn, "SELECT MAX(id) FROM account_milestones")[0][0]
     return {
         "data_version": int(dv or 0),
         "events": [int(lo or 0), int(hi or 0)],
@@ -172,15 +205,15 @@ class ParquetCopy:
                 con.close()
 
     def _sync(self, conn: Any, con: duckdb.DuckDBPyConnection, m: dict | None, state: dict, rebuild: bool) -> dict:
-        from sqlalchemy import text
+        from db.session import fetch
 
         hi = state["events"][1]
         append = False
         if m is not None and not rebuild:
             old_max = m["state"]["events"][1]
-            counts = conn.execute(
-                text("SELECT COUNT(*), SUM(CASE WHEN id > :m THEN 1 ELSE 0 END) FROM events"), {"m": old_max}
-            ).one()
+            counts = fetch(
+                conn, "SELECT COUNT(*), SUM(CASE WHEN id > :m THEN 1 ELSE 0 END) FROM events", {"m": old_max}
+            )[0]
             n_now, n_new = int(counts[0] or 0), int(counts[1] or 0)
             append = (
                 m["state"]["events"][0] == state["events"][0] and hi >= old_max and n_now - m["rows"]["events"] == n_new
@@ -225,21 +258,32 @@ class ParquetCopy:
             _write_parquet(con, f"SELECT * FROM read_parquet([{files}]) ORDER BY account_id, ts", new_gen / name)
             gen_name, gen, segments = new_gen.name, new_gen, [name]
         accounts = _read_source(
-            conn, "SELECT id, contract_start FROM accounts", {"id": pa.int64(), "contract_start": pa.string()}
+            conn,
+            _ACCOUNTS_SQL.format(
+                contract_start="CAST(a.contract_start AS TEXT) AS contract_start"
+                if _dialect(conn) == "postgresql"
+                else "a.contract_start"
+            ),
+            _ACCOUNT_TYPES,
         )
         con.register("acc", accounts)
         acc_name = f"accounts-{seq:06d}.parquet"
-        _write_parquet(con, "SELECT id, CAST(contract_start AS DATE) AS contract_start FROM acc", gen / acc_name)
+        _write_parquet(
+            con, "SELECT * REPLACE (CAST(contract_start AS DATE) AS contract_start) FROM acc", gen / acc_name
+        )
         ms = _read_source(
             conn,
-            f"SELECT account_id, milestone_key, {_ts_text(conn, 'completed_at')} FROM account_milestones",
-            {"account_id": pa.int64(), "milestone_key": pa.string(), "completed_at": pa.string()},
+            f"SELECT id, account_id, milestone_key, {'CAST(due_date AS TEXT) AS due_date' if _dialect(conn) == 'postgresql' else 'due_date'}, "
+            f"{_ts_text(conn, 'completed_at')} FROM account_milestones",
+            _MILESTONE_TYPES,
         )
         con.register("ms", ms)
         ms_name = f"milestones-{seq:06d}.parquet"
+        # TRY_CAST: a due date that is not one reads as missing, as db/facts.naive_date does.
         _write_parquet(
             con,
-            "SELECT account_id, milestone_key, CAST(completed_at AS TIMESTAMP) AS completed_at FROM ms",
+            "SELECT id, account_id, milestone_key, TRY_CAST(due_date AS DATE) AS due_date, "
+            "CAST(completed_at AS TIMESTAMP) AS completed_at FROM ms",
             gen / ms_name,
         )
         written = dict(state)

@@ -285,6 +285,7 @@ def _ordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list
         return []
     ts = _ts_ns(occ["ts"])
     acode, accounts = pd.factorize(occ["account_id"], sort=True)
+    accounts = np.asarray(accounts)  # indexed once per account below: an array, not an Index
     props = occ["prop"].map(_value).to_numpy(dtype=object) if by_prop and "prop" in occ else np.full(len(occ), None)
     # Names as codes ("" = another event, in strict mode), with their step vectors.
     ncode, nuniq = pd.factorize(occ["name"].astype(object).fillna(""), sort=True)

@@ -489,3 +489,24 @@ def test_import_replace_demo_removes_the_demo_in_the_same_transaction(small_db: 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "The demo portfolio was removed first, in the same transaction: 30 demo account(s)" in done.stdout
     assert count(small_db, Account) == 1
+
+
+def test_a_report_on_a_file_that_is_no_database_is_a_readable_error(tmp_path, monkeypatch, capsys) -> None:
+    """A report reads a SQLite file through the read-only reader (db.session.use_reader):
+    a file that is not a database is still exit 1 with the database's reason, no traceback,
+    and the file is left as it was."""
+    import manage
+    from db.session import LiteEngine, get_engine
+
+    bad = tmp_path / "not-a-database.db"
+    bad.write_bytes(b"this is not SQLite " * 100)
+    url = f"sqlite:///{bad}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    capsys.readouterr()
+    rc = manage.main(["report", "health", "--as-of", AS_OF.isoformat()])
+    _, err = capsys.readouterr()
+    assert rc == 1
+    assert "cannot be reached or read" in err and "not a database" in err, err
+    assert "Traceback" not in err
+    assert bad.read_bytes() == b"this is not SQLite " * 100
+    assert not isinstance(get_engine(url), LiteEngine)  # the reader was for that command only

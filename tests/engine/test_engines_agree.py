@@ -1,7 +1,9 @@
 """Every report gives identical numbers on every analytics engine: the app database read
 directly (SQLite, or PostgreSQL's own SQL), DuckDB over the Parquet copy, ClickHouse's
 engine (chdb) over the same copy and, on PostgreSQL, the aggregations pushed down to the
-server. Each engine gets a fresh Facts (nothing shared), so every fact comes from it."""
+server. Each engine gets a fresh Facts (nothing shared), so every fact comes from it. On
+SQLite, the same again with the reads going through the standard library's sqlite3 instead
+of SQLAlchemy (db.session.use_reader, what a `manage.py report` process does)."""
 
 from __future__ import annotations
 
@@ -65,6 +67,9 @@ def engines(tmp: Path) -> dict[str, str]:
         out["postgres-pushdown"] = ""  # the default on PostgreSQL
     else:
         out["duckdb-beside-file"] = ""  # the default on SQLite
+        # The same reads on read-only sqlite3 connections (no SQLAlchemy), direct and by the copy.
+        out["reader-direct"] = "direct"
+        out["reader-duckdb-beside-file"] = ""
     return out
 
 
@@ -93,14 +98,22 @@ def same(a: object, b: object, where: str) -> None:
 @pytest.fixture(scope="module")
 def results(demo_db: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
     import engine
+    from db.session import LiteEngine, get_engine, stop_reader, use_reader
 
     out: dict[str, dict[str, object]] = {}
     with pytest.MonkeyPatch.context() as mp:
         for name, setting in engines(tmp_path_factory.mktemp("engines")).items():
             mp.setenv("ANALYTICS_URL", setting)
             eng = engine.analytics_for(demo_db)
-            assert (eng is None) == (name == "direct"), name
-            out[name] = {r: job(an.Facts(demo_db)) for r, job in REPORTS.items()}
+            assert (eng is None) == name.endswith("direct"), name
+            reader = name.startswith("reader-")
+            if reader:
+                assert use_reader(demo_db)
+            try:
+                assert isinstance(get_engine(demo_db), LiteEngine) == reader, name
+                out[name] = {r: job(an.Facts(demo_db)) for r, job in REPORTS.items()}
+            finally:
+                stop_reader(demo_db)
     return out
 
 
