@@ -15,7 +15,7 @@ from db.models import Account, ChecklistItem
 from db.session import get_engine
 from metrics import checklist as mc
 from services.access import User
-from services.analytics import Facts, day_end
+from services.analytics import Facts, compact, day_end
 from services.plans import CellProblem, ItemChange, SaveResult, ValidationFailed, item_values, save_checklist
 
 ITEM_COLUMNS = ["account_id", "id", "version", "category", "criterion", "target", "actual", "status", "metric"]
@@ -102,10 +102,12 @@ def _bound_items(src: Facts) -> pd.DataFrame:
 
     def load() -> pd.DataFrame:
         with src.engine.connect() as conn:
-            return q._read(
-                conn,
-                "SELECT account_id, id, version, category, criterion, target, actual, status, metric "
-                "FROM checklist_items WHERE metric IS NOT NULL",
+            return compact(
+                q._read(
+                    conn,
+                    "SELECT account_id, id, version, category, criterion, target, actual, status, metric "
+                    "FROM checklist_items WHERE metric IS NOT NULL",
+                )
             )
 
     return src.cached(("measured_items", src.plans_version), load)
@@ -115,7 +117,7 @@ def _judged(src: Facts, as_of: date) -> pd.DataFrame:
     """Every bound item contradicting its account's measurement (per date and checklist version)."""
     return src.cached(
         ("measured_every", as_of, src.plans_version),
-        lambda: mc.disagreements(_bound_items(src), _metric_facts(src, as_of)),
+        lambda: compact(mc.disagreements(_bound_items(src), _metric_facts(src, as_of))),
     )
 
 
