@@ -102,3 +102,35 @@ def test_filtered_portfolio_after_the_full_one_gives_the_same_numbers(demo_db: s
     for name in ("health", "bands", "at_risk", "triggers", "by_segment", "by_csm", "trend"):
         pd.testing.assert_frame_equal(getattr(again, name), getattr(fresh, name), obj=name)
     assert again.summary == fresh.summary
+
+
+def test_bound_items_read_in_chunks_are_the_same_frame(demo_db: str) -> None:
+    from db import facts as q
+    from db.session import get_engine
+    from services.measured import read_compact
+
+    sql = (
+        "SELECT account_id, id, version, category, criterion, target, actual, status, metric "
+        "FROM checklist_items WHERE metric IS NOT NULL ORDER BY id"
+    )
+    with get_engine(demo_db).connect() as conn:
+        whole = q._read(conn, sql)
+        assert len(whole) > 100
+        for chunk in (7, 100, 10**6):
+            pd.testing.assert_frame_equal(read_compact(conn, sql, chunk=chunk), whole)
+        none = sql.replace("WHERE", "WHERE 1 = 0 AND")
+        pd.testing.assert_frame_equal(read_compact(conn, none), q._read(conn, none))
+
+
+def test_items_judged_in_chunks_are_the_same_frame(demo_db: str) -> None:
+    from metrics import checklist as mc
+    from services.measured import _bound_items, _metric_facts, judge
+
+    src = Facts(demo_db)
+    items, facts = _bound_items(src), _metric_facts(src, AS_OF)
+    whole = mc.disagreements(items, facts)
+    assert len(whole) > 0
+    for chunk in (1, 50, 333, 10**6):
+        pd.testing.assert_frame_equal(judge(items, facts, chunk=chunk), whole)
+    nothing = items[items["metric"].isna()]
+    pd.testing.assert_frame_equal(judge(nothing, facts, chunk=1), mc.disagreements(nothing, facts))
