@@ -448,7 +448,9 @@ def _accounts(src: Facts, filters: Filters | None, as_of: date | None = None) ->
         if filters:
             a = filters.apply(a)
         if as_of is not None:
-            a = a[a["contract_start"] < day_end(as_of)]
+            started = (a["contract_start"] < day_end(as_of)).to_numpy()
+            if not started.all():  # every account started: the same frame, not a copy of it
+                a = a[started]
         return a
 
     return src.cached(("accounts_filtered", filters, as_of), load)

@@ -174,8 +174,9 @@ def portfolio_disagreements(src: Facts, *, as_of: date, account_ids: list[int]) 
         out["csm_name"] = out["account_id"].map(acc["csm_name"])
         return out
 
-    key = ("measured_disagreements", as_of, hash(tuple(sorted(ids))), src.plans_version)
-    return src.cached(key, load, result=True)
+    # Not memoised: a selection of the judged rows kept above (tens of milliseconds at
+    # 100,000 accounts), which would otherwise be kept again per set of accounts.
+    return load()
 
 
 def accept_measured(
