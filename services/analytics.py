@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -121,6 +122,65 @@ class Filters:
         return "; ".join(parts) or "all accounts"
 
 
+# ----------------------------------------------------------------------------- memory
+
+
+def _shared_strings(values: np.ndarray) -> np.ndarray | None:
+    """The same text column with equal strings as one object (None: nothing to gain).
+
+    A database driver returns a new str per row: 10 milestone keys over a million rows are
+    a million objects. Here each distinct string is kept once and the column points at it:
+    same dtype (object), same values, same missing values (None stays None, NaN stays NaN)."""
+    if len(values) < 64 or pd.api.types.infer_dtype(values, skipna=True) != "string":
+        return None
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if len(uniques) > len(values) // 2:
+        return None
+    out = np.asarray(uniques, dtype=object).take(codes)
+    missing = codes < 0
+    if missing.any():
+        out[missing] = values[missing]
+    return out
+
+
+def compact(df: pd.DataFrame) -> pd.DataFrame:
+    """A frame with its repetitive text columns sharing their strings (in place, returned).
+    Nothing else changes: dtypes, values, index and column order are the same."""
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        return df
+    for col in [c for c, t in df.dtypes.items() if pd.api.types.is_object_dtype(t)]:
+        shared = _shared_strings(df[col].to_numpy())
+        if shared is not None:
+            df[col] = shared
+    return df
+
+
+def nbytes(value: Any) -> int:
+    """What a memo entry holds, roughly: a frame's columns and index (text columns at one
+    pointer a row, their strings are mostly shared), summed over containers."""
+    if isinstance(value, pd.DataFrame | pd.Series | pd.Index):
+        try:
+            n = value.memory_usage(index=True, deep=False)
+        except TypeError:  # an Index
+            n = value.memory_usage(deep=False)
+        return int(n.sum()) if isinstance(n, pd.Series) else int(n)
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(nbytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(nbytes(v) for v in value[:1000]) if len(value) else 0
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(nbytes(getattr(value, f, None)) for f in value.__dataclass_fields__)
+    return 0
+
+
+# Memo budget (bytes) per loader: what the dashboard may keep between runs. At 100,000
+# accounts the facts every page reads take about 150 MB; the rest is results, least
+# recently used first out. ANALYTICS_MEMO_MB overrides it.
+MEMO_BYTES = 400 * 2**20
+
+
 # ----------------------------------------------------------------------------- facts
 
 
@@ -132,10 +192,15 @@ class Facts:
     Callers must not modify the frames they get back.
     """
 
-    def __init__(self, url: str | None = None, *, memo_size: int = 256) -> None:
+    def __init__(self, url: str | None = None, *, memo_size: int = 256, memo_bytes: int | None = None) -> None:
         self.url = url
         self.engine = get_engine(url)
         self.memo_size = memo_size
+        if memo_bytes is None:
+            memo_bytes = int(float(os.environ.get("ANALYTICS_MEMO_MB", MEMO_BYTES / 2**20)) * 2**20)
+        self.memo_bytes = memo_bytes
+        self._sizes: dict = {}
+        self._bytes = 0
         self.results_enabled = True
         # Version of checklists/plans: facts that depend on them are keyed by it.
         self.plans_version = 0
@@ -162,15 +227,35 @@ class Facts:
                 continue
             try:
                 value = fn()
+                size = nbytes(value)
                 with self._lock:
                     self._memo[key] = value
-                    while len(self._memo) > self.memo_size:
-                        self._memo.popitem(last=False)
+                    self._sizes[key] = size
+                    self._bytes += size
+                    # Bounded by entries and by bytes, least recently used first; the
+                    # entry just made stays (its caller holds it anyway).
+                    while len(self._memo) > 1 and (len(self._memo) > self.memo_size or self._bytes > self.memo_bytes):
+                        self._forget(next(iter(self._memo)))
                 return value
             finally:
                 with self._lock:
                     self._inflight.pop(key, None)
                 event.set()
+
+    def peek(self, key: tuple, *, result: bool = False) -> Any:
+        """What the memo holds under key, or None (nothing is computed)."""
+        with self._lock:
+            return self._memo.get(("result" if result else "fact", *key))
+
+    def _forget(self, key: tuple) -> None:
+        """Drop one memo entry (under the lock)."""
+        del self._memo[key]
+        self._bytes -= self._sizes.pop(key, 0)
+
+    @property
+    def memo_nbytes(self) -> int:
+        """What the memo holds now (nbytes of its entries)."""
+        return self._bytes
 
     def prefetch(self, *loads: Callable[[], Any]) -> threading.Thread:
         """Run these loaders in a background thread, in order, while the caller computes:
@@ -192,11 +277,12 @@ class Facts:
         """Forget derived results, keep the loaded facts (for timing the metrics alone)."""
         with self._lock:
             for k in [k for k in self._memo if k[0] == "result"]:
-                del self._memo[k]
+                self._forget(k)
 
     def _q(self, func, **kwargs):
         with self.engine.connect() as conn:
-            return func(conn, **kwargs)
+            out = func(conn, **kwargs)
+        return compact(out) if isinstance(out, pd.DataFrame) else out
 
     def filter_options(self) -> dict[str, list]:
         """The values the sidebar filters offer."""
@@ -223,7 +309,7 @@ class Facts:
             a["cohort_quarter"] = (
                 a["contract_start"].dt.year.astype(str) + "-Q" + a["contract_start"].dt.quarter.astype(str)
             )
-            return a
+            return compact(a)
 
         return self.cached(("accounts",), load)
 
@@ -362,7 +448,9 @@ def _accounts(src: Facts, filters: Filters | None, as_of: date | None = None) ->
         if filters:
             a = filters.apply(a)
         if as_of is not None:
-            a = a[a["contract_start"] < day_end(as_of)]
+            started = (a["contract_start"] < day_end(as_of)).to_numpy()
+            if not started.all():  # every account started: the same frame, not a copy of it
+                a = a[started]
         return a
 
     return src.cached(("accounts_filtered", filters, as_of), load)
@@ -423,16 +511,32 @@ def health_table(
 ) -> pd.DataFrame:
     """Health of every account (that had started by as_of): points, total, band, status, facts."""
     model = model or health_model(src)
-    key = (
-        "health",
-        as_of,
-        filters,
-        src.plans_version,
-        model.version,
-        tuple(sorted(model.weights.items())),
-        tuple(sorted(model.bands.items())),
-    )
-    return src.cached(key, lambda: _health_table(src, as_of=as_of, filters=filters, model=model), result=True)
+
+    def key(f: Filters | None) -> tuple:
+        return (
+            "health",
+            as_of,
+            f,
+            src.plans_version,
+            model.version,
+            tuple(sorted(model.weights.items())),
+            tuple(sorted(model.bands.items())),
+        )
+
+    def compute() -> pd.DataFrame:
+        # An account's health does not depend on the filters (every step is per account):
+        # with every account's table at hand, a filter selects its rows (the same frame the
+        # filtered computation gives, in the same order; tests/pages/test_memo.py).
+        if filters is not None and not filters.is_empty():
+            full = src.peek(key(None), result=True)
+            if full is None:
+                full = src.peek(key(Filters()), result=True)
+            if full is not None:
+                ids = _accounts(src, filters, as_of)["account_id"]
+                return full[full["account_id"].isin(ids)].reset_index(drop=True)
+        return _health_table(src, as_of=as_of, filters=filters, model=model)
+
+    return src.cached(key(filters), compute, result=True)
 
 
 def _health_table(src: Facts, *, as_of: date, filters: Filters | None, model: hl.HealthModel) -> pd.DataFrame:
@@ -447,7 +551,7 @@ def _health_table(src: Facts, *, as_of: date, filters: Filters | None, model: hl
     res["too_early"] = hl.too_early_to_score(res["age_days"], res["status"], model.new_account_days)
     res["at_risk"] = hl.at_risk(res["band"], res["status"], res["too_early"])
     res["model_version"] = model.version
-    return res
+    return compact(res)
 
 
 def explain_account(src: Facts, *, account_id: int, as_of: date) -> dict:
@@ -572,7 +676,7 @@ def _trigger_table(
     fired["owner_email"] = fired["account_id"].map(info["csm_email"])
     fired["health"] = fired["account_id"].map(info["total"])
     fired["band"] = fired["account_id"].map(info["band"])
-    return fired[TRIGGER_COLUMNS]
+    return compact(fired[TRIGGER_COLUMNS].copy())
 
 
 # ----------------------------------------------------------------------------- funnel
