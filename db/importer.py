@@ -461,8 +461,8 @@ def _arrow_chunks(
                 pending_rows = [rows[take:]] if rest.num_rows else []
                 pending_ends = [ends[take:]] if rest.num_rows else []
                 pending_n = rest.num_rows
-                if on_bytes:
-                    on_bytes(counting.count)
+                if on_bytes:  # the bytes of the records given out (the file is read ahead)
+                    on_bytes(int(ends[take - 1]))
                 state["next_line"] = int(rows[take]) if take < len(rows) else line
                 yield Chunk(header, rows[:take], table=out.rename_columns(header))
             state["next_line"] = int(pending_rows[0][0]) if pending_n else line

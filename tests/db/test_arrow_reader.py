@@ -120,3 +120,18 @@ def test_validate_fast_on_the_arrow_table_equals_the_frame_and_the_per_cell_path
         assert ok.all() and not report.problems
         pd.testing.assert_frame_equal(from_table, from_frame)
         pd.testing.assert_frame_equal(from_table, per_cell[from_table.columns], check_dtype=False)
+
+
+def test_the_bytes_reported_with_a_chunk_are_those_of_its_records(monkeypatch):
+    """The large-load estimate (rows per byte of the first chunk) must not see the read-ahead."""
+    monkeypatch.setattr(importer, "ARROW_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(importer, "READ_AHEAD_MARGIN", 0)
+    lines = [f"A-{i:05d},e,2026-01-06T09:00:00Z,u," for i in range(2000)]
+    data = (HEADER + "\n" + "\n".join(lines) + "\n").encode()
+    seen: list[int] = []
+    report = ImportReport(dry_run=True)
+    chunks = list(importer._read_chunks("events.csv", data, report, chunk_rows=100, on_bytes=seen.append))
+    assert all(c.table is not None for c in chunks)
+    line_bytes = len(lines[0]) + 1
+    assert seen[0] == len(HEADER) + 1 + 100 * line_bytes
+    assert seen[-1] == len(data)
