@@ -320,62 +320,89 @@ def _ts_text(ts: pd.Series, fmt: str) -> list[str]:
     return pc.strftime(micro, format=fmt).to_pylist()
 
 
-def insert_events(session: Session, frame: pd.DataFrame) -> int:
+def insert_events(session: Session, frame: pd.DataFrame, *, keyless: bool = False) -> int:
     """Append events (account_id as the internal id); return how many were new.
 
     `frame` columns: account_id (int), event, ts (tz-aware UTC), user_id ('' if none),
     properties (str or None). SQLite: one executemany of prebuilt tuples; PostgreSQL: COPY
-    (CSV) into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING.
+    (CSV, written by Arrow) into a temporary table, then one INSERT ... ON CONFLICT DO
+    NOTHING; or, keyless=True (a large load with the natural key dropped, see
+    `drop_natural_key`), COPY straight into the events table, every row counted new.
     """
     if frame.empty:
         return 0
     conn = session.connection()
     dbapi = conn.connection.dbapi_connection
     ts = pd.to_datetime(frame["ts"], utc=True)
-    props = frame["properties"].astype(object).where(frame["properties"].notna(), None).tolist()
-    accounts = frame["account_id"].astype("int64").tolist()
-    events = frame["event"].tolist()
-    users = frame["user_id"].tolist()
     cur = dbapi.cursor()
     try:
         if conn.dialect.name == "sqlite":
+            props = frame["properties"].astype(object).where(frame["properties"].notna(), None).tolist()
             # Arrow's %S prints the microseconds of a timestamp[us]: SQLITE_TS exactly.
-            rows = zip(accounts, events, _ts_text(ts, "%Y-%m-%d %H:%M:%S"), users, props, strict=True)
+            rows = zip(
+                frame["account_id"].astype("int64").tolist(),
+                frame["event"].tolist(),
+                _ts_text(ts, "%Y-%m-%d %H:%M:%S"),
+                frame["user_id"].tolist(),
+                props,
+                strict=True,
+            )
             cur.executemany(
                 "INSERT INTO events (account_id, event, ts, user_id, properties) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
                 rows,
             )
             return int(cur.rowcount)
+        payload = _copy_csv(frame, ts)
+        columns = "(account_id, event, ts, user_id, properties)"
+        # CSV as Arrow writes it: every text value quoted ("" is an empty string), a NULL
+        # (properties) an unquoted empty field; quoted values may hold newlines.
+        if keyless:
+            with cur.copy(f"COPY events {columns} FROM STDIN (FORMAT csv)") as copy:
+                copy.write(payload)
+            return len(frame)
         cur.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS _import_events "
             "(account_id integer, event text, ts timestamptz, user_id text, properties text) ON COMMIT DROP"
         )
         cur.execute("TRUNCATE _import_events")
-        csv_text = pd.DataFrame(
-            {
-                "a": accounts,
-                "e": events,
-                "t": [t + "+00" for t in _ts_text(ts, "%Y-%m-%d %H:%M:%S")],
-                "u": users,
-                "p": props,
-            }
-        ).to_csv(index=False, header=False, lineterminator="\r\n")
-        # CSV: an unquoted empty field is NULL (properties), but user_id '' stays ''. With
-        # CRLF rows the writer quotes every field holding a carriage return or a newline.
-        with cur.copy(
-            "COPY _import_events (account_id, event, ts, user_id, properties) FROM STDIN "
-            "(FORMAT csv, FORCE_NOT_NULL (user_id))"
-        ) as copy:
-            copy.write(csv_text.encode("utf-8"))
+        with cur.copy(f"COPY _import_events {columns} FROM STDIN (FORMAT csv)") as copy:
+            copy.write(payload)
         cur.execute(
-            "INSERT INTO events (account_id, event, ts, user_id, properties) "
-            "SELECT account_id, event, ts, user_id, properties FROM _import_events "
+            f"INSERT INTO events {columns} SELECT account_id, event, ts, user_id, properties FROM _import_events "
             "ON CONFLICT DO NOTHING"
         )
         return int(cur.rowcount)
     finally:
         cur.close()
+
+
+def _copy_csv(frame: pd.DataFrame, ts: pd.Series) -> bytes:
+    """The rows as COPY's CSV, built in Arrow: ts as UTC text with its offset (microseconds),
+    every text value quoted, a missing properties value NULL (an unquoted empty field)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    micro = pa.array(ts.dt.tz_localize(None).to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
+    ts_text = pc.binary_join_element_wise(pc.strftime(micro, format="%Y-%m-%d %H:%M:%S"), "+00", "")
+    props = frame["properties"]
+    table = pa.table(
+        {
+            "a": pa.array(frame["account_id"].to_numpy(dtype="int64")),
+            "e": pa.array(frame["event"].to_numpy(dtype=object), type=pa.string()),
+            "t": ts_text,
+            "u": pa.array(frame["user_id"].to_numpy(dtype=object), type=pa.string()),
+            "p": pa.array(props.astype(object).where(props.notna(), None).to_numpy(), type=pa.string()),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(
+        table,
+        sink,
+        write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed", delimiter=","),
+    )
+    return sink.getvalue().to_pybytes()
 
 
 # ----------------------------------------------------------------------------- large loads
@@ -436,11 +463,24 @@ def restore_natural_key(session: Session) -> int:
     many were deleted."""
     conn = session.connection()
     conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    add = f'ALTER TABLE events ADD CONSTRAINT "{NATURAL_KEY}" UNIQUE (account_id, event, ts, user_id)'
+    # Most loads repeat nothing (an export has no duplicates): building the constraint's
+    # index is then the whole check. Only when it fails are the repeats looked for.
+    savepoint = conn.begin_nested()
+    try:
+        conn.exec_driver_sql(add)
+    except DBAPIError as exc:
+        savepoint.rollback()
+        if getattr(exc.orig, "sqlstate", None) != "23505":  # not a unique violation
+            raise
+    else:
+        savepoint.commit()
+        return 0
     removed = conn.exec_driver_sql(
         "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
         "(PARTITION BY account_id, event, ts, user_id ORDER BY id) AS n FROM events) AS d WHERE d.n > 1)"
     ).rowcount
-    conn.exec_driver_sql(f'ALTER TABLE events ADD CONSTRAINT "{NATURAL_KEY}" UNIQUE (account_id, event, ts, user_id)')
+    conn.exec_driver_sql(add)
     return int(removed or 0)
 
 

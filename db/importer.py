@@ -272,6 +272,58 @@ def files_from_dir(path: str | Path) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- reading
 
 
+@dataclass
+class Chunk:
+    """Records of a file: the header, their row numbers (line numbers, header = 1), and their
+    cells as text, as an Arrow table (the Arrow reader) and/or a frame of str (built from
+    the table when first asked for)."""
+
+    header: list[str]
+    rows: np.ndarray
+    table: Any = None  # pyarrow.Table of string columns, or None
+    _frame: pd.DataFrame | None = None
+
+    def __init__(self, header: list[str], rows: np.ndarray, *, table: Any = None, frame: pd.DataFrame | None = None):
+        self.header, self.rows, self.table, self._frame = header, rows, table, frame
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = pd.DataFrame(
+                {h: self.table.column(h).to_numpy(zero_copy_only=False) for h in self.header},
+                columns=self.header,
+            ).astype(object)
+        return self._frame
+
+
+def _check_header(name: str, header: list[str], report: ImportReport) -> bool:
+    """Report a header's repeated and missing columns (and warn of unknown ones); whether
+    the file can be read."""
+    spec = SPECS[name]
+    seen: set[str] = set()
+    for h in header:
+        if h in seen:
+            report.add(Problem(name, 1, h, h, "column appears twice in the header"))
+        seen.add(h)
+    known = {c.name for c in spec}
+    missing = [c.name for c in spec if c.required and c.name not in header]
+    for m in missing:
+        report.add(Problem(name, 1, m, "", "missing required column"))
+    unknown = [h for h in header if h and h not in known]
+    if unknown:
+        report.warnings.append(f"{name}: ignored unknown column(s) {', '.join(unknown)}")
+    return not missing and len(seen) == len(header)
+
+
+# Bytes the Arrow reader parses at a time (cut at a line end), and how far past a chunk's last
+# byte it reads before giving the chunk out (the reference reader's decoder reads 8 KiB ahead).
+ARROW_BLOCK_BYTES = 8 * 1024 * 1024
+READ_AHEAD_MARGIN = 64 * 1024
+
+
 def _read_chunks(
     name: str,
     source: Source,
@@ -279,9 +331,209 @@ def _read_chunks(
     *,
     chunk_rows: int,
     on_bytes: Callable[[int], None] | None = None,
-) -> Iterator[tuple[list[str], pd.DataFrame, np.ndarray]]:
-    """Yield (header, frame of str, row numbers) chunks; report malformed rows."""
-    spec = SPECS[name]
+) -> Iterator[Chunk]:
+    """Yield chunks of the file's records (at most chunk_rows each); report malformed rows.
+
+    Blocks of simple CSV (one record a line, UTF-8, within the row limit, as many fields as
+    the header, no lone CR) are parsed by Arrow; at the first block that is not, or on any
+    error, the reference reader (`_read_chunks_python`, Python's csv module) reads the file
+    again from its start and yields the records from that block on, so the records, row
+    numbers and problems are exactly the reference reader's (tests/db/test_bulk_import.py
+    compares them)."""
+    state = {"next_line": 0, "header_done": False}
+    try:
+        yield from _arrow_chunks(name, source, report, chunk_rows=chunk_rows, on_bytes=on_bytes, state=state)
+        if state["next_line"] == -1:  # read to the end by Arrow
+            return
+    except _NotSimple:
+        pass
+    if state["header_done"] is None:  # the header had problems: reported, nothing to read
+        return
+    yield from _read_chunks_python(
+        name, source, report, chunk_rows=chunk_rows, on_bytes=on_bytes, skip_before=state["next_line"]
+    )
+
+
+class _NotSimple(Exception):
+    """The Arrow reader stops: the reference reader takes over."""
+
+
+def _arrow_chunks(
+    name: str,
+    source: Source,
+    report: ImportReport,
+    *,
+    chunk_rows: int,
+    on_bytes: Callable[[int], None] | None,
+    state: dict,
+) -> Iterator[Chunk]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    limit_chars = min(uploads.MAX_ROW_CHARS, uploads.MAX_FIELD_CHARS)
+    try:
+        raw, _bytes, limit = uploads.open_source(source)
+    except Exception as exc:
+        raise _NotSimple from exc
+    counting = uploads.Counting(raw, limit)
+    stream = io.BufferedReader(counting, buffer_size=1 << 20)
+    try:
+        try:
+            first = stream.readline(limit_chars + 2)
+        except Exception as exc:
+            raise _NotSimple from exc
+        bom = first.startswith(b"\xef\xbb\xbf")
+        if bom:
+            first = first[3:]
+        if not first.endswith(b"\n") or len(first) > limit_chars:
+            raise _NotSimple
+        text_header = first[:-2] if first.endswith(b"\r\n") else first[:-1]
+        if b'"' in text_header or b"\r" in text_header:
+            raise _NotSimple
+        try:
+            header = [h.strip().lower() for h in text_header.decode("utf-8").split(",")]
+        except UnicodeDecodeError as exc:
+            raise _NotSimple from exc
+        if not "".join(header).strip():
+            raise _NotSimple  # a blank first line: the reference reader's business
+        state["next_line"] = 2
+        if not _check_header(name, header, report):
+            state["header_done"] = None
+            return
+        state["header_done"] = True
+        width = len(header)
+        names = [f"c{i}" for i in range(width)]
+        read_opts = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=ARROW_BLOCK_BYTES + (1 << 20))
+        parse_opts = pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=True)
+        convert_opts = pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        pending: list[Any] = []
+        pending_rows: list[np.ndarray] = []
+        pending_ends: list[np.ndarray] = []
+        pending_n = 0
+        line = 2  # the line the next block starts on
+        start = len(first) + (3 if bom else 0)  # the byte the next block starts at
+        carry = b""
+        eof = False
+        while not eof:
+            try:
+                data = stream.read(ARROW_BLOCK_BYTES)
+            except Exception as exc:
+                raise _NotSimple from exc
+            eof = not data
+            buf = carry + data
+            if eof:
+                block, carry = buf, b""
+                if block and not block.endswith(b"\n"):
+                    block += b"\n"
+            else:
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    if len(buf) > limit_chars + 2:
+                        raise _NotSimple
+                    carry = buf
+                    continue
+                block, carry = buf[: cut + 1], buf[cut + 1 :]
+            if block:
+                table, numbers, ends = _arrow_block(block, line, limit_chars, read_opts, parse_opts, convert_opts)
+                line += block.count(b"\n")
+                if table.num_rows:
+                    pending.append(table)
+                    pending_rows.append(numbers)
+                    pending_ends.append(ends + start)
+                    pending_n += table.num_rows
+                start += len(block)
+            # A chunk is given out once the bytes well past its end have been read and found
+            # simple: the reference reader decodes (and reads) ahead of the record it returns,
+            # so a problem there would have stopped it before this chunk was complete.
+            while pending_n and (pending_n >= chunk_rows or eof):
+                rows = np.concatenate(pending_rows) if len(pending_rows) > 1 else pending_rows[0]
+                ends = np.concatenate(pending_ends) if len(pending_ends) > 1 else pending_ends[0]
+                take = min(chunk_rows, pending_n)
+                if not eof and ends[take - 1] > start - READ_AHEAD_MARGIN:
+                    break
+                whole = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+                out, rest = whole.slice(0, take), whole.slice(take)
+                pending = [rest] if rest.num_rows else []
+                pending_rows = [rows[take:]] if rest.num_rows else []
+                pending_ends = [ends[take:]] if rest.num_rows else []
+                pending_n = rest.num_rows
+                if on_bytes:  # the bytes of the records given out (the file is read ahead)
+                    on_bytes(int(ends[take - 1]))
+                state["next_line"] = int(rows[take]) if take < len(rows) else line
+                yield Chunk(header, rows[:take], table=out.rename_columns(header))
+            state["next_line"] = int(pending_rows[0][0]) if pending_n else line
+        if on_bytes:
+            on_bytes(counting.count)
+        state["next_line"] = -1
+    finally:
+        raw.close()
+
+
+def _arrow_block(block: bytes, line: int, limit_chars: int, read_opts, parse_opts, convert_opts):
+    """One block of whole lines parsed by Arrow, and the row numbers of its records (blank
+    records dropped, as the reference reader drops them); _NotSimple if the block is not
+    simple CSV (then the reference reader must read it)."""
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _NotSimple from exc
+    if block.count(b"\r") != block.count(b"\r\n"):
+        raise _NotSimple  # a lone CR ends a line for Python's csv module
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+    lengths = np.diff(ends, prepend=-1) - 1
+    if lengths.max() > limit_chars:
+        raise _NotSimple
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(block), read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
+        )
+    except Exception as exc:  # pyarrow.lib.ArrowInvalid: a quoted newline, a field count ...
+        raise _NotSimple from exc
+    if table.num_rows != len(ends):
+        raise _NotSimple  # an empty line skipped, or a record over lines: not one record a line
+    numbers = np.arange(line, line + len(ends))
+    line_ends = ends + 1
+    # Blank records (",,," or spaces): the reference reader skips those whose joined cells
+    # strip to nothing. ASCII whitespace is decided here; a record of only ASCII whitespace
+    # and other (possibly whitespace) characters is decided by Python itself.
+    maybe_blank = None
+    for col in table.columns:
+        rest = pc.utf8_trim(col, " \t\n\r\x0b\x0c")
+        blankish = pc.or_(pc.equal(rest, ""), pc.match_substring_regex(rest, r"[^\x21-\x7e]"))
+        maybe_blank = blankish if maybe_blank is None else pc.and_(maybe_blank, blankish)
+    idx = np.flatnonzero(maybe_blank.to_numpy(zero_copy_only=False))
+    if idx.size:
+        cols = [table.column(i).take(idx).to_pylist() for i in range(table.num_columns)]
+        blank = [not "".join(cells).strip() for cells in zip(*cols, strict=True)]
+        drop = idx[np.asarray(blank, dtype=bool)]
+        if drop.size:
+            keep = np.ones(table.num_rows, dtype=bool)
+            keep[drop] = False
+            table = table.filter(keep)
+            numbers = numbers[keep]
+            line_ends = line_ends[keep]
+    return table, numbers, line_ends
+
+
+def _read_chunks_python(
+    name: str,
+    source: Source,
+    report: ImportReport,
+    *,
+    chunk_rows: int,
+    on_bytes: Callable[[int], None] | None = None,
+    skip_before: int = 0,
+) -> Iterator[Chunk]:
+    """The reference reader (Python's csv module): chunks of the records that start on
+    line `skip_before` or later (the earlier ones were read by `_arrow_chunks`, which found
+    no problem in them); report malformed rows."""
     line = 1
     try:
         raw, _bytes, limit = uploads.open_source(source)
@@ -301,19 +553,8 @@ def _read_chunks(
             return
         lines.record = 0
         header = [h.strip().lower() for h in header]
-        seen: set[str] = set()
-        for h in header:
-            if h in seen:
-                report.add(Problem(name, 1, h, h, "column appears twice in the header"))
-            seen.add(h)
-        known = {c.name for c in spec}
-        missing = [c.name for c in spec if c.required and c.name not in header]
-        for m in missing:
-            report.add(Problem(name, 1, m, "", "missing required column"))
-        unknown = [h for h in header if h and h not in known]
-        if unknown:
-            report.warnings.append(f"{name}: ignored unknown column(s) {', '.join(unknown)}")
-        if missing or len(seen) != len(header):
+        # (Past the header, the Arrow reader has checked and reported it already.)
+        if not _check_header(name, header, report if skip_before == 0 else ImportReport(dry_run=True)):
             return
         width = len(header)
         rows: list[list[str]] = []
@@ -323,6 +564,8 @@ def _read_chunks(
             lines.record = 0
             start_line = prev_end + 1
             prev_end = reader.line_num
+            if start_line < skip_before:
+                continue
             if not rec or not "".join(rec).strip():
                 continue  # a blank line, or a spreadsheet's empty row (",,,")
             if len(rec) != width:
@@ -341,11 +584,11 @@ def _read_chunks(
             if len(rows) >= chunk_rows:
                 if on_bytes:
                     on_bytes(counting.count)
-                yield header, pd.DataFrame(rows, columns=header, dtype=object), np.asarray(numbers)
+                yield Chunk(header, np.asarray(numbers), frame=pd.DataFrame(rows, columns=header, dtype=object))
                 rows, numbers = [], []
         line = prev_end
         if rows:
-            yield header, pd.DataFrame(rows, columns=header, dtype=object), np.asarray(numbers)
+            yield Chunk(header, np.asarray(numbers), frame=pd.DataFrame(rows, columns=header, dtype=object))
         if on_bytes:
             on_bytes(counting.count)
     except UnicodeDecodeError as exc:
@@ -544,7 +787,7 @@ _NOT_PRINTABLE_ASCII = r"[^\x20-\x7e]"
 _TS_OFFSET_RE = r"[T ].*(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
 
 
-def _validate_fast(name: str, df: pd.DataFrame) -> pd.DataFrame | None:
+def _validate_fast(name: str, df: Any) -> pd.DataFrame | None:
     """`_validate` for a chunk without problems, in Arrow compute instead of per-cell Python;
     None when the chunk needs the full check (any problem, or any cell outside printable
     ASCII, where Python's and Arrow's ideas of whitespace could differ). Only the kinds of
@@ -555,13 +798,16 @@ def _validate_fast(name: str, df: pd.DataFrame) -> pd.DataFrame | None:
     spec = {c.name: c for c in SPECS[name]}
     out: dict[str, Any] = {}
     null = pa.scalar(None, pa.string())
-    for col in df.columns:
+    arrow = isinstance(df, pa.Table)  # a chunk as the Arrow reader gives it
+    columns = df.column_names if arrow else list(df.columns)
+    index = pd.RangeIndex(df.num_rows) if arrow else df.index
+    for col in columns:
         if col not in spec:
             continue
         c = spec[col]
         if c.kind not in ("text", "ts", "json") or (c.kind == "text" and col not in TRIMMED_TEXT):
             return None
-        arr = pa.array(df[col].to_numpy(), type=pa.string())
+        arr = df.column(col).combine_chunks() if arrow else pa.array(df[col].to_numpy(), type=pa.string())
         if pc.any(pc.match_substring_regex(arr, _NOT_PRINTABLE_ASCII)).as_py():
             return None
         # In printable ASCII the only whitespace is the space: str.strip() is trimming spaces.
@@ -578,15 +824,17 @@ def _validate_fast(name: str, df: pd.DataFrame) -> pd.DataFrame | None:
         if c.max_len and pc.any(pc.greater(pc.utf8_length(s), c.max_len)).as_py():
             return None
         if c.kind == "ts":
-            values = s.to_numpy(zero_copy_only=False)
             iso = pc.match_substring_regex(s, _TS_RE.pattern).to_numpy(zero_copy_only=False)
             if not iso[~empty.to_numpy(zero_copy_only=False)].all():
                 return None
             has_offset = pc.match_substring_regex(s, _TS_OFFSET_RE).to_numpy(zero_copy_only=False)
-            parsed = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
-            for part in (iso & has_offset, iso & ~has_offset):
-                if part.any():
-                    parsed[part] = pd.to_datetime(values[part], format="ISO8601", utc=True, errors="coerce")
+            parsed = _arrow_ts(s, has_offset, index)
+            if parsed is None:  # Arrow refused a value: pandas decides (as `_parse_ts`)
+                values = s.to_numpy(zero_copy_only=False)
+                parsed = pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
+                for part in (iso & has_offset, iso & ~has_offset):
+                    if part.any():
+                        parsed[part] = pd.to_datetime(values[part], format="ISO8601", utc=True, errors="coerce")
             if parsed.isna().to_numpy()[iso].any():
                 return None
             out[col] = parsed
@@ -600,8 +848,30 @@ def _validate_fast(name: str, df: pd.DataFrame) -> pd.DataFrame | None:
                     return None
                 if not isinstance(obj, dict):
                     return None
-        out[col] = pd.Series(s.to_numpy(zero_copy_only=False), index=df.index, dtype=object)
-    return pd.DataFrame(out, index=df.index)
+        out[col] = pd.Series(s.to_numpy(zero_copy_only=False), index=index, dtype=object)
+    return pd.DataFrame(out, index=index)
+
+
+def _arrow_ts(s: Any, has_offset: np.ndarray, index: pd.Index) -> pd.Series | None:
+    """ISO 8601 text (already known to match _TS_RE) to UTC timestamps by Arrow's parser,
+    or None when it refuses any value (it is stricter than pandas: a date without a time,
+    an hour alone; pandas then decides). Where Arrow parses, it agrees with pandas."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ns_utc = pa.timestamp("ns", "UTC")
+    try:
+        if has_offset.all():
+            parsed = pc.cast(s, ns_utc)
+        elif not has_offset.any():  # no offset is UTC
+            parsed = pc.cast(pc.cast(s, pa.timestamp("ns")), ns_utc)
+        else:
+            return None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if parsed.null_count:
+        return None
+    return pd.Series(parsed.to_pandas(), index=index)
 
 
 # ----------------------------------------------------------------------------- the import
@@ -841,7 +1111,8 @@ def _ref_check(
 def _import_entity(ctx: _Context, name: str, source: Source) -> None:
     report = ctx.report
     frames, typed_parts, numbers = [], [], []
-    for _header, df, rows in _read_chunks(name, source, report, chunk_rows=100_000):
+    for chunk in _read_chunks(name, source, report, chunk_rows=100_000):
+        df, rows = chunk.frame, chunk.rows
         typed, ok = _validate(name, df, rows, report)
         frames.append(df.assign(_ok=ok))
         typed_parts.append(typed)
@@ -1124,13 +1395,14 @@ def _stream_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None
     dropped: list = []
     keyless = False  # the natural key dropped for a large load: duplicates removed at the end
     decided = False
-    for _header, df, rows in _read_chunks(name, source, report, chunk_rows=EVENT_BATCH, on_bytes=seen):
-        fr.rows += len(df)
-        fast = _validate_fast(name, df)
+    for chunk in _read_chunks(name, source, report, chunk_rows=EVENT_BATCH, on_bytes=seen):
+        rows = chunk.rows
+        fr.rows += len(chunk)
+        fast = _validate_fast(name, chunk.table if chunk.table is not None else chunk.frame)
         if fast is not None:
-            typed, ok = fast, np.ones(len(df), dtype=bool)
+            typed, ok = fast, np.ones(len(chunk), dtype=bool)
         else:
-            typed, ok = _validate(name, df, rows, report)
+            typed, ok = _validate(name, chunk.frame, rows, report)
         ok &= _ref_check(
             ctx,
             name,
@@ -1150,7 +1422,7 @@ def _stream_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None
             continue
         if not decided:
             decided = True
-            if _large_pg_load(ctx.session, rows_seen=len(df), bytes_seen=read[0], size=size):
+            if _large_pg_load(ctx.session, rows_seen=len(chunk), bytes_seen=read[0], size=size):
                 dropped = drop_event_indexes(ctx.session)
                 keyless = drop_natural_key(ctx.session)
         batch = pd.DataFrame(
@@ -1162,7 +1434,7 @@ def _stream_events(ctx: _Context, source: Source, on_bytes: Callable[[int], None
                 "properties": t.get("properties"),
             }
         )
-        inserted = insert_events(ctx.session, batch)
+        inserted = insert_events(ctx.session, batch, keyless=keyless)
         fr.inserted += inserted
         fr.duplicates_skipped += len(batch) - inserted
     if (dropped or keyless) and ctx.writing and not report.problem_count:
