@@ -360,14 +360,19 @@ def versions(session: Session) -> dict[str, int]:
     return out
 
 
-def bump_data_version(session: Session, scope: str = "core") -> None:
+def bump_data_version(session: Session, scope: str = "core", *, copy: bool = True) -> None:
     """Mark the data as changed (within the caller's transaction). `scope` is "core"
     (imports, settings, snapshots), "plans" (checklist and plan changes that analyses read)
     or "notes" (text nothing aggregates): a checklist save must not throw away every
-    cached analysis."""
+    cached analysis. A core change also moves `copy_version`, which the columnar copy of
+    events, accounts and milestones (engine/copy.py) is checked against, unless copy=False:
+    a write that touches none of those (a health snapshot) must not make it sync again."""
     from sqlalchemy import text
 
-    for key in ("data_version", f"{scope}_version"):
+    keys = ["data_version", f"{scope}_version"]
+    if scope == "core" and copy:
+        keys.append("copy_version")
+    for key in keys:
         updated = session.execute(
             text("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(200)) WHERE key = :k"), {"k": key}
         )

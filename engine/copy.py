@@ -83,12 +83,13 @@ def _dialect(conn: Any) -> str:
 
 def source_state(conn: Any) -> dict:
     """What the copy must match, from index lookups only (a read checks it every time):
-    the data version (every write through the app bumps it), the smallest and largest
-    event id (an append, or a direct insert, moves the largest), and count and largest id
-    of accounts (small) and the largest milestone id."""
+    the copy version (every write through the app that may change events, accounts or
+    milestones bumps it: db.session.bump_data_version), the smallest and largest event id
+    (an append, or a direct insert, moves the largest), and count and largest id of accounts
+    (small) and the largest milestone id."""
     from db.session import fetch
 
-    dv = fetch(conn, "SELECT value FROM meta WHERE key = 'data_version'")
+    dv = fetch(conn, "SELECT value FROM meta WHERE key = 'copy_version'")
     dv = dv[0][0] if dv else None
     # Apart: SQLite answers a lone MIN or MAX from the index, both at once by a full scan.
     lo = fetch(conn, "SELECT MIN(id) FROM events")[0][0]
@@ -96,7 +97,7 @@ def source_state(conn: Any) -> dict:
     n_acc, max_acc = fetch(conn, "SELECT COUNT(*), MAX(id) FROM accounts")[0]
     max_ms = fetch(conn, "SELECT MAX(id) FROM account_milestones")[0][0]
     return {
-        "data_version": int(dv or 0),
+        "copy_version": int(dv or 0),
         "events": [int(lo or 0), int(hi or 0)],
         "accounts": [int(n_acc or 0), int(max_acc or 0)],
         "milestones": int(max_ms or 0),

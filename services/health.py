@@ -44,7 +44,7 @@ def snapshot(
             _sync_triggers(
                 s, trigger_table(src, as_of=as_of, health=health_table(src, as_of=as_of, model=model)), as_of
             )
-        bump_data_version(s)
+        bump_data_version(s, copy=False)  # health history: nothing the columnar copy holds
     return len(rows)
 
 
