@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise", "Strategic")
@@ -228,6 +228,76 @@ class Intervention(SQLModel, table=True):
     rule: str | None = Field(default=None, max_length=60)
     created_by: str = Field(max_length=254)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# How a play ends: every task done, or a person closes it (with a note), or its trigger
+# has not fired for the playbook's auto-resolve days.
+PLAY_OUTCOMES = ("completed", "resolved", "not resolved", "not needed", "auto-resolved")
+PERSON_OUTCOMES = ("resolved", "not resolved", "not needed")
+TASK_STATUSES = ("open", "done", "cancelled")  # cancelled: its play was closed first
+
+
+class Play(SQLModel, table=True):
+    """A playbook run on one account: opened when its trigger fired, with its tasks.
+
+    `episode` is the day the trigger's current firing began (a risk rule's opened date, the
+    contract start for the kickoff play): a play is opened once per account, playbook and
+    episode, and at most one is open per account and playbook (the partial unique index)."""
+
+    __tablename__ = "plays"
+    __table_args__ = (
+        Index(
+            "ux_plays_open",
+            "account_id",
+            "playbook",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index("ix_plays_account_playbook_episode", "account_id", "playbook", "episode"),
+        Index("ix_plays_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id")
+    playbook: str = Field(max_length=60)
+    playbook_name: str = Field(max_length=200)
+    playbook_version: int = Field(default=0)
+    rule: str | None = Field(default=None, max_length=60)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    episode: date
+    opened_on: date
+    opened_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="open", max_length=20)
+    # The first day the trigger no longer fired (None while it fires).
+    cleared_on: date | None = None
+    closed_on: date | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = Field(default=None, max_length=20)
+    close_note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    closed_by: str | None = Field(default=None, max_length=254)
+    version: int = Field(default=1)
+
+
+class PlayTask(SQLModel, table=True):
+    """One step of a play: what to deliver, who, by when."""
+
+    __tablename__ = "play_tasks"
+    __table_args__ = (Index("ix_play_tasks_owner_status_due", "owner_id", "status", "due"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    play_id: int = Field(foreign_key="plays.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    step: int
+    title: str = Field(max_length=200)
+    deliver: str = Field(default="", max_length=300)
+    owner_id: int | None = Field(default=None, foreign_key="team_members.id")
+    due: date
+    status: str = Field(default="open", max_length=20)
+    snoozed_until: date | None = None
+    done_at: datetime | None = None
+    done_by: str | None = Field(default=None, max_length=254)
+    version: int = Field(default=1)
 
 
 class SettingVersion(SQLModel, table=True):

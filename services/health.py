@@ -10,7 +10,8 @@ from sqlalchemy import delete, select
 
 from db.models import HealthSnapshot, RiskTrigger
 from db.session import bump_data_version, session_scope
-from services.analytics import Facts, health_model, health_table, today, trigger_table
+from services.analytics import Facts, health_model, health_table, live_accounts, today, trigger_table
+from services.plays import sync_plays
 
 
 def snapshot(
@@ -41,8 +42,15 @@ def snapshot(
         if rows:
             s.execute(HealthSnapshot.__table__.insert(), rows)
         if sync_triggers:
-            _sync_triggers(
-                s, trigger_table(src, as_of=as_of, health=health_table(src, as_of=as_of, model=model)), as_of
+            full = health_table(src, as_of=as_of, model=model)
+            fired = trigger_table(src, as_of=as_of, health=full)
+            _sync_triggers(s, fired, as_of)
+            sync_plays(
+                s,
+                as_of=as_of,
+                fired=fired,
+                accounts=src.accounts(),
+                live={int(a) for a in live_accounts(full)["account_id"]},
             )
         bump_data_version(s)
     return len(rows)

@@ -148,9 +148,14 @@ VALIDATORS = {
 def update_setting(session: Session, user: User, *, key: str, value: Any, expected_version: int | None = None) -> int:
     """Store a new version of a setting (admins only); returns the new version."""
     require_admin(user, "change settings")
-    if key not in VALIDATORS and key != "analysis":
+    if key not in VALIDATORS and key not in ("analysis", "playbooks"):
         raise KeyError(f"unknown setting {key!r}")
-    problems = VALIDATORS[key](value) if key in VALIDATORS else []
+    if key == "playbooks":
+        from services.plays import validate_playbooks
+
+        problems = validate_playbooks(value, {m.email.lower() for m in session.exec(select(TeamMember)).all()})
+    else:
+        problems = VALIDATORS[key](value) if key in VALIDATORS else []
     if key == "analysis" and value.get("week_start") not in ("sunday", "monday"):
         problems.append(CellProblem("analysis", "week_start", value.get("week_start"), "sunday or monday"))
     if problems:
