@@ -245,10 +245,21 @@ DEFAULT_PLAYBOOKS: dict[str, dict[str, Any]] = {
     p["key"]: {k: v for k, v in p.items() if k != "key"} for p in _PLAYBOOKS
 }
 
+# Expected ranges of the Portfolio KPIs: outside them, an alert (services/notify.py).
+DEFAULT_ALERTS: dict[str, Any] = {
+    # Onboarding completion (recent deadlines met) under this share.
+    "completion_min": 0.85,
+    # Share of live accounts at risk up by more than this many points on last week.
+    "at_risk_rise_points": 5,
+    # A segment's median days to first value over its target by more than this many days.
+    "ttfv_over_target_days": 0,
+}
+
 DEFAULT_SETTINGS: dict[str, Any] = {
     "health_model": DEFAULT_HEALTH_MODEL,
     "risk_rules": DEFAULT_RISK_RULES,
     "checklist_templates": DEFAULT_CHECKLIST_TEMPLATES,
     "analysis": {"week_start": "sunday"},
     "playbooks": DEFAULT_PLAYBOOKS,
+    "alerts": DEFAULT_ALERTS,
 }

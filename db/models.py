@@ -43,6 +43,11 @@ class TeamMember(SQLModel, table=True):
     name: str = Field(max_length=200)
     role: str = Field(max_length=20)
     active: bool = Field(default=True)
+    # Alerts addressed to them: at once ("immediate") or gathered in a "daily" or "weekly"
+    # digest; about their own accounts ("mine") or all. None: the role's default
+    # (services/notify.py: CSMs daily and mine, leaders weekly and all).
+    digest: str | None = Field(default=None, max_length=20)
+    digest_scope: str | None = Field(default=None, max_length=20)
 
 
 class Account(SQLModel, table=True):
@@ -298,6 +303,64 @@ class PlayTask(SQLModel, table=True):
     done_at: datetime | None = None
     done_by: str | None = Field(default=None, max_length=254)
     version: int = Field(default=1)
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one message to send, written in the transaction of what caused it. The
+    dedupe key makes a second run that would say the same thing write nothing."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=300, unique=True)
+    kind: str = Field(max_length=30)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    as_of: date
+    account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    # The member it is addressed to (None: the team's channels only).
+    recipient_id: int | None = Field(default=None, foreign_key="team_members.id")
+    title: str = Field(max_length=300)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    html: str = Field(sa_column=Column(Text, nullable=False))
+    markdown: str = Field(sa_column=Column(Text, nullable=False))
+    # pending until every delivery is sent or has failed for good: sent | failed | partly sent | undeliverable
+    status: str = Field(default="pending", max_length=20, index=True)
+
+
+class Delivery(SQLModel, table=True):
+    """One message to one destination, with its retries."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "target_key"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notifications.id", index=True)
+    target_key: str = Field(max_length=64)  # a hash of the destination URL
+    target: str = Field(max_length=300)  # the destination with its secrets masked
+    status: str = Field(default="pending", max_length=20)  # pending | sent | failed
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    sent_at: datetime | None = None
+
+
+class Destination(SQLModel, table=True):
+    """A channel the team's alerts go to (an apprise URL), set by an admin in Settings. The
+    URL holds secrets: the change log and the page show it masked."""
+
+    __tablename__ = "destinations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    # JSON list of the kinds it receives; empty: every alert.
+    kinds: str = Field(default="[]", max_length=300)
+    enabled: bool = Field(default=True)
+    created_by: str = Field(max_length=254)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class SettingVersion(SQLModel, table=True):

@@ -17,9 +17,28 @@ from services.plays import sync_plays
 def snapshot(
     *, url: str | None = None, as_of: date | None = None, src: Facts | None = None, sync_triggers: bool = True
 ) -> int:
-    """Store every live account's health as of a date (replacing that date's snapshot)."""
+    """Store every live account's health as of a date (replacing that date's snapshot); with
+    sync_triggers, also the risk-trigger log and the plays it opens or closes."""
     as_of = as_of or today()
     src = src or Facts(url)
+    with session_scope(url) as s:
+        n = _store_health(s, src, as_of)
+        if sync_triggers:
+            _triggers_and_plays(s, src, as_of)
+        bump_data_version(s)
+    return n
+
+
+def store_snapshot(session, src: Facts, *, as_of: date):
+    """The snapshot, the trigger log and the plays as of a date, in the caller's transaction
+    (manage.py notify). Returns what the plays did (services.plays.PlayRun)."""
+    _store_health(session, src, as_of)
+    run = _triggers_and_plays(session, src, as_of)
+    bump_data_version(session)
+    return run
+
+
+def _store_health(s, src: Facts, as_of: date) -> int:
     model = health_model(src)
     h = health_table(src, as_of=as_of, model=model)
     h = h[h["status"] != "churned"]
@@ -37,23 +56,19 @@ def snapshot(
         }
         for r in h.itertuples()
     ]
-    with session_scope(url) as s:
-        s.execute(delete(HealthSnapshot).where(HealthSnapshot.date == as_of))
-        if rows:
-            s.execute(HealthSnapshot.__table__.insert(), rows)
-        if sync_triggers:
-            full = health_table(src, as_of=as_of, model=model)
-            fired = trigger_table(src, as_of=as_of, health=full)
-            _sync_triggers(s, fired, as_of)
-            sync_plays(
-                s,
-                as_of=as_of,
-                fired=fired,
-                accounts=src.accounts(),
-                live={int(a) for a in live_accounts(full)["account_id"]},
-            )
-        bump_data_version(s)
+    s.execute(delete(HealthSnapshot).where(HealthSnapshot.date == as_of))
+    if rows:
+        s.execute(HealthSnapshot.__table__.insert(), rows)
     return len(rows)
+
+
+def _triggers_and_plays(s, src: Facts, as_of: date):
+    full = health_table(src, as_of=as_of, model=health_model(src))
+    fired = trigger_table(src, as_of=as_of, health=full)
+    _sync_triggers(s, fired, as_of)
+    return sync_plays(
+        s, as_of=as_of, fired=fired, accounts=src.accounts(), live={int(a) for a in live_accounts(full)["account_id"]}
+    )
 
 
 def _sync_triggers(session, fired: pd.DataFrame, as_of: date) -> None:

@@ -373,6 +373,18 @@ def sync_plays(
             session.add_all(tasks)
             session.add(_log(actor, "play", p.id, p.account_id, "status", None, "open", p.playbook_name))
             run.tasks_created += len(tasks)
+        # The alert to each play's owner, in this transaction (the outbox).
+        from services.notify import enqueue, play_opened
+
+        ids = sorted({p.account_id for p, _ in new_tasks})
+        rows = {}
+        for i in range(0, len(ids), 500):
+            rows.update(
+                {a.id: a for a in session.execute(select(Account).where(Account.id.in_(ids[i : i + 500]))).scalars()}
+            )
+        names = {i: m.name for i, m in owners.members.items()}
+        for p, tasks in new_tasks:
+            enqueue(session, play_opened(p, tasks, rows[p.account_id], names), new=True)
     if run.opened or run.auto_resolved:
         bump_data_version(session)
     return run

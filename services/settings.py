@@ -138,7 +138,18 @@ def validate_templates(value: dict) -> list[CellProblem]:
     return problems
 
 
+def validate_alerts(value: dict) -> list[CellProblem]:
+    problems = []
+    limits = {"completion_min": (0, 1), "at_risk_rise_points": (0, 100), "ttfv_over_target_days": (0, 365)}
+    for k, (lo, hi) in limits.items():
+        x = value.get(k)
+        if not isinstance(x, int | float) or isinstance(x, bool) or not lo <= x <= hi:
+            problems.append(CellProblem("alerts", k, x, f"must be between {lo} and {hi}"))
+    return problems
+
+
 VALIDATORS = {
+    "alerts": validate_alerts,
     "health_model": validate_health_model,
     "risk_rules": validate_risk_rules,
     "checklist_templates": validate_templates,
