@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from db.models import Account, Delivery, Destination, Notification, Play, PlayTask, TeamMember, utcnow
@@ -43,7 +43,8 @@ DIGESTS = ("immediate", "daily", "weekly")
 SCOPES = ("mine", "all")
 ROLE_DEFAULTS = {"csm": ("daily", "mine"), "leader": ("weekly", "all"), "admin": ("weekly", "all")}
 DEFAULT_BASE_URL = "http://localhost:8501"
-BAND_ORDER = ("Excellent", "On Track", "At Risk", "Critical")
+# A delivery marked "sending" longer than this belongs to a run that died: it is retried.
+CLAIM_MINUTES = 10
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -250,7 +251,9 @@ def overdue_alerts(session: Session, *, as_of: date) -> list[Message]:
 
 def band_drops(health: Any, previous: dict[int, str], accounts: Any, *, as_of: date, since: date) -> list[Message]:
     """An account dropping a band since the last stored snapshot (`previous`: account -> band)."""
-    rank = {b: i for i, b in enumerate(BAND_ORDER)}
+    from metrics.health import BANDS
+
+    rank = {b: i for i, b in enumerate(BANDS)}
     info = accounts.set_index("account_id")
     out = []
     for a, band, total, status in zip(
@@ -472,9 +475,9 @@ def _targets(session: Session, n: Notification, members: dict[int, TeamMember]) 
     return list(dict.fromkeys(urls))
 
 
-def plan_deliveries(session: Session) -> int:
+def plan_deliveries(session: Session) -> tuple[int, int]:
     """Give every pending message a delivery row per destination (once); a message with no
-    destination is marked undeliverable. Returns the deliveries added."""
+    destination is marked undeliverable. Returns (deliveries added, messages undeliverable)."""
     members = {m.id: m for m in session.execute(select(TeamMember)).scalars()}
     added = 0
     pending = (
@@ -494,6 +497,7 @@ def plan_deliveries(session: Session) -> int:
         urls = _targets(session, n, members)
         if not urls and not any(nid == n.id for nid, _ in have):
             n.status = "undeliverable"
+            nowhere += 1
             continue
         for u in urls:
             k = target_key(u)
@@ -503,7 +507,7 @@ def plan_deliveries(session: Session) -> int:
             have.add((n.id, k))
             added += 1
     session.flush()
-    return added
+    return added, nowhere
 
 
 def _send(url: str, n: Notification) -> tuple[bool, str]:
@@ -529,6 +533,7 @@ class DeliveryRun:
     sent: int = 0
     failed: int = 0
     retrying: int = 0
+    undeliverable: int = 0  # messages with no destination configured
 
 
 def deliver(session: Session, *, now: datetime | None = None) -> DeliveryRun:
@@ -545,7 +550,23 @@ def deliver(session: Session, *, now: datetime | None = None) -> DeliveryRun:
         .order_by(Delivery.id)
     ).all()
     urls_by_msg: dict[int, dict[str, str]] = {}
+    stale = now - timedelta(minutes=CLAIM_MINUTES)
+    # A delivery claimed by a run that died mid-send goes back in the queue (at least once).
+    session.execute(
+        update(Delivery).where(Delivery.status == "sending", Delivery.next_attempt_at < stale).values(status="pending")
+    )
+    session.commit()
     for d, n in due:
+        # Claim it (compare and set): two runs at once never both send the same delivery.
+        claimed = session.execute(
+            update(Delivery)
+            .where(Delivery.id == d.id, Delivery.status == "pending")
+            .values(status="sending", next_attempt_at=now)
+        ).rowcount
+        session.commit()
+        if claimed != 1:
+            continue
+        session.refresh(d)
         if n.id not in urls_by_msg:
             urls_by_msg[n.id] = {target_key(u): u for u in _targets(session, n, members)}
         url = urls_by_msg[n.id].get(d.target_key)
@@ -562,7 +583,7 @@ def deliver(session: Session, *, now: datetime | None = None) -> DeliveryRun:
             d.status, d.last_error = "failed", err
             run.failed += 1
         else:
-            d.next_attempt_at, d.last_error = now + backoff(d.attempts), err
+            d.status, d.next_attempt_at, d.last_error = "pending", now + backoff(d.attempts), err
             run.retrying += 1
         session.commit()
     _settle(session)
@@ -664,27 +685,22 @@ def run_notify(*, url: str | None = None, as_of: date, dry_run: bool = False, no
         msgs += kpi_alerts(p, get_setting(s, "alerts").value, as_of=as_of)
         members = list(s.execute(select(TeamMember).order_by(TeamMember.id)).scalars())
         msgs += digests(s, as_of=as_of, drops=drops, summary=p.summary, attention=p.at_risk, members=members)
-        for m in msgs:
-            enqueue(s, m)
+        created = list(plays.notifications)
+        created += [n for n in (enqueue(s, m) for m in msgs) if n is not None]
         s.flush()
-        new = [n for n in s.new if isinstance(n, Notification)] if dry_run else []
-        fresh = (
-            s.execute(select(Notification).where(Notification.status == "pending", Notification.as_of == as_of))
-            .scalars()
-            .all()
-        )
-        for n in fresh:
+        for n in created:
             run.produced[n.kind] = run.produced.get(n.kind, 0) + 1
         if dry_run:
             by_id = {m.id: m for m in members}
-            for n in [*new, *fresh]:
+            for n in created:
                 run.planned.append((n.kind, n.title, [masked(u) for u in _targets(s, n, by_id)]))
             s.rollback()
             return run
         s.commit()
-        plan_deliveries(s)
+        _, nowhere = plan_deliveries(s)
         s.commit()
         run.deliveries = deliver(s, now=now)
+        run.deliveries.undeliverable = nowhere
     return run
 
 

@@ -207,6 +207,7 @@ class PlayRun:
     opened: list[Play] = field(default_factory=list)
     auto_resolved: list[Play] = field(default_factory=list)
     tasks_created: int = 0
+    notifications: list[Any] = field(default_factory=list)  # the play-opened alerts written
 
 
 def _log(actor: str, entity: str, entity_id: int, account_id: int, fld: str, old: Any, new: Any, context: str):
@@ -384,7 +385,7 @@ def sync_plays(
             )
         names = {i: m.name for i, m in owners.members.items()}
         for p, tasks in new_tasks:
-            enqueue(session, play_opened(p, tasks, rows[p.account_id], names), new=True)
+            run.notifications.append(enqueue(session, play_opened(p, tasks, rows[p.account_id], names), new=True))
     if run.opened or run.auto_resolved:
         bump_data_version(session)
     return run
