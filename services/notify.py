@@ -479,7 +479,7 @@ def plan_deliveries(session: Session) -> tuple[int, int]:
     """Give every pending message a delivery row per destination (once); a message with no
     destination is marked undeliverable. Returns (deliveries added, messages undeliverable)."""
     members = {m.id: m for m in session.execute(select(TeamMember)).scalars()}
-    added = 0
+    added = nowhere = 0
     pending = (
         session.execute(select(Notification).where(Notification.status == "pending").order_by(Notification.id))
         .scalars()
