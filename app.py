@@ -116,6 +116,7 @@ pages = {
         st.Page(
             "app_pages/success_plans.py", title="Success plans", icon=":material/checklist:", url_path="success-plans"
         ),
+        st.Page("app_pages/my_work.py", title="My work", icon=":material/task_alt:", url_path="my-work"),
     ],
     "Admin": [
         st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data", default=not has_data),

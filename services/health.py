@@ -97,8 +97,10 @@ def backfill_snapshots(
     as_of: date | None = None,
     weeks: int = 26,
     progress: Callable[[float, str], None] | None = None,
+    sync_triggers: bool = True,
 ) -> int:
-    """Weekly snapshots for the past `weeks` weeks, each computed point-in-time."""
+    """Weekly snapshots for the past `weeks` weeks, each computed point-in-time (the last one
+    also syncs the trigger log and the plays, unless sync_triggers is False)."""
     as_of = as_of or today()
     src = Facts(url)
     total = 0
@@ -106,5 +108,17 @@ def backfill_snapshots(
         d = as_of - timedelta(weeks=i)
         if progress:
             progress((weeks - i) / (weeks + 1), f"health history {d}")
-        total += snapshot(url=url, as_of=d, src=src, sync_triggers=(i == 0))
+        total += snapshot(url=url, as_of=d, src=src, sync_triggers=sync_triggers and i == 0)
     return total
+
+
+def play_history(*, url: str | None = None, as_of: date, weeks_back: int = 2, src: Facts | None = None):
+    """The trigger log and the plays as they would be had the health snapshot run weekly for
+    the last `weeks_back` weeks and today (the demo's history of plays: some opened weeks ago,
+    with tasks now overdue, some auto-resolved since)."""
+    src = src or Facts(url)
+    for i in range(weeks_back, -1, -1):
+        with session_scope(url) as s:
+            _triggers_and_plays(s, src, as_of - timedelta(weeks=i))
+            bump_data_version(s)
+            s.commit()

@@ -543,6 +543,11 @@ def close_play(
 # ----------------------------------------------------------------------------- reading
 
 
+def member_ids(db: Session) -> dict[str, int]:
+    """Team members' ids by email (lower case)."""
+    return {str(e).lower(): int(i) for e, i in db.execute(select(TeamMember.email, TeamMember.id)).all()}
+
+
 TASK_COLUMNS = [
     "task_id",
     "version",
@@ -689,3 +694,53 @@ def overdue_by_owner(db: Session, *, today: date) -> pd.DataFrame:
     df = pd.DataFrame([tuple(r) for r in rows], columns=["owner_id", "owner", "overdue"])
     df["owner"] = df["owner"].fillna("Unassigned")
     return df.sort_values(["overdue", "owner"], ascending=[False, True]).reset_index(drop=True)
+
+
+def demo_work(*, url: str | None = None, as_of: date, seed: int = 42) -> int:
+    """The demo team's work on its plays: most tasks due a week or more before the as-of date
+    done by their owner, a few plays closed by hand; the rest stays open (some overdue).
+    Deterministic for a seed. Returns the tasks marked done."""
+    import random
+
+    from db.session import session_scope
+
+    rng = random.Random(seed)
+    done = 0
+    with session_scope(url) as s:
+        emails = {i: e for e, i in member_ids(s).items()}
+        cutoff = as_of - timedelta(days=7)
+        rows = s.execute(
+            select(PlayTask).where(PlayTask.status == "open", PlayTask.due <= cutoff).order_by(PlayTask.id)
+        ).scalars()
+        touched: set[int] = set()
+        for t in rows:
+            if rng.random() < 0.7:
+                t.status, t.done_by = "done", emails.get(t.owner_id, "system")
+                t.done_at = utcnow() - timedelta(days=(as_of - t.due).days)
+                t.version += 1
+                touched.add(t.play_id)
+                done += 1
+        s.flush()
+        for p in (
+            s.execute(select(Play).where(Play.status == "open", Play.id.in_(sorted(touched)))).scalars()
+            if touched
+            else []
+        ):
+            left = s.execute(
+                select(func.count()).select_from(PlayTask).where(PlayTask.play_id == p.id, PlayTask.status == "open")
+            ).scalar_one()
+            who = s.execute(select(PlayTask.done_by).where(PlayTask.play_id == p.id).limit(1)).scalar_one()
+            if not left:
+                _close(s, p, on=as_of - timedelta(days=1), outcome="completed", note="", actor=who or "system")
+            elif rng.random() < 0.15:
+                _close(
+                    s,
+                    p,
+                    on=as_of - timedelta(days=1),
+                    outcome="resolved",
+                    note="Customer back on track after the call",
+                    actor=who or "system",
+                )
+        bump_data_version(s)
+        s.commit()
+    return done

@@ -22,7 +22,7 @@ from db.models import Account, Delivery, Notification, Play, PlayTask, TeamMembe
 from db.session import session_scope
 from services.notify import account_link, delivery_log, digest_due, md, run_notify
 from tests.conftest import AS_OF
-from tests.services import ALEX, LEADER
+from tests.services import ALEX, LEADER, clear_plays
 
 MONDAY = AS_OF + timedelta(days=(7 - AS_OF.weekday()) % 7)
 
@@ -31,6 +31,12 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_plays_yet(small_db: str) -> None:
+    """The demo portfolio comes with plays; these tests start from none."""
+    clear_plays(small_db)
 
 
 class Smtp:

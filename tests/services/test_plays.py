@@ -32,7 +32,13 @@ from services.plays import (
 )
 from services.settings import update_setting
 from tests.conftest import AS_OF
-from tests.services import ADMIN, ALEX, LEADER, PRIYA, REVOPS, log_rows, member, owned_accounts
+from tests.services import ADMIN, ALEX, LEADER, PRIYA, REVOPS, clear_plays, log_rows, member, owned_accounts
+
+
+@pytest.fixture(autouse=True)
+def _no_plays_yet(small_db: str) -> None:
+    """The demo portfolio comes with plays; these tests start from none."""
+    clear_plays(small_db)
 
 
 def _plays(url: str, **where) -> list[Play]:
