@@ -679,19 +679,27 @@ def account_plays(db: Session, *, account_id: int) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=PLAY_COLUMNS)
 
 
-def overdue_by_owner(db: Session, *, today: date) -> pd.DataFrame:
-    """Open tasks past due (not snoozed) per owner: owner_id, owner, overdue."""
+def overdue_by_owner(db: Session, *, today: date, account_ids: Any = None) -> pd.DataFrame:
+    """Open tasks past due (not snoozed) per owner: owner_id, owner, overdue. account_ids:
+    only those accounts' tasks (a filtered view)."""
     rows = db.execute(
-        select(PlayTask.owner_id, TeamMember.name, func.count())
+        select(PlayTask.account_id, PlayTask.owner_id, TeamMember.name)
         .join(TeamMember, TeamMember.id == PlayTask.owner_id, isouter=True)
         .where(
             PlayTask.status == "open",
             PlayTask.due < today,
             (PlayTask.snoozed_until.is_(None)) | (PlayTask.snoozed_until <= today),
         )
-        .group_by(PlayTask.owner_id, TeamMember.name)
     ).all()
-    df = pd.DataFrame([tuple(r) for r in rows], columns=["owner_id", "owner", "overdue"])
+    t = pd.DataFrame([tuple(r) for r in rows], columns=["account_id", "owner_id", "owner"])
+    if account_ids is not None:
+        t = t[t["account_id"].isin(set(int(a) for a in account_ids))]
+    t["owner"] = t["owner"].fillna("Unassigned")
+    df = (
+        t.groupby(["owner_id", "owner"], dropna=False).size().rename("overdue").reset_index()
+        if len(t)
+        else pd.DataFrame(columns=["owner_id", "owner", "overdue"])
+    )
     df["owner"] = df["owner"].fillna("Unassigned")
     return df.sort_values(["overdue", "owner"], ascending=[False, True]).reset_index(drop=True)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from db.models import PlayTask
+from db.models import Account, Play, PlayTask
 from db.session import session_scope
-from services.plays import member_ids, tasks
+from services.plays import member_ids, overdue_by_owner, tasks
 from tests.conftest import AS_OF
-from tests.pages import metrics, open_page
+from tests.pages import button, metrics, open_page, table_with, texts
 from tests.services import ALEX, LEADER, PRIYA, log_rows
 
 QUERY = {"as_of": AS_OF.isoformat()}
@@ -76,3 +76,54 @@ def test_a_leader_starts_on_the_teams_tasks_and_the_url_keeps_the_owner(small_db
     assert at.query_params["owner"] == PRIYA
     again = open_page("my_work", query={**QUERY, "owner": PRIYA}, as_user=LEADER)
     assert again.selectbox[0].value == PRIYA
+
+
+def test_the_account_shows_its_plays_and_closes_one(small_db: str, use_db) -> None:
+    use_db(small_db)
+    with session_scope(small_db) as s:
+        alex = member_ids(s)[ALEX]
+        play = (
+            s.execute(
+                select(Play)
+                .join(Account, Account.id == Play.account_id)
+                .where(Play.status == "open", Account.csm_id == alex)
+                .order_by(Play.id)
+            )
+            .scalars()
+            .first()
+        )
+        ext = s.get(Account, play.account_id).external_id
+        n_open = len(s.execute(select(Play).where(Play.account_id == play.account_id, Play.status == "open")).all())
+    at = open_page("accounts", query={**QUERY, "account": ext}, as_user=ALEX)
+    assert f"Plays ({n_open} open)" in texts(at.subheader)
+    plays = table_with(at, "playbook", "reason", "state", "progress")
+    assert play.reason in plays["reason"].tolist()
+    form_play = next(sb for sb in at.selectbox if sb.label == "Play")
+    form_play.set_value(play.id)
+    next(sb for sb in at.selectbox if sb.label == "Outcome").set_value("not needed")
+    next(t for t in at.text_input if t.label == "Note (required)").input("Customer paused the project")
+    button(at, "Close the play").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with session_scope(small_db) as s:
+        p = s.get(Play, play.id)
+        assert (p.status, p.outcome, p.close_note, p.closed_by) == (
+            "closed",
+            "not needed",
+            "Customer paused the project",
+            ALEX,
+        )
+        assert {t.status for t in s.execute(select(PlayTask).where(PlayTask.play_id == play.id)).scalars()} <= {
+            "done",
+            "cancelled",
+        }
+
+
+def test_portfolio_counts_overdue_tasks_per_csm(small_db: str, use_db) -> None:
+    use_db(small_db)
+    with session_scope(small_db) as s:
+        want = overdue_by_owner(s, today=AS_OF).set_index("owner")["overdue"]
+    assert want.sum() > 0, "the demo has overdue tasks"
+    at = open_page("portfolio", query={**QUERY, "breakdown": "By CSM"})
+    csm = table_with(at, "csm_name", "overdue_tasks")
+    got = csm.set_index("csm_name")["overdue_tasks"]
+    assert {k: int(v) for k, v in got.items() if v} == {k: int(v) for k, v in want.items() if k in got.index}
