@@ -10,12 +10,13 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from components import context
+from components import cache, context
 from components.safe import md
 from components.ui import account_link, csv_bytes, empty, page_of
 from db.session import session_scope
 from services.access import PermissionDenied
-from services.admin_read import team_members
+from services.admin_read import settings_snapshot, team_members
+from services.notify import DIGEST_LABELS, DIGESTS, SCOPE_LABELS, SCOPES, set_preferences
 from services.plans import StaleVersion, ValidationFailed, in_session
 from services.plays import complete_task, member_ids, reassign_task, snooze_task, tasks
 
@@ -58,6 +59,9 @@ elif "due" in st.query_params:
 
 with session_scope() as s:
     df = tasks(s, today=as_of, owner_ids=None if owner == "all" else [ids_by_email.get(owner, -1)])
+flt = context.filters()
+if len(df):  # the sidebar's account filters (segment, CSM, ...)
+    df = df[df["account_id"].isin(flt.apply(cache.facts().accounts())["account_id"])]
 
 counts = df["bucket"].value_counts() if len(df) else pd.Series(dtype=int)
 c1, c2, c3, c4 = st.columns(4)
@@ -69,6 +73,26 @@ st.caption(
     f"As of {as_of:%d %b %Y}. Open tasks of plays that playbooks opened when a trigger fired "
     "(Settings → Playbooks). Snoozed tasks come back on their date."
 )
+
+me = next((m for m in team if m[0].lower() == user.email.lower()), None)
+if me is not None:
+    with st.expander("Your alerts and digest"):
+        cur = next((r for r in settings_snapshot()["team"].itertuples() if r.email.lower() == user.email.lower()), None)
+        with st.form("my_notifications", border=False):
+            c1, c2 = st.columns(2)
+            how = c1.selectbox(
+                "Alerts", DIGESTS, index=DIGESTS.index(cur.digest) if cur else 1, format_func=DIGEST_LABELS.get
+            )
+            scope = c2.selectbox(
+                "About", SCOPES, index=SCOPES.index(cur.digest_scope) if cur else 0, format_func=SCOPE_LABELS.get
+            )
+            if st.form_submit_button("Save"):
+                try:
+                    in_session(set_preferences, user, email=user.email, digest=how, scope=scope)
+                    st.session_state["my_work_msg"] = "Your notification choices are saved."
+                    st.rerun()
+                except (ValidationFailed, PermissionDenied) as exc:
+                    st.error(f"Not saved: {md(exc)}")
 
 if msg := st.session_state.pop("my_work_msg", None):
     st.success(msg, icon=":material/check_circle:")

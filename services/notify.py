@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlmodel import Session
 
 from db.models import Account, Delivery, Destination, Notification, Play, PlayTask, TeamMember, utcnow
@@ -40,7 +40,9 @@ from db.models import Account, Delivery, Destination, Notification, Play, PlayTa
 KINDS = ("play_opened", "task_overdue", "band_dropped", "kpi", "digest", "test")
 ALERT_KINDS = ("play_opened", "task_overdue", "band_dropped", "kpi")
 DIGESTS = ("immediate", "daily", "weekly")
+DIGEST_LABELS = {"immediate": "at once", "daily": "daily digest", "weekly": "weekly digest (Mondays)"}
 SCOPES = ("mine", "all")
+SCOPE_LABELS = {"mine": "my accounts", "all": "all accounts"}
 ROLE_DEFAULTS = {"csm": ("daily", "mine"), "leader": ("weekly", "all"), "admin": ("weekly", "all")}
 DEFAULT_BASE_URL = "http://localhost:8501"
 # A delivery marked "sending" longer than this belongs to a run that died: it is retried.
@@ -536,7 +538,7 @@ class DeliveryRun:
     undeliverable: int = 0  # messages with no destination configured
 
 
-def deliver(session: Session, *, now: datetime | None = None) -> DeliveryRun:
+def deliver(session: Session, *, now: datetime | None = None, notification_id: int | None = None) -> DeliveryRun:
     """Send every delivery that is due (pending, its next attempt reached), each committed as
     soon as it is sent or failed. The URL is rebuilt from the configuration (the table keeps
     it masked); a destination removed since is failed."""
@@ -547,6 +549,7 @@ def deliver(session: Session, *, now: datetime | None = None) -> DeliveryRun:
         select(Delivery, Notification)
         .join(Notification, Notification.id == Delivery.notification_id)
         .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        .where(true() if notification_id is None else Delivery.notification_id == notification_id)
         .order_by(Delivery.id)
     ).all()
     urls_by_msg: dict[int, dict[str, str]] = {}
@@ -708,3 +711,130 @@ def src_health(src: Any, as_of: date) -> Any:
     from services.analytics import health_table
 
     return health_table(src, as_of=as_of)
+
+
+# ----------------------------------------------------------------------------- settings: destinations, preferences, a test
+
+
+def destinations(session: Session) -> list[dict[str, Any]]:
+    """The stored destinations with their URLs masked (never shown back in full)."""
+    return [
+        {
+            "id": d.id,
+            "name": d.name,
+            "destination": masked(d.url),
+            "kinds": ", ".join(json.loads(d.kinds or "[]")) or "every alert",
+            "enabled": d.enabled,
+        }
+        for d in session.execute(select(Destination).order_by(Destination.name)).scalars()
+    ]
+
+
+def _problems_url(url: str) -> str | None:
+    import apprise
+
+    url = (url or "").strip()
+    if not url:
+        return "an apprise URL is required (e.g. mailtos://user:pass@smtp.example.com?to=cs@example.com)"
+    if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+        return "not a URL apprise can send to: check its scheme (mailto, slack, msteams, json, ...) and parts"
+    return None
+
+
+def save_destination(session: Session, user: Any, *, name: str, url: str, kinds: list[str] | None = None) -> int:
+    """Add a destination (admins only); the change log names it with its URL masked."""
+    from services.access import require_admin
+    from services.plans import CellProblem, ValidationFailed
+
+    require_admin(user, "change where alerts go")
+    name = (name or "").strip()
+    problems = []
+    if not name or len(name) > 100:
+        problems.append(CellProblem("destination", "name", name, "a name of 1 to 100 characters is required"))
+    elif session.execute(select(Destination.id).where(Destination.name == name)).first() is not None:
+        problems.append(CellProblem("destination", "name", name, "another destination has this name"))
+    if err := _problems_url(url):
+        problems.append(CellProblem("destination", "url", masked(url) if url else "", err))
+    bad = [k for k in kinds or [] if k not in ALERT_KINDS]
+    if bad:
+        problems.append(CellProblem("destination", "kinds", bad, f"choose among {', '.join(ALERT_KINDS)}"))
+    if problems:
+        raise ValidationFailed(problems)
+    d = Destination(name=name, url=url.strip(), kinds=json.dumps(sorted(kinds or [])), created_by=user.email)
+    session.add(d)
+    session.flush()
+    session.add(_setting_log(user, "destination", d.id, "added", None, f"{name}: {masked(d.url)}"))
+    session.commit()
+    return int(d.id)
+
+
+def remove_destination(session: Session, user: Any, *, destination_id: int) -> None:
+    from services.access import require_admin
+
+    require_admin(user, "change where alerts go")
+    d = session.get(Destination, destination_id)
+    if d is None:
+        raise KeyError(f"no destination with id {destination_id}")
+    session.add(_setting_log(user, "destination", d.id, "removed", f"{d.name}: {masked(d.url)}", None))
+    session.delete(d)
+    session.commit()
+
+
+def _setting_log(user: Any, entity: str, entity_id: Any, fld: str, old: Any, new: Any):
+    from db.models import ChangeLog
+
+    return ChangeLog(
+        actor=user.email, entity=entity, entity_id=str(entity_id), field=fld, old=old, new=new, context="settings"
+    )
+
+
+def set_preferences(session: Session, user: Any, *, email: str, digest: str, scope: str) -> None:
+    """A member chooses how often and about what they hear (an admin may set anyone's)."""
+    from services.access import PermissionDenied
+    from services.plans import CellProblem, ValidationFailed
+
+    m = session.execute(select(TeamMember).where(func.lower(TeamMember.email) == email.lower())).scalar_one_or_none()
+    if m is None:
+        raise KeyError(f"no member with email {email}")
+    if not user.is_admin and user.email.lower() != m.email.lower():
+        raise PermissionDenied("only the member themselves or an admin can change their notifications")
+    problems = []
+    if digest not in DIGESTS:
+        problems.append(CellProblem(m.email, "digest", digest, f"choose one of {', '.join(DIGESTS)}"))
+    if scope not in SCOPES:
+        problems.append(CellProblem(m.email, "scope", scope, f"choose one of {', '.join(SCOPES)}"))
+    if problems:
+        raise ValidationFailed(problems)
+    old = preferences(m)
+    if old == (digest, scope):
+        return
+    m.digest, m.digest_scope = digest, scope
+    session.add(_setting_log(user, "team_member", m.id, "notifications", f"{old[0]}, {old[1]}", f"{digest}, {scope}"))
+    session.commit()
+
+
+def send_test(session: Session, user: Any) -> DeliveryRun:
+    """ "Send a test": one message to every destination (and to the admin's own email), now."""
+    from services.access import require_admin
+
+    require_admin(user, "send a test alert")
+    me = session.execute(
+        select(TeamMember).where(func.lower(TeamMember.email) == user.email.lower())
+    ).scalar_one_or_none()
+    at = utcnow()
+    msg = Message(
+        kind="test",
+        key=f"test:{at.isoformat()}:{user.email}",
+        as_of=at.date(),
+        title="Test alert from onboarding analytics",
+        intro=f"{user.name} sent this test on {at:%d %b %Y %H:%M} UTC. If you can read it, alerts reach this destination.",
+        sections=[Section("Open the app", [("Portfolio", base_url() + "/")])],
+        recipient_id=me.id if me else None,
+    )
+    n = enqueue(session, msg, new=True)
+    session.commit()
+    plan_deliveries(session)
+    session.commit()
+    if n is not None and n.status == "undeliverable":
+        return DeliveryRun(undeliverable=1)
+    return deliver(session, notification_id=n.id)
