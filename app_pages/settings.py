@@ -330,7 +330,7 @@ with t_pb:
             "start. A play closes when its tasks are done, by hand, or by itself once the trigger has not fired for "
             "the auto-resolve days."
         )
-        keys = list(pbs)
+        keys = sorted(pbs, key=lambda k: str(pbs[k].get("name", k)).lower())
         pick = st.selectbox(
             "Playbook",
             [*keys, "+ new playbook"],
@@ -471,7 +471,7 @@ with t_alerts:
                 dkinds = c3.multiselect("Only these alerts (empty: every alert)", list(ALERT_KINDS))
                 if st.form_submit_button("Add destination"):
                     try:
-                        in_session(save_destination, user, name=dname, url=durl, kinds=dkinds)
+                        in_session(save_destination, user, name=dname, apprise_url=durl, kinds=dkinds)
                         st.toast("Destination added", icon=":material/check:")
                         st.rerun()
                     except (ValidationFailed, PermissionDenied) as exc:

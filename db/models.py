@@ -323,7 +323,8 @@ class Notification(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     html: str = Field(sa_column=Column(Text, nullable=False))
     markdown: str = Field(sa_column=Column(Text, nullable=False))
-    # pending until every delivery is sent or has failed for good: sent | failed | partly sent | undeliverable
+    # pending until every delivery is sent or has failed for good: sent | failed | partly sent;
+    # undeliverable (no destination), expired (none for two days), history (the demo's past)
     status: str = Field(default="pending", max_length=20, index=True)
 
 

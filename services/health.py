@@ -116,9 +116,15 @@ def play_history(*, url: str | None = None, as_of: date, weeks_back: int = 2, sr
     """The trigger log and the plays as they would be had the health snapshot run weekly for
     the last `weeks_back` weeks and today (the demo's history of plays: some opened weeks ago,
     with tasks now overdue, some auto-resolved since)."""
+    from sqlalchemy import update
+
+    from db.models import Notification
+
     src = src or Facts(url)
     for i in range(weeks_back, -1, -1):
         with session_scope(url) as s:
             _triggers_and_plays(s, src, as_of - timedelta(weeks=i))
+            # History, not news: the alerts these plays would have sent are not sent now.
+            s.execute(update(Notification).where(Notification.status == "pending").values(status="history"))
             bump_data_version(s)
             s.commit()

@@ -47,6 +47,8 @@ ROLE_DEFAULTS = {"csm": ("daily", "mine"), "leader": ("weekly", "all"), "admin":
 DEFAULT_BASE_URL = "http://localhost:8501"
 # A delivery marked "sending" longer than this belongs to a run that died: it is retried.
 CLAIM_MINUTES = 10
+# A message that found no destination for this long is old news: it expires unsent.
+MAX_AGE = timedelta(days=2)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -100,6 +102,13 @@ def masked(url: str) -> str:
         scheme = url.split("://", 1)[0] if "://" in url else "?"
         return f"{scheme}://… (not a URL apprise knows)"
     return obj.url(privacy=True)[:300]
+
+
+def _aware(t: datetime) -> datetime:
+    """SQLite gives naive UTC back; PostgreSQL aware."""
+    from datetime import UTC
+
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def target_key(url: str) -> str:
@@ -477,16 +486,18 @@ def _targets(session: Session, n: Notification, members: dict[int, TeamMember]) 
     return list(dict.fromkeys(urls))
 
 
-def plan_deliveries(session: Session) -> tuple[int, int]:
+def plan_deliveries(session: Session, *, notification_id: int | None = None) -> tuple[int, int]:
     """Give every pending message a delivery row per destination (once); a message with no
-    destination is marked undeliverable. Returns (deliveries added, messages undeliverable)."""
+    destination is marked undeliverable, and one that waited longer than MAX_AGE for its
+    first destination expires (a destination added later does not get a backlog of old
+    news). Returns (deliveries added, messages undeliverable or expired)."""
     members = {m.id: m for m in session.execute(select(TeamMember)).scalars()}
     added = nowhere = 0
-    pending = (
-        session.execute(select(Notification).where(Notification.status == "pending").order_by(Notification.id))
-        .scalars()
-        .all()
-    )
+    q = select(Notification).where(Notification.status == "pending")
+    if notification_id is not None:
+        q = q.where(Notification.id == notification_id)
+    pending = session.execute(q.order_by(Notification.id)).scalars().all()
+    too_old = utcnow() - MAX_AGE
     have = {
         (nid, k)
         for nid, k in session.execute(
@@ -495,9 +506,14 @@ def plan_deliveries(session: Session) -> tuple[int, int]:
             .where(Notification.status == "pending")
         ).all()
     }
+    planned = {nid for nid, _ in have}
     for n in pending:
+        if n.id not in planned and _aware(n.created_at) < too_old:
+            n.status = "expired"
+            nowhere += 1
+            continue
         urls = _targets(session, n, members)
-        if not urls and not any(nid == n.id for nid, _ in have):
+        if not urls and n.id not in planned:
             n.status = "undeliverable"
             nowhere += 1
             continue
@@ -741,7 +757,9 @@ def _problems_url(url: str) -> str | None:
     return None
 
 
-def save_destination(session: Session, user: Any, *, name: str, url: str, kinds: list[str] | None = None) -> int:
+def save_destination(
+    session: Session, user: Any, *, name: str, apprise_url: str, kinds: list[str] | None = None
+) -> int:
     """Add a destination (admins only); the change log names it with its URL masked."""
     from services.access import require_admin
     from services.plans import CellProblem, ValidationFailed
@@ -753,14 +771,14 @@ def save_destination(session: Session, user: Any, *, name: str, url: str, kinds:
         problems.append(CellProblem("destination", "name", name, "a name of 1 to 100 characters is required"))
     elif session.execute(select(Destination.id).where(Destination.name == name)).first() is not None:
         problems.append(CellProblem("destination", "name", name, "another destination has this name"))
-    if err := _problems_url(url):
-        problems.append(CellProblem("destination", "url", masked(url) if url else "", err))
+    if err := _problems_url(apprise_url):
+        problems.append(CellProblem("destination", "url", masked(apprise_url) if apprise_url else "", err))
     bad = [k for k in kinds or [] if k not in ALERT_KINDS]
     if bad:
         problems.append(CellProblem("destination", "kinds", bad, f"choose among {', '.join(ALERT_KINDS)}"))
     if problems:
         raise ValidationFailed(problems)
-    d = Destination(name=name, url=url.strip(), kinds=json.dumps(sorted(kinds or [])), created_by=user.email)
+    d = Destination(name=name, url=apprise_url.strip(), kinds=json.dumps(sorted(kinds or [])), created_by=user.email)
     session.add(d)
     session.flush()
     session.add(_setting_log(user, "destination", d.id, "added", None, f"{name}: {masked(d.url)}"))
@@ -833,7 +851,7 @@ def send_test(session: Session, user: Any) -> DeliveryRun:
     )
     n = enqueue(session, msg, new=True)
     session.commit()
-    plan_deliveries(session)
+    plan_deliveries(session, notification_id=n.id)
     session.commit()
     if n is not None and n.status == "undeliverable":
         return DeliveryRun(undeliverable=1)

@@ -257,3 +257,27 @@ def test_data_text_is_escaped_in_every_format(small_db: str, receivers) -> None:
     assert md(evil) in n.markdown and "*bold*" not in n.markdown
     mail = next(m for m in smtp.messages if "Play opened" in str(m["Subject"]))
     assert "<img" not in mail.get_body(("html",)).get_content()
+
+
+def test_old_news_expires_instead_of_flooding_a_new_destination(small_db: str, receivers) -> None:
+    _smtp, hook = receivers
+    with session_scope(small_db) as s:
+        s.add(
+            Notification(
+                dedupe_key="kpi:old",
+                kind="kpi",
+                as_of=AS_OF - timedelta(days=5),
+                title="Old news",
+                text="t",
+                html="h",
+                markdown="m",
+                created_at=utcnow() - timedelta(days=3),
+            )
+        )
+        s.commit()
+    run_notify(url=small_db, as_of=AS_OF)
+    with session_scope(small_db) as s:
+        assert (
+            s.execute(select(Notification.status).where(Notification.dedupe_key == "kpi:old")).scalar_one() == "expired"
+        )
+    assert "Old news" not in [p["title"] for p in hook.posts]
