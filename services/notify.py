@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import func, insert, select, true, update
 from sqlmodel import Session
 
 from db.models import Account, Delivery, Destination, Notification, Play, PlayTask, TeamMember, utcnow
@@ -174,28 +174,51 @@ class Message:
         return "\n".join(out)
 
 
-def enqueue(session: Session, msg: Message, *, new: bool = False) -> Notification | None:
-    """Write a message to the outbox in the caller's transaction, unless one with the same
-    dedupe key exists (then nothing: a re-run sends nothing twice). new: the caller knows
-    the key is new (a play just opened), no lookup."""
-    if (
-        not new
-        and session.execute(select(Notification.id).where(Notification.dedupe_key == msg.key)).first() is not None
-    ):
-        return None
-    n = Notification(
-        dedupe_key=msg.key[:300],
-        kind=msg.kind,
-        as_of=msg.as_of,
-        account_id=msg.account_id,
-        recipient_id=msg.recipient_id,
-        title=msg.title[:300],
-        text=msg.text(),
-        html=msg.html(),
-        markdown=msg.markdown(),
-    )
-    session.add(n)
-    return n
+def _row(msg: Message) -> dict[str, Any]:
+    return {
+        "dedupe_key": msg.key[:300],
+        "kind": msg.kind,
+        "as_of": msg.as_of,
+        "account_id": msg.account_id,
+        "recipient_id": msg.recipient_id,
+        "title": msg.title[:300],
+        "text": msg.text(),
+        "html": msg.html(),
+        "markdown": msg.markdown(),
+        "status": "pending",
+        "created_at": utcnow(),
+    }
+
+
+def enqueue_many(session: Session, msgs: list[Message], *, new: bool = False) -> list[Any]:
+    """Write messages to the outbox in the caller's transaction (one bulk insert), except
+    those whose dedupe key exists already (a re-run sends nothing twice). new: the caller
+    knows the keys are new (plays just opened), no lookup. Returns what was written (id,
+    kind, title, recipient_id, ...)."""
+    from types import SimpleNamespace
+
+    if not new and msgs:
+        keys = sorted({m.key[:300] for m in msgs})
+        have: set[str] = set()
+        for i in range(0, len(keys), 500):
+            have.update(
+                session.execute(
+                    select(Notification.dedupe_key).where(Notification.dedupe_key.in_(keys[i : i + 500]))
+                ).scalars()
+            )
+        msgs = [m for m in msgs if m.key[:300] not in have]
+    rows = list({r["dedupe_key"]: r for r in map(_row, msgs)}.values())
+    if not rows:
+        return []
+    table = Notification.__table__
+    ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    return [SimpleNamespace(id=i, **r) for i, r in zip(ids, rows, strict=True)]
+
+
+def enqueue(session: Session, msg: Message, *, new: bool = False) -> Any | None:
+    """One message (see enqueue_many); None when its dedupe key exists already."""
+    got = enqueue_many(session, [msg], new=new)
+    return got[0] if got else None
 
 
 def play_opened(play: Play, tasks: list[PlayTask], account: Account, owners: dict[int, str]) -> Message:
@@ -470,14 +493,23 @@ def digests(
 # ----------------------------------------------------------------------------- delivery
 
 
-def _targets(session: Session, n: Notification, members: dict[int, TeamMember]) -> list[str]:
+def _destinations(session: Session) -> list[tuple[str, list[str]]]:
+    """(URL, kinds) of the enabled stored destinations."""
+    return [
+        (d.url, json.loads(d.kinds or "[]"))
+        for d in session.execute(select(Destination).where(Destination.enabled.is_(True))).scalars()
+    ]
+
+
+def _targets(
+    session: Session, n: Any, members: dict[int, TeamMember], dests: list[tuple[str, list[str]]] | None = None
+) -> list[str]:
     urls: list[str] = []
     if n.kind in ALERT_KINDS or n.kind == "test":
         urls += team_urls()
-        for d in session.execute(select(Destination).where(Destination.enabled.is_(True))).scalars():
-            kinds = json.loads(d.kinds or "[]")
+        for url, kinds in _destinations(session) if dests is None else dests:
             if not kinds or n.kind in kinds:
-                urls.append(d.url)
+                urls.append(url)
     m = members.get(n.recipient_id) if n.recipient_id is not None else None
     if m is not None and m.active and (n.kind in ("digest", "test") or preferences(m)[0] == "immediate"):
         u = email_url(m.email)
@@ -507,12 +539,13 @@ def plan_deliveries(session: Session, *, notification_id: int | None = None) -> 
         ).all()
     }
     planned = {nid for nid, _ in have}
+    dests = _destinations(session)
     for n in pending:
         if n.id not in planned and _aware(n.created_at) < too_old:
             n.status = "expired"
             nowhere += 1
             continue
-        urls = _targets(session, n, members)
+        urls = _targets(session, n, members, dests)
         if not urls and n.id not in planned:
             n.status = "undeliverable"
             nowhere += 1
@@ -569,6 +602,7 @@ def deliver(session: Session, *, now: datetime | None = None, notification_id: i
         .order_by(Delivery.id)
     ).all()
     urls_by_msg: dict[int, dict[str, str]] = {}
+    dests = _destinations(session)
     stale = now - timedelta(minutes=CLAIM_MINUTES)
     # A delivery claimed by a run that died mid-send goes back in the queue (at least once).
     session.execute(
@@ -587,7 +621,7 @@ def deliver(session: Session, *, now: datetime | None = None, notification_id: i
             continue
         session.refresh(d)
         if n.id not in urls_by_msg:
-            urls_by_msg[n.id] = {target_key(u): u for u in _targets(session, n, members)}
+            urls_by_msg[n.id] = {target_key(u): u for u in _targets(session, n, members, dests)}
         url = urls_by_msg[n.id].get(d.target_key)
         if url is None:
             ok, err = False, "this destination is no longer configured"
@@ -705,14 +739,15 @@ def run_notify(*, url: str | None = None, as_of: date, dry_run: bool = False, no
         members = list(s.execute(select(TeamMember).order_by(TeamMember.id)).scalars())
         msgs += digests(s, as_of=as_of, drops=drops, summary=p.summary, attention=p.at_risk, members=members)
         created = list(plays.notifications)
-        created += [n for n in (enqueue(s, m) for m in msgs) if n is not None]
+        created += enqueue_many(s, msgs)
         s.flush()
         for n in created:
             run.produced[n.kind] = run.produced.get(n.kind, 0) + 1
         if dry_run:
             by_id = {m.id: m for m in members}
+            dests = _destinations(s)
             for n in created:
-                run.planned.append((n.kind, n.title, [masked(u) for u in _targets(s, n, by_id)]))
+                run.planned.append((n.kind, n.title, [masked(u) for u in _targets(s, n, by_id, dests)]))
             s.rollback()
             return run
         s.commit()
@@ -853,6 +888,6 @@ def send_test(session: Session, user: Any) -> DeliveryRun:
     session.commit()
     plan_deliveries(session, notification_id=n.id)
     session.commit()
-    if n is not None and n.status == "undeliverable":
+    if session.get(Notification, n.id).status == "undeliverable":
         return DeliveryRun(undeliverable=1)
     return deliver(session, notification_id=n.id)

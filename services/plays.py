@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, insert, select
 from sqlmodel import Session
 
 from db.defaults import DELIVERABLES, OWNER_KINDS
@@ -204,7 +205,7 @@ class _Owners:
 class PlayRun:
     """What one evaluation did."""
 
-    opened: list[Play] = field(default_factory=list)
+    opened: list[Any] = field(default_factory=list)  # the plays opened (their column values)
     auto_resolved: list[Play] = field(default_factory=list)
     tasks_created: int = 0
     notifications: list[Any] = field(default_factory=list)  # the play-opened alerts written
@@ -336,56 +337,91 @@ def sync_plays(
         for a, s, c in zip(accounts["account_id"], accounts["segment"], accounts["csm_id"], strict=True)
     }
     owners = _Owners.load(session, acc)
-    new_tasks: list[tuple[Play, list[PlayTask]]] = []
+    # New plays, their tasks, their change-log rows and alerts: bulk Core inserts (tens of
+    # thousands of rows on a first run over a large portfolio; ORM objects cost ~2 ms each).
+    plays_rows: list[dict[str, Any]] = []
+    steps_of: list[list[dict[str, Any]]] = []
     for k, got in now.items():
         pb = pbs[k]
         for a, (ep, why) in sorted(got.items()):
             if (a, k) in open_plays or (a, k, ep) in done:
                 continue
-            p = Play(
-                account_id=a,
-                playbook=k,
-                playbook_name=str(pb["name"]),
-                playbook_version=version,
-                rule=pb["trigger"]["rule"],
-                reason=why,
-                episode=ep,
-                opened_on=as_of,
+            plays_rows.append(
+                {
+                    "account_id": a,
+                    "playbook": k,
+                    "playbook_name": str(pb["name"]),
+                    "playbook_version": version,
+                    "rule": pb["trigger"]["rule"],
+                    "reason": why,
+                    "episode": ep,
+                    "opened_on": as_of,
+                    "opened_at": utcnow(),
+                    "status": "open",
+                    "close_note": "",
+                    "version": 1,
+                }
             )
-            tasks = [
-                PlayTask(
-                    account_id=a,
-                    step=i,
-                    title=str(st["title"]),
-                    deliver=str(st.get("deliver") or ""),
-                    owner_id=owners.pick(str(st.get("owner") or "csm"), account_id=a, playbook=k, step=i),
-                    due=as_of + timedelta(days=int(st.get("due_days") or 0)),
-                )
-                for i, st in enumerate(pb["steps"], start=1)
-            ]
-            session.add(p)
-            new_tasks.append((p, tasks))
-            run.opened.append(p)
-    if new_tasks:
-        session.flush()  # play ids
-        for p, tasks in new_tasks:
-            for t in tasks:
-                t.play_id = p.id
-            session.add_all(tasks)
-            session.add(_log(actor, "play", p.id, p.account_id, "status", None, "open", p.playbook_name))
-            run.tasks_created += len(tasks)
+            steps_of.append(
+                [
+                    {
+                        "account_id": a,
+                        "step": i,
+                        "title": str(st["title"]),
+                        "deliver": str(st.get("deliver") or ""),
+                        "owner_id": owners.pick(str(st.get("owner") or "csm"), account_id=a, playbook=k, step=i),
+                        "due": as_of + timedelta(days=int(st.get("due_days") or 0)),
+                        "status": "open",
+                        "version": 1,
+                    }
+                    for i, st in enumerate(pb["steps"], start=1)
+                ]
+            )
+    if plays_rows:
+        table = Play.__table__
+        ids = (
+            session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), plays_rows)
+            .scalars()
+            .all()
+        )
+        task_rows, log_rows = [], []
+        for pid, row, steps in zip(ids, plays_rows, steps_of, strict=True):
+            row["id"] = pid
+            for t in steps:
+                t["play_id"] = pid
+            task_rows += steps
+            log_rows.append(
+                {
+                    "actor": actor,
+                    "entity": "play",
+                    "entity_id": str(pid),
+                    "account_id": row["account_id"],
+                    "field": "status",
+                    "old": None,
+                    "new": "open",
+                    "context": row["playbook_name"][:100],
+                    "at": utcnow(),
+                }
+            )
+        session.execute(insert(PlayTask.__table__), task_rows)
+        session.execute(insert(ChangeLog.__table__), log_rows)
+        run.opened = [SimpleNamespace(**r) for r in plays_rows]
+        run.tasks_created = len(task_rows)
         # The alert to each play's owner, in this transaction (the outbox).
-        from services.notify import enqueue, play_opened
+        from services.notify import enqueue_many, play_opened
 
-        ids = sorted({p.account_id for p, _ in new_tasks})
-        rows = {}
-        for i in range(0, len(ids), 500):
-            rows.update(
-                {a.id: a for a in session.execute(select(Account).where(Account.id.in_(ids[i : i + 500]))).scalars()}
+        accounts_by_id = {}
+        want = sorted({r["account_id"] for r in plays_rows})
+        for i in range(0, len(want), 500):
+            accounts_by_id.update(
+                {a.id: a for a in session.execute(select(Account).where(Account.id.in_(want[i : i + 500]))).scalars()}
             )
         names = {i: m.name for i, m in owners.members.items()}
-        for p, tasks in new_tasks:
-            run.notifications.append(enqueue(session, play_opened(p, tasks, rows[p.account_id], names), new=True))
+        msgs = [
+            play_opened(p, [SimpleNamespace(**t) for t in steps], accounts_by_id[p.account_id], names)
+            for p, steps in zip(run.opened, steps_of, strict=True)
+        ]
+        run.notifications = enqueue_many(session, msgs, new=True)
     if run.opened or run.auto_resolved:
         bump_data_version(session)
     return run
