@@ -47,6 +47,8 @@ ROLE_DEFAULTS = {"csm": ("daily", "mine"), "leader": ("weekly", "all"), "admin":
 DEFAULT_BASE_URL = "http://localhost:8501"
 # A delivery marked "sending" longer than this belongs to a run that died: it is retried.
 CLAIM_MINUTES = 10
+# A digest lists this many of each kind of item, then says how many more.
+SHOWN = 25
 # A message that found no destination for this long is old news: it expires unsent.
 MAX_AGE = timedelta(days=2)
 
@@ -188,6 +190,15 @@ def _row(msg: Message) -> dict[str, Any]:
         "status": "pending",
         "created_at": utcnow(),
     }
+
+
+def account_link_of(msg: Message) -> str | None:
+    """The account link a message carries (its last section's), if any."""
+    for sec in reversed(msg.sections):
+        for _, link in sec.lines:
+            if link:
+                return link
+    return None
 
 
 def enqueue_many(session: Session, msgs: list[Message], *, new: bool = False) -> list[Any]:
@@ -408,6 +419,7 @@ def digests(
     band drops (CSM), or the Portfolio's summary and the top accounts needing attention."""
     from services.plays import tasks as task_table
 
+    my_work = f"{base_url()}/my-work"
     out = []
     for m in members:
         if not m.active or m.role == "revops":
@@ -431,31 +443,36 @@ def digests(
         )
         if scope == "mine":
             q = q.where(Account.csm_id == m.id)
-        new_plays = session.execute(q.order_by(Play.opened_on.desc(), Play.id.desc()).limit(50)).all()
+        n_new = session.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        new_plays = session.execute(q.order_by(Play.opened_on.desc(), Play.id.desc()).limit(SHOWN)).all()
         dropped = [d for d in drops if scope == "all" or d.account_id in mine_accounts]
+
+        def more(n: int) -> list[tuple[str, str | None]]:
+            return [(f"… and {n - SHOWN:,} more on My work", my_work)] if n > SHOWN else []
 
         def task_lines(df) -> list[tuple[str, str | None]]:
             return [
                 (f"{r.account} · {r.title} · due {r.due:%d %b}", account_link(r.external_id))
-                for r in df.head(25).itertuples()
+                for r in df.head(SHOWN).itertuples()
             ]
 
         sections = []
         if m.role == "csm" or scope == "mine":
             sections += [
-                Section(f"Overdue tasks ({len(overdue):,})", task_lines(overdue)),
-                Section(f"Due this week ({len(due):,})", task_lines(due)),
+                Section(f"Overdue tasks ({len(overdue):,})", task_lines(overdue) + more(len(overdue))),
+                Section(f"Due this week ({len(due):,})", task_lines(due) + more(len(due))),
                 Section(
-                    f"New plays ({len(new_plays):,})",
-                    [
-                        (f"{a.name} · {p.playbook_name}: {p.reason}", account_link(a.external_id))
-                        for p, a in new_plays[:25]
-                    ],
+                    f"New plays ({n_new:,})",
+                    [(f"{a.name} · {p.playbook_name}: {p.reason}", account_link(a.external_id)) for p, a in new_plays]
+                    + more(n_new),
                 ),
-                Section(f"Dropped a band ({len(dropped):,})", [(d.title, None) for d in dropped[:25]]),
+                Section(
+                    f"Dropped a band ({len(dropped):,})",
+                    [(d.title, account_link_of(d)) for d in dropped[:SHOWN]] + more(len(dropped)),
+                ),
             ]
             intro = (
-                f"{len(overdue):,} overdue and {len(due):,} due this week; {len(new_plays):,} new plays and "
+                f"{len(overdue):,} overdue and {len(due):,} due this week; {n_new:,} new plays and "
                 f"{len(dropped):,} band drops since {since:%d %b}."
             )
         else:
@@ -472,7 +489,7 @@ def digests(
                         for r in (top.itertuples() if len(top) else [])
                     ],
                 ),
-                Section(f"Overdue tasks in the team ({len(overdue):,})", task_lines(overdue)),
+                Section(f"Overdue tasks in the team ({len(overdue):,})", task_lines(overdue) + more(len(overdue))),
             ]
             intro = f"The portfolio as of {as_of:%d %b %Y}."
         sections = [s for s in sections if s.lines or s.heading.startswith(("Overdue", "Due"))]

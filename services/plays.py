@@ -743,48 +743,118 @@ def overdue_by_owner(db: Session, *, today: date, account_ids: Any = None) -> pd
 def demo_work(*, url: str | None = None, as_of: date, seed: int = 42) -> int:
     """The demo team's work on its plays: most tasks due a week or more before the as-of date
     done by their owner, a few plays closed by hand; the rest stays open (some overdue).
-    Deterministic for a seed. Returns the tasks marked done."""
+    Deterministic for a seed; set-based (the demo has tens of thousands of tasks at 100,000
+    accounts). Returns the tasks marked done."""
     import random
+
+    from sqlalchemy import bindparam, update
 
     from db.session import session_scope
 
     rng = random.Random(seed)
-    done = 0
     with session_scope(url) as s:
         emails = {i: e for e, i in member_ids(s).items()}
         cutoff = as_of - timedelta(days=7)
         rows = s.execute(
-            select(PlayTask).where(PlayTask.status == "open", PlayTask.due <= cutoff).order_by(PlayTask.id)
-        ).scalars()
-        touched: set[int] = set()
-        for t in rows:
-            if rng.random() < 0.7:
-                t.status, t.done_by = "done", emails.get(t.owner_id, "system")
-                t.done_at = utcnow() - timedelta(days=(as_of - t.due).days)
-                t.version += 1
-                touched.add(t.play_id)
-                done += 1
-        s.flush()
-        for p in (
-            s.execute(select(Play).where(Play.status == "open", Play.id.in_(sorted(touched)))).scalars()
-            if touched
-            else []
-        ):
-            left = s.execute(
-                select(func.count()).select_from(PlayTask).where(PlayTask.play_id == p.id, PlayTask.status == "open")
-            ).scalar_one()
-            who = s.execute(select(PlayTask.done_by).where(PlayTask.play_id == p.id).limit(1)).scalar_one()
-            if not left:
-                _close(s, p, on=as_of - timedelta(days=1), outcome="completed", note="", actor=who or "system")
-            elif rng.random() < 0.15:
-                _close(
-                    s,
-                    p,
-                    on=as_of - timedelta(days=1),
-                    outcome="resolved",
-                    note="Customer back on track after the call",
-                    actor=who or "system",
+            select(PlayTask.id, PlayTask.play_id, PlayTask.owner_id, PlayTask.due, PlayTask.account_id)
+            .join(Play, Play.id == PlayTask.play_id)
+            .where(PlayTask.status == "open", Play.status == "open", PlayTask.due <= cutoff)
+            .order_by(PlayTask.id)
+        ).all()
+        done = [
+            {"tid": tid, "by": emails.get(owner, "system"), "at": utcnow() - timedelta(days=(as_of - due).days)}
+            for tid, _pid, owner, due, _a in rows
+            if rng.random() < 0.7
+        ]
+        account_of = {tid: a for tid, _p, _o, _d, a in rows}
+        play_account = {pid: a for _t, pid, _o, _d, a in rows}
+        if done:
+            s.execute(
+                update(PlayTask.__table__)
+                .where(PlayTask.__table__.c.id == bindparam("tid"))
+                .values(status="done", done_by=bindparam("by"), done_at=bindparam("at"), version=2),
+                done,
+            )
+        by_play = {tid: pid for tid, pid, _o, _d, _a in rows}
+        touched = sorted({by_play[d["tid"]] for d in done})
+        closing: list[dict[str, Any]] = []
+        for i in range(0, len(touched), 500):
+            chunk = touched[i : i + 500]
+            left = dict(
+                s.execute(
+                    select(PlayTask.play_id, func.count())
+                    .where(PlayTask.play_id.in_(chunk), PlayTask.status == "open")
+                    .group_by(PlayTask.play_id)
+                ).all()
+            )
+            who = dict(
+                s.execute(
+                    select(PlayTask.play_id, func.max(PlayTask.done_by))
+                    .where(PlayTask.play_id.in_(chunk), PlayTask.status == "done")
+                    .group_by(PlayTask.play_id)
+                ).all()
+            )
+            for pid in chunk:
+                if not left.get(pid):
+                    closing.append({"pid": pid, "outcome": "completed", "note": "", "by": who.get(pid) or "system"})
+                elif rng.random() < 0.15:
+                    note = "Customer back on track after the call"
+                    closing.append({"pid": pid, "outcome": "resolved", "note": note, "by": who.get(pid) or "system"})
+        if closing:
+            t = Play.__table__
+            on = as_of - timedelta(days=1)
+            s.execute(
+                update(t)
+                .where(t.c.id == bindparam("pid"))
+                .values(
+                    status="closed",
+                    outcome=bindparam("outcome"),
+                    close_note=bindparam("note"),
+                    closed_by=bindparam("by"),
+                    closed_on=on,
+                    closed_at=utcnow(),
+                    version=2,
+                ),
+                closing,
+            )
+            cancelled = [{"pid": c["pid"]} for c in closing if c["outcome"] != "completed"]
+            if cancelled:
+                pt = PlayTask.__table__
+                s.execute(
+                    update(pt)
+                    .where(pt.c.play_id == bindparam("pid"), pt.c.status == "open")
+                    .values(status="cancelled", version=pt.c.version + 1),
+                    cancelled,
                 )
+        log = [
+            {
+                "actor": d["by"],
+                "entity": "task",
+                "entity_id": str(d["tid"]),
+                "account_id": account_of[d["tid"]],
+                "field": "status",
+                "old": "open",
+                "new": "done",
+                "context": "demo",
+                "at": d["at"],
+            }
+            for d in done
+        ] + [
+            {
+                "actor": c["by"],
+                "entity": "play",
+                "entity_id": str(c["pid"]),
+                "account_id": play_account[c["pid"]],
+                "field": "status",
+                "old": "open",
+                "new": f"closed: {c['outcome']}",
+                "context": "demo",
+                "at": utcnow(),
+            }
+            for c in closing
+        ]
+        if log:
+            s.execute(insert(ChangeLog.__table__), log)
         bump_data_version(s)
         s.commit()
-    return done
+    return len(done)
