@@ -5,8 +5,6 @@ owner. Who, which tasks and the as-of date are in the URL."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pandas as pd
 import streamlit as st
 
@@ -14,6 +12,7 @@ from components import cache, context
 from components.safe import md
 from components.ui import account_link, csv_bytes, empty, page_of
 from db.session import session_scope
+from metrics.days import day_after
 from services.access import PermissionDenied
 from services.admin_read import settings_snapshot, team_members
 from services.notify import DIGEST_LABELS, DIGESTS, SCOPE_LABELS, SCOPES, set_preferences
@@ -151,7 +150,7 @@ edited = st.data_editor(
             "Owner", options=owner_options, help="Pick someone to reassign the task", required=True
         ),
         "Snooze until": st.column_config.DateColumn(
-            "Snooze until", min_value=as_of + timedelta(days=1), format="D MMM YYYY", help="Pick a date to snooze it"
+            "Snooze until", min_value=day_after(as_of), format="D MMM YYYY", help="Pick a date to snooze it"
         ),
         "Why": st.column_config.TextColumn("Why the play opened", width="large"),
     },
