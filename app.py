@@ -38,7 +38,7 @@ if _starting is not None:
     _starting.empty()
 
 # Pages whose numbers follow the sidebar's account filters.
-FILTERED = {"Portfolio", "Funnel", "Cohorts", "Accounts", "Health model"}
+FILTERED = {"Portfolio", "Funnel", "Cohorts", "Accounts", "Health model", "My work"}
 
 
 log = logging.getLogger("onboarding.app")
@@ -92,19 +92,23 @@ st.session_state["_user"] = user
 if not has_data and not user.is_admin:
     no_data_page(user)
 
+# A CSM starts on My work (their tasks); everyone else on Portfolio. The start page answers
+# on its own path too (/portfolio, /my-work), e.g. a link copied from the menu.
+csm_start = user.role == "csm"
+
+
+def start_page(script: str, title: str, icon: str, path: str, start: bool) -> list:
+    if not start:
+        return [st.Page(script, title=title, icon=icon, url_path=path)]
+    return [
+        st.Page(script, title=title, icon=icon, url_path="home", default=True),
+        st.Page(script, title=title, icon=icon, url_path=path, visibility="hidden"),
+    ]
+
+
 pages = {
     "Analytics": [
-        st.Page(
-            "app_pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", url_path="home", default=True
-        ),
-        # The home page answers on its own path too (/portfolio), e.g. a link copied from the menu.
-        st.Page(
-            "app_pages/portfolio.py",
-            title="Portfolio",
-            icon=":material/dashboard:",
-            url_path="portfolio",
-            visibility="hidden",
-        ),
+        *start_page("app_pages/portfolio.py", "Portfolio", ":material/dashboard:", "portfolio", not csm_start),
         st.Page("app_pages/funnel.py", title="Funnel", icon=":material/filter_alt:", url_path="funnel"),
         st.Page("app_pages/cohorts.py", title="Cohorts", icon=":material/stacked_line_chart:", url_path="cohorts"),
         st.Page(
@@ -116,6 +120,7 @@ pages = {
         st.Page(
             "app_pages/success_plans.py", title="Success plans", icon=":material/checklist:", url_path="success-plans"
         ),
+        *start_page("app_pages/my_work.py", "My work", ":material/task_alt:", "my-work", csm_start),
     ],
     "Admin": [
         st.Page("app_pages/data.py", title="Data", icon=":material/database:", url_path="data", default=not has_data),

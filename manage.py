@@ -8,6 +8,7 @@ Every command has --help. Exit status 0 on success, 1 on failure, 2 on bad usage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -452,6 +453,78 @@ def cmd_snapshot_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    from db.settings_store import init_db
+    from services.analytics import today
+    from services.notify import run_notify
+
+    init_db()
+    started = time.perf_counter()
+    run = run_notify(as_of=args.as_of or today(), dry_run=args.dry_run)
+    kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(run.produced.items())) or "none"
+    if args.dry_run:
+        print(f"dry run as of {run.as_of}: nothing stored or sent; {len(run.planned):,} message(s) would be sent")
+        for kind, title, dests in run.planned:
+            print(f"  [{kind}] {title} -> {', '.join(dests) if dests else '(no destination)'}")
+        return 0
+    d = run.deliveries
+    print(
+        f"notify as of {run.as_of}: {run.plays_opened:,} play(s) opened, {run.plays_auto_resolved:,} auto-resolved; "
+        f"{run.messages:,} message(s) produced ({kinds}); deliveries: {d.sent:,} sent, {d.retrying:,} to retry, "
+        f"{d.failed:,} failed ({time.perf_counter() - started:.1f} s)"
+    )
+    if d.undeliverable:
+        print(
+            f"  {d.undeliverable:,} message(s) had no destination: set NOTIFY_URLS or NOTIFY_EMAIL_URL, "
+            "or add a destination in Settings"
+        )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run notify every day at a time, and deliver retries in between (APScheduler)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    from db.session import session_scope
+    from db.settings_store import init_db
+    from services.analytics import today
+    from services.notify import deliver, run_notify
+
+    init_db()
+    hour, minute = args.at
+    log = logging.getLogger("worker")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def daily() -> None:
+        run = run_notify(as_of=today())
+        log.info("notify as of %s: %d message(s), %d sent", run.as_of, run.messages, run.deliveries.sent)
+
+    def retries() -> None:
+        with session_scope() as s:
+            r = deliver(s)
+        if r.sent or r.failed:
+            log.info("retries: %d sent, %d failed", r.sent, r.failed)
+
+    sched = BlockingScheduler(timezone="UTC")
+    sched.add_job(daily, CronTrigger(hour=hour, minute=minute, timezone="UTC"), max_instances=1, coalesce=True)
+    sched.add_job(retries, "interval", minutes=args.retry_minutes, max_instances=1, coalesce=True)
+    print(f"worker: notify daily at {hour:02d}:{minute:02d} UTC, retries every {args.retry_minutes} min (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        sched.start()
+    return 0
+
+
+def _hhmm(s: str) -> tuple[int, int]:
+    try:
+        h, m = (int(x) for x in s.split(":"))
+        if 0 <= h < 24 and 0 <= m < 60:
+            return h, m
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{s!r} is not a time of day as HH:MM (e.g. 07:00)")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -624,6 +697,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", type=_date, help="date of the snapshot (default today)")
     s.add_argument("--backfill-weeks", type=int, default=0, help="also store weekly snapshots for the past N weeks")
     s.set_defaults(func=cmd_snapshot_health)
+
+    s = sub.add_parser(
+        "notify",
+        help="evaluate triggers and KPI ranges, open and close plays, and deliver alerts and digests (one run, for cron)",
+    )
+    s.add_argument("--as-of", type=_date, help="the day evaluated (default today)")
+    s.add_argument("--dry-run", action="store_true", help="print what would be sent; store and send nothing")
+    s.set_defaults(func=cmd_notify)
+
+    s = sub.add_parser("worker", help="keep running: notify daily at a time, deliver retries in between")
+    s.add_argument("--at", type=_hhmm, default=(7, 0), help="time of the daily run, HH:MM UTC (default 07:00)")
+    s.add_argument("--retry-minutes", type=int, default=5, help="how often to deliver retries (default 5)")
+    s.set_defaults(func=cmd_worker)
 
     return p
 

@@ -1,7 +1,7 @@
 """Accounts: a searchable list (health, band, segment, CSM, overdue milestones, triggers),
 then one account: health breakdown and what would raise it, score history, milestones
-planned against actual, fired triggers with interventions, the interventions log, the
-success plan summary and recent activity."""
+planned against actual, fired triggers with interventions, its plays and their tasks, the
+interventions log, the success plan summary and recent activity."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from components import cache, charts, context, measured
 from components.links import account_column, follow_click, go_to, open_account
 from components.safe import md
 from components.ui import account_header, currency, empty, fmt_num, page_of, reading, table
-from db.models import INTERVENTION_TYPES
+from db.models import INTERVENTION_TYPES, PERSON_OUTCOMES, Account
+from db.session import session_scope
 from metrics.days import by_date, end_of
 from metrics.health import BANDS as BAND_NAMES
 from metrics.health import TOO_EARLY
@@ -21,7 +22,8 @@ from services.accounts import METRIC_LABELS, account_list, account_view, find_ac
 from services.analytics import LIVE_STATUSES, today
 from services.interventions import delete_intervention, list_interventions, update_intervention
 from services.measured import account_disagreements
-from services.plans import ValidationFailed, add_intervention, in_session
+from services.plans import StaleVersion, ValidationFailed, add_intervention, in_session
+from services.plays import account_plays, can_act, close_play, tasks
 
 src = cache.facts()
 flt = context.filters()
@@ -180,6 +182,95 @@ def edit_own_interventions(own: pd.DataFrame) -> None:
             st.error(f"Not saved: {md(exc)}")
 
 
+def show_plays(a) -> None:
+    """The account's plays (what opened them, where they stand) and their open tasks; who
+    may act closes a play with an outcome and a note."""
+    with session_scope() as s:
+        plays = account_plays(s, account_id=a.id)
+        open_tasks = tasks(s, today=as_of, account_id=a.id)
+        done_tasks = tasks(s, today=as_of, account_id=a.id, status="done")
+        may_act = can_act(user, s.get(Account, a.id))
+    open_n = int((plays["status"] == "open").sum()) if len(plays) else 0
+    st.subheader(f"Plays ({open_n} open)")
+    if msg := st.session_state.pop("play_closed", None):
+        st.success(msg, icon=":material/check_circle:")
+    if plays.empty:
+        st.caption("No play has run on this account: a play opens when a playbook's trigger fires.")
+        return
+    shown = plays.assign(
+        state=[
+            "open" if st_ == "open" else f"closed: {o}"
+            for st_, o in zip(plays["status"], plays["outcome"], strict=True)
+        ],
+        progress=[f"{d} of {n} done" for d, n in zip(plays["tasks_done"], plays["tasks"], strict=True)],
+    )
+    st.dataframe(
+        shown[["playbook", "reason", "opened_on", "state", "progress", "closed_on", "close_note"]],
+        hide_index=True,
+        column_config={
+            "playbook": "Play",
+            "reason": st.column_config.TextColumn("Why it opened", width="large"),
+            "opened_on": st.column_config.DateColumn("Opened", format="D MMM YYYY"),
+            "state": "Status",
+            "progress": "Tasks",
+            "closed_on": st.column_config.DateColumn("Closed", format="D MMM YYYY"),
+            "close_note": st.column_config.TextColumn("Note", width="medium"),
+        },
+    )
+    if len(open_tasks):
+        st.markdown(f"**Open tasks ({len(open_tasks)})**")
+        st.dataframe(
+            open_tasks[["title", "deliver", "owner", "due", "bucket", "playbook"]],
+            hide_index=True,
+            column_config={
+                "title": st.column_config.TextColumn("Task", width="large"),
+                "deliver": "Deliver",
+                "owner": "Owner",
+                "due": st.column_config.DateColumn("Due", format="D MMM YYYY"),
+                "bucket": "When",
+                "playbook": "Play",
+            },
+        )
+        st.page_link("app_pages/my_work.py", label="Work them on My work", icon=":material/task_alt:")
+    if len(done_tasks):
+        st.caption(
+            "Done: "
+            + md("; ".join(f"{t.title} ({t.owner})" for t in done_tasks.tail(5).itertuples()))
+            + (f" and {len(done_tasks) - 5} more" if len(done_tasks) > 5 else "")
+        )
+    still_open = plays[plays["status"] == "open"]
+    if may_act and len(still_open):
+        with st.form("close_play", clear_on_submit=True, border=True):
+            st.markdown("**Close a play**")
+            c1, c2 = st.columns(2)
+            pid = c1.selectbox(
+                "Play",
+                still_open["play_id"].tolist(),
+                format_func=lambda i: str(still_open.set_index("play_id").at[i, "playbook"]),
+            )
+            outcome = c2.selectbox("Outcome", PERSON_OUTCOMES)
+            note = st.text_input("Note (required)", placeholder="What happened, in a few words")
+            if st.form_submit_button("Close the play"):
+                version = int(still_open.set_index("play_id").at[pid, "version"])
+                try:
+                    in_session(
+                        close_play,
+                        user,
+                        play_id=int(pid),
+                        outcome=outcome,
+                        note=note,
+                        on=as_of,
+                        expected_version=version,
+                    )
+                    st.session_state["play_closed"] = "Play closed; its open tasks were cancelled."
+                    st.rerun()
+                except ValidationFailed as exc:
+                    for p in exc.problems:
+                        st.error(f"Not closed: {md(p.column)}: {md(p.reason)}")
+                except (PermissionDenied, StaleVersion) as exc:
+                    st.error(f"Not closed: {md(exc) or 'someone else changed this play; reload to see it'}")
+
+
 def show_account(account_id: int) -> None:
     v = account_view(src, user, account_id=account_id, as_of=as_of)
     a = v.account
@@ -309,6 +400,8 @@ def show_account(account_id: int) -> None:
                 "open_since": st.column_config.DateColumn("Open since"),
             },
         )
+
+    show_plays(a)
 
     st.subheader("Interventions")
     if msg := st.session_state.pop("iv_saved", None):

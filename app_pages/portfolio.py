@@ -10,9 +10,11 @@ from components import cache, charts, context, measured
 from components.links import ATTENTION_WIDTHS, account_column, follow_click
 from components.safe import md
 from components.ui import blank_missing, empty, kpi_tile, page_of, reading, table
+from db.session import session_scope
 from metrics.health import TOO_EARLY
 from services.analytics import TTFV_POPULATION, health_prefetch, portfolio, portfolio_dates
 from services.measured import portfolio_prefetch
+from services.plays import overdue_by_owner
 
 WIDTHS = ATTENTION_WIDTHS
 
@@ -190,6 +192,10 @@ with tab_csm:
         csm = p.by_csm.copy()
         csm["completion_rate"] *= 100
         csm["at_risk_share"] *= 100
+        # Play tasks past due (not snoozed) that each CSM owns, on the accounts shown.
+        with session_scope() as s:
+            overdue = overdue_by_owner(s, today=as_of, account_ids=p.health["account_id"])
+        csm["overdue_tasks"] = csm["csm_name"].map(overdue.set_index("owner")["overdue"]).fillna(0).astype(int)
         table(
             csm,
             key="by_csm",
@@ -206,8 +212,11 @@ with tab_csm:
                 "avg_health": st.column_config.NumberColumn("Avg health", format="%.1f"),
                 "at_risk": "At risk",
                 "at_risk_share": st.column_config.NumberColumn("At risk %", **pct),
+                "overdue_tasks": st.column_config.NumberColumn(
+                    "Overdue tasks", format="%d", help="Open play tasks past their due date (My work)"
+                ),
             },
-            download_df=p.by_csm,
+            download_df=p.by_csm.assign(overdue_tasks=csm["overdue_tasks"].to_numpy()),
         )
         if len(p.by_csm):
             worst = p.by_csm.sort_values("at_risk_share", ascending=False).iloc[0]

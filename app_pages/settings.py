@@ -1,6 +1,7 @@
 """Settings (admins change, everyone can read): team and roles, milestone definitions and
 target days per segment, health weights and band thresholds, risk rules, checklist
-templates. Every change is versioned and in the change log."""
+templates, playbooks, alert ranges and destinations with the delivery log. Every change is
+versioned and in the change log (destination URLs masked)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,29 @@ import streamlit as st
 
 from components import context
 from components.safe import md
+from db.defaults import DELIVERABLES, OWNER_KINDS
 from db.models import CHECKLIST_CATEGORIES, ROLES, SEGMENTS
 from metrics.health import engagement_full_days
+from metrics.triggers import RULE_LABELS
 from services.access import PermissionDenied
 from services.admin_read import settings_snapshot
+from services.notify import (
+    ALERT_KINDS,
+    DIGEST_LABELS,
+    DIGESTS,
+    SCOPE_LABELS,
+    SCOPES,
+    delivery_log,
+    destinations,
+    masked,
+    remove_destination,
+    save_destination,
+    send_test,
+    set_preferences,
+    team_urls,
+)
 from services.plans import StaleVersion, ValidationFailed, in_session
+from services.plays import CONTRACT_START, TRIGGERS
 from services.settings import save_milestones, save_team_member, update_setting
 
 user = context.user()
@@ -44,8 +63,8 @@ def report(exc: Exception) -> None:
 
 
 # Only the chosen tab's body runs (and is sent to the browser); the choice is in the URL.
-t_team, t_ms, t_health, t_rules, t_tpl, t_log = st.tabs(
-    ["Team", "Milestones", "Health model", "Risk rules", "Checklist templates", "Change log"],
+t_team, t_ms, t_health, t_rules, t_tpl, t_pb, t_alerts, t_log = st.tabs(
+    ["Team", "Milestones", "Health model", "Risk rules", "Checklist templates", "Playbooks", "Alerts", "Change log"],
     key="settings_tab",
     bind="query-params",
 )
@@ -64,6 +83,19 @@ with t_team:
                 if st.form_submit_button("Save member", type="primary"):
                     try:
                         in_session(save_team_member, user, email=email, name=name, role=role, active=active)
+                        st.toast("Saved", icon=":material/check:")
+                        st.rerun()
+                    except (ValidationFailed, PermissionDenied) as exc:
+                        report(exc)
+            with st.form("member_notifications"):
+                st.markdown("**A member's alerts and digest**")
+                c1, c2, c3 = st.columns([3, 2, 2])
+                who = c1.selectbox("Member", snap["team"]["email"].tolist())
+                how = c2.selectbox("Alerts", DIGESTS, format_func=DIGEST_LABELS.get)
+                scope = c3.selectbox("About", SCOPES, format_func=SCOPE_LABELS.get)
+                if st.form_submit_button("Save notifications"):
+                    try:
+                        in_session(set_preferences, user, email=who, digest=how, scope=scope)
                         st.toast("Saved", icon=":material/check:")
                         st.rerun()
                     except (ValidationFailed, PermissionDenied) as exc:
@@ -288,6 +320,199 @@ with t_tpl:
                 st.rerun()
             except (ValidationFailed, PermissionDenied, StaleVersion) as exc:
                 report(exc)
+
+with t_pb:
+    if t_pb.open:
+        pbs, pv = snap["playbooks"]
+        st.caption(
+            f"Version {pv}. A playbook opens a play on an account when its trigger fires (at most one open per "
+            "account and playbook); each step becomes a task with an owner and a due date, counted from the play's "
+            "start. A play closes when its tasks are done, by hand, or by itself once the trigger has not fired for "
+            "the auto-resolve days."
+        )
+        keys = sorted(pbs, key=lambda k: str(pbs[k].get("name", k)).lower())
+        pick = st.selectbox(
+            "Playbook",
+            [*keys, "+ new playbook"],
+            format_func=lambda k: k if k not in pbs else f"{pbs[k]['name']} ({k})",
+        )
+        new_pb = pick not in pbs
+        pb = pbs.get(pick) or {
+            "name": "",
+            "enabled": True,
+            "trigger": {"rule": "no_activity"},
+            "auto_resolve_days": 7,
+            "steps": [{"title": "", "deliver": DELIVERABLES[0], "owner": "csm", "due_days": 3}],
+        }
+        with st.form(f"playbook_{pick}"):
+            c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
+            key = c1.text_input("Key", "" if new_pb else pick, disabled=not new_pb or not admin, max_chars=60)
+            name = c2.text_input("Name", pb["name"], disabled=not admin, max_chars=200)
+            rule = c3.selectbox(
+                "Trigger",
+                TRIGGERS,
+                index=TRIGGERS.index(pb["trigger"]["rule"]) if pb["trigger"]["rule"] in TRIGGERS else 0,
+                format_func=lambda r: "contract start" if r == CONTRACT_START else RULE_LABELS.get(r, r),
+                disabled=not admin,
+            )
+            enabled = c4.checkbox("Enabled", pb.get("enabled", True), disabled=not admin)
+            auto = st.number_input(
+                "Auto-resolve after the trigger has not fired for (days; 0 = at once; empty = never)",
+                min_value=0,
+                max_value=365,
+                value=pb.get("auto_resolve_days"),
+                step=1,
+                disabled=not admin,
+            )
+            owner_opts = [*OWNER_KINDS, *(f"member:{e}" for e in snap["team"]["email"])]
+            steps = st.data_editor(
+                pd.DataFrame(pb["steps"], columns=["title", "deliver", "owner", "due_days"]),
+                key=f"steps_{pick}",
+                num_rows="dynamic" if admin else "fixed",
+                disabled=not admin,
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "title": st.column_config.TextColumn("Step", required=True, width="large"),
+                    "deliver": st.column_config.SelectboxColumn("Deliver", options=list(DELIVERABLES), required=True),
+                    "owner": st.column_config.SelectboxColumn("Owner", options=owner_opts, required=True),
+                    "due_days": st.column_config.NumberColumn(
+                        "Due (days after start)", min_value=0, max_value=365, step=1, required=True
+                    ),
+                },
+            )
+            if st.form_submit_button("Save playbook", type="primary", disabled=not admin):
+                trigger = {"rule": rule}
+                if rule == CONTRACT_START:
+                    trigger["within_days"] = int(pb["trigger"].get("within_days", 14))
+                value = {
+                    **pbs,
+                    (key.strip() if new_pb else pick): {
+                        "name": name,
+                        "enabled": enabled,
+                        "trigger": trigger,
+                        "auto_resolve_days": None if auto is None else int(auto),
+                        "steps": [
+                            {
+                                "title": str(r["title"] or ""),
+                                "deliver": r["deliver"],
+                                "owner": r["owner"],
+                                "due_days": int(r["due_days"]) if pd.notna(r["due_days"]) else None,
+                            }
+                            for _, r in steps.iterrows()
+                        ],
+                    },
+                }
+                try:
+                    in_session(update_setting, user, key="playbooks", value=value, expected_version=pv)
+                    st.toast("Playbook saved", icon=":material/check:")
+                    st.rerun()
+                except (ValidationFailed, PermissionDenied, StaleVersion) as exc:
+                    report(exc)
+
+with t_alerts:
+    if t_alerts.open:
+        ranges, av = snap["alerts"]
+        st.caption(
+            "Alerts go to every destination below and to NOTIFY_URLS (set in the environment); a member's own "
+            "alerts and digest go to their email through NOTIFY_EMAIL_URL, at once or in their daily or weekly "
+            "digest (Team tab). `manage.py notify` (cron) or `manage.py worker` evaluates and sends them."
+        )
+        st.markdown("**Expected ranges** (outside them, a KPI alert)")
+        with st.form("alert_ranges"):
+            c1, c2, c3 = st.columns(3)
+            comp = percent_input(
+                c1, "Onboarding completion at least", ranges["completion_min"], lo=0, hi=1, disabled=not admin
+            )
+            rise = c2.number_input(
+                "Share at risk up by more than (points on last week)",
+                0,
+                100,
+                int(ranges["at_risk_rise_points"]),
+                disabled=not admin,
+            )
+            ttfv = c3.number_input(
+                "Time to first value over target by more than (days)",
+                0,
+                365,
+                int(ranges["ttfv_over_target_days"]),
+                disabled=not admin,
+            )
+            if st.form_submit_button("Save ranges", type="primary", disabled=not admin):
+                try:
+                    in_session(
+                        update_setting,
+                        user,
+                        key="alerts",
+                        value={"completion_min": comp, "at_risk_rise_points": rise, "ttfv_over_target_days": ttfv},
+                        expected_version=av,
+                    )
+                    st.toast("Ranges saved", icon=":material/check:")
+                    st.rerun()
+                except (ValidationFailed, PermissionDenied, StaleVersion) as exc:
+                    report(exc)
+
+        st.markdown("**Destinations**")
+        env_urls = team_urls()
+        if env_urls:
+            st.caption("From NOTIFY_URLS: " + md(", ".join(masked(u) for u in env_urls)))
+        dests = in_session(destinations)
+        if dests:
+            st.dataframe(pd.DataFrame(dests).drop(columns=["id"]), hide_index=True)
+        elif not env_urls:
+            st.info("No destination yet: alerts are kept in the outbox until one is added.", icon=":material/info:")
+        if admin:
+            with st.form("destination", clear_on_submit=True):
+                c1, c2, c3 = st.columns([2, 4, 3])
+                dname = c1.text_input("Name", placeholder="CS leads on Slack")
+                durl = c2.text_input(
+                    "Apprise URL", type="password", placeholder="slack://T…/B…/… or mailtos://… or json://host/path"
+                )
+                dkinds = c3.multiselect("Only these alerts (empty: every alert)", list(ALERT_KINDS))
+                if st.form_submit_button("Add destination"):
+                    try:
+                        in_session(save_destination, user, name=dname, apprise_url=durl, kinds=dkinds)
+                        st.toast("Destination added", icon=":material/check:")
+                        st.rerun()
+                    except (ValidationFailed, PermissionDenied) as exc:
+                        report(exc)
+            b1, b2 = st.columns([1, 3])
+            if dests:
+                gone = b2.selectbox(
+                    "Remove a destination",
+                    [None, *[d["id"] for d in dests]],
+                    format_func=lambda i: "—" if i is None else next(d["name"] for d in dests if d["id"] == i),
+                )
+                if gone is not None and b2.button("Remove it"):
+                    in_session(remove_destination, user, destination_id=gone)
+                    st.rerun()
+            if b1.button("Send a test", icon=":material/send:"):
+                r = in_session(send_test, user)
+                if r.undeliverable:
+                    st.warning("Nothing to send to: add a destination, or set NOTIFY_URLS or NOTIFY_EMAIL_URL.")
+                elif r.sent and not (r.failed or r.retrying):
+                    st.success(f"Test sent to {r.sent} destination(s).", icon=":material/check_circle:")
+                else:
+                    st.error(f"Test: {r.sent} sent, {r.failed + r.retrying} failed (see the delivery log below).")
+
+        st.markdown("**Delivery log** (newest first)")
+        log = in_session(delivery_log)
+        if log:
+            st.dataframe(
+                pd.DataFrame(log),
+                hide_index=True,
+                column_config={
+                    "when": st.column_config.DatetimeColumn("When (UTC)", format="D MMM YYYY HH:mm"),
+                    "to": "To",
+                    "what": st.column_config.TextColumn("What", width="large"),
+                    "kind": "Kind",
+                    "status": "Status",
+                    "attempts": "Tries",
+                    "error": st.column_config.TextColumn("Error", width="large"),
+                },
+            )
+        else:
+            st.caption("Nothing delivered yet.")
 
 with t_log:
     if t_log.open:

@@ -137,9 +137,129 @@ DEFAULT_CHECKLIST: list[dict[str, Any]] = [
 
 DEFAULT_CHECKLIST_TEMPLATES: dict[str, Any] = {"default": DEFAULT_CHECKLIST}
 
+# What a play's step delivers: the seed's interventions.
+DELIVERABLES = (
+    "extra training",
+    "executive sponsorship",
+    "enhanced support",
+    "setup workshop",
+    "activation email",
+    "feature-adoption sprint",
+)
+
+# Who owns a step: the account's CSM, the team's leader, a named member ("member:<email>"),
+# or a CSM picked in turn ("round robin") or the one with the fewest open tasks ("least
+# loaded"), among the CSMs who own accounts in the account's segment.
+OWNER_KINDS = ("csm", "leader", "round robin", "least loaded")
+
+
+def _step(title: str, deliver: str, due_days: int, owner: str = "csm") -> dict[str, Any]:
+    return {"title": title, "deliver": deliver, "owner": owner, "due_days": due_days}
+
+
+# One playbook per default risk rule, and a kickoff play on contract start. A trigger is a
+# risk rule's key, or "contract_start" (fires the first `within_days` days of a contract).
+# A play closes itself when its trigger has not fired for `auto_resolve_days` days.
+_PLAYBOOKS: list[dict[str, Any]] = [
+    {
+        "key": "kickoff",
+        "name": "Kickoff",
+        "enabled": True,
+        "trigger": {"rule": "contract_start", "within_days": 14},
+        "auto_resolve_days": None,
+        "steps": [
+            _step("Send the welcome and activation email", "activation email", 0),
+            _step("Hold the kickoff call and agree the success criteria", "setup workshop", 3),
+            _step("Confirm the executive sponsor", "executive sponsorship", 7),
+        ],
+    },
+    {
+        "key": "milestone_overdue",
+        "name": "Overdue milestone recovery",
+        "enabled": True,
+        "trigger": {"rule": "milestone_overdue"},
+        "auto_resolve_days": 7,
+        "steps": [
+            _step("Call the customer about the overdue milestone and agree a new date", "enhanced support", 2),
+            _step("Run a setup workshop for what blocks the milestone", "setup workshop", 7),
+        ],
+    },
+    {
+        "key": "no_activity",
+        "name": "Re-engage a silent account",
+        "enabled": True,
+        "trigger": {"rule": "no_activity"},
+        "auto_resolve_days": 7,
+        "steps": [
+            _step("Reach the champion: why has usage stopped?", "enhanced support", 1),
+            _step("Send the activation email to the users who never started", "activation email", 3),
+        ],
+    },
+    {
+        "key": "low_adoption",
+        "name": "Adoption sprint",
+        "enabled": True,
+        "trigger": {"rule": "low_adoption"},
+        "auto_resolve_days": 14,
+        "steps": [
+            _step("Role-based training for users who have not activated", "extra training", 5),
+            _step("Two-week feature-adoption sprint with the champion", "feature-adoption sprint", 14),
+        ],
+    },
+    {
+        "key": "health_drop",
+        "name": "Health drop escalation",
+        "enabled": True,
+        "trigger": {"rule": "health_drop"},
+        "auto_resolve_days": 14,
+        "steps": [
+            _step("Review the health breakdown and the account's recent activity", "enhanced support", 1),
+            _step("Escalate to the executive sponsor and reset goals", "executive sponsorship", 5, "leader"),
+        ],
+    },
+    {
+        "key": "no_champion",
+        "name": "Find a champion",
+        "enabled": True,
+        "trigger": {"rule": "no_champion"},
+        "auto_resolve_days": 7,
+        "steps": [
+            _step("Ask the sponsor to name a champion", "executive sponsorship", 3),
+            _step("Onboard the champion: admin training", "extra training", 10),
+        ],
+    },
+    {
+        "key": "ttfv_overdue",
+        "name": "First value rescue",
+        "enabled": True,
+        "trigger": {"rule": "ttfv_overdue"},
+        "auto_resolve_days": 7,
+        "steps": [
+            _step("Implementation specialist session toward the first dashboard", "enhanced support", 3),
+            _step("Weekly check-in until first value", "enhanced support", 10),
+        ],
+    },
+]
+# Stored keyed by playbook (the change log then names the playbook and field that changed).
+DEFAULT_PLAYBOOKS: dict[str, dict[str, Any]] = {
+    p["key"]: {k: v for k, v in p.items() if k != "key"} for p in _PLAYBOOKS
+}
+
+# Expected ranges of the Portfolio KPIs: outside them, an alert (services/notify.py).
+DEFAULT_ALERTS: dict[str, Any] = {
+    # Onboarding completion (recent deadlines met) under this share.
+    "completion_min": 0.85,
+    # Share of live accounts at risk up by more than this many points on last week.
+    "at_risk_rise_points": 5,
+    # A segment's median days to first value over its target by more than this many days.
+    "ttfv_over_target_days": 0,
+}
+
 DEFAULT_SETTINGS: dict[str, Any] = {
     "health_model": DEFAULT_HEALTH_MODEL,
     "risk_rules": DEFAULT_RISK_RULES,
     "checklist_templates": DEFAULT_CHECKLIST_TEMPLATES,
     "analysis": {"week_start": "sunday"},
+    "playbooks": DEFAULT_PLAYBOOKS,
+    "alerts": DEFAULT_ALERTS,
 }

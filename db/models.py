@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise", "Strategic")
@@ -43,6 +43,11 @@ class TeamMember(SQLModel, table=True):
     name: str = Field(max_length=200)
     role: str = Field(max_length=20)
     active: bool = Field(default=True)
+    # Alerts addressed to them: at once ("immediate") or gathered in a "daily" or "weekly"
+    # digest; about their own accounts ("mine") or all. None: the role's default
+    # (services/notify.py: CSMs daily and mine, leaders weekly and all).
+    digest: str | None = Field(default=None, max_length=20)
+    digest_scope: str | None = Field(default=None, max_length=20)
 
 
 class Account(SQLModel, table=True):
@@ -226,6 +231,135 @@ class Intervention(SQLModel, table=True):
     note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     outcome: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     rule: str | None = Field(default=None, max_length=60)
+    created_by: str = Field(max_length=254)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# How a play ends: every task done, or a person closes it (with a note), or its trigger
+# has not fired for the playbook's auto-resolve days.
+PLAY_OUTCOMES = ("completed", "resolved", "not resolved", "not needed", "auto-resolved")
+PERSON_OUTCOMES = ("resolved", "not resolved", "not needed")
+TASK_STATUSES = ("open", "done", "cancelled")  # cancelled: its play was closed first
+
+
+class Play(SQLModel, table=True):
+    """A playbook run on one account: opened when its trigger fired, with its tasks.
+
+    `episode` is the day the trigger's current firing began (a risk rule's opened date, the
+    contract start for the kickoff play): a play is opened once per account, playbook and
+    episode, and at most one is open per account and playbook (the partial unique index)."""
+
+    __tablename__ = "plays"
+    __table_args__ = (
+        Index(
+            "ux_plays_open",
+            "account_id",
+            "playbook",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index("ix_plays_account_playbook_episode", "account_id", "playbook", "episode"),
+        Index("ix_plays_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id")
+    playbook: str = Field(max_length=60)
+    playbook_name: str = Field(max_length=200)
+    playbook_version: int = Field(default=0)
+    rule: str | None = Field(default=None, max_length=60)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    episode: date
+    opened_on: date
+    opened_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="open", max_length=20)
+    # The first day the trigger no longer fired (None while it fires).
+    cleared_on: date | None = None
+    closed_on: date | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = Field(default=None, max_length=20)
+    close_note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    closed_by: str | None = Field(default=None, max_length=254)
+    version: int = Field(default=1)
+
+
+class PlayTask(SQLModel, table=True):
+    """One step of a play: what to deliver, who, by when."""
+
+    __tablename__ = "play_tasks"
+    __table_args__ = (Index("ix_play_tasks_owner_status_due", "owner_id", "status", "due"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    play_id: int = Field(foreign_key="plays.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    step: int
+    title: str = Field(max_length=200)
+    deliver: str = Field(default="", max_length=300)
+    owner_id: int | None = Field(default=None, foreign_key="team_members.id")
+    due: date
+    status: str = Field(default="open", max_length=20)
+    snoozed_until: date | None = None
+    done_at: datetime | None = None
+    done_by: str | None = Field(default=None, max_length=254)
+    version: int = Field(default=1)
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one message to send, written in the transaction of what caused it. The
+    dedupe key makes a second run that would say the same thing write nothing."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=300, unique=True)
+    kind: str = Field(max_length=30)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    as_of: date
+    account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    # The member it is addressed to (None: the team's channels only).
+    recipient_id: int | None = Field(default=None, foreign_key="team_members.id")
+    title: str = Field(max_length=300)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    html: str = Field(sa_column=Column(Text, nullable=False))
+    markdown: str = Field(sa_column=Column(Text, nullable=False))
+    # pending until every delivery is sent or has failed for good: sent | failed | partly sent;
+    # undeliverable (no destination), expired (none for two days), history (the demo's past)
+    status: str = Field(default="pending", max_length=20, index=True)
+
+
+class Delivery(SQLModel, table=True):
+    """One message to one destination, with its retries."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "target_key"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notifications.id", index=True)
+    target_key: str = Field(max_length=64)  # a hash of the destination URL
+    target: str = Field(max_length=300)  # the destination with its secrets masked
+    status: str = Field(default="pending", max_length=20)  # pending | sent | failed
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    sent_at: datetime | None = None
+
+
+class Destination(SQLModel, table=True):
+    """A channel the team's alerts go to (an apprise URL), set by an admin in Settings. The
+    URL holds secrets: the change log and the page show it masked."""
+
+    __tablename__ = "destinations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    # JSON list of the kinds it receives; empty: every alert.
+    kinds: str = Field(default="[]", max_length=300)
+    enabled: bool = Field(default=True)
     created_by: str = Field(max_length=254)
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -8,7 +8,7 @@ all decide it here. Dates are naive midnights, timestamps naive UTC.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -58,3 +58,8 @@ def observed_through(
 def first_days_end(start: pd.Timestamp | pd.Series, n: int) -> pd.Timestamp | pd.Series:
     """The exclusive end of an account's first N days (days 0 to N-1)."""
     return day_n_end(start, n - 1)
+
+
+def day_after(d: date) -> date:
+    """The calendar day after d (a snooze's earliest date: after the as-of day)."""
+    return d + timedelta(days=1)

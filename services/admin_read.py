@@ -8,16 +8,24 @@ from sqlalchemy import select
 from db.models import SEGMENTS, ChangeLog, TeamMember
 from db.session import session_scope
 from db.settings_store import get_setting, milestone_definitions
+from services.notify import preferences
 
 
 def settings_snapshot(url: str | None = None) -> dict:
     with session_scope(url) as s:
         team = pd.DataFrame(
             [
-                {"email": m.email, "name": m.name, "role": m.role, "active": m.active}
+                {
+                    "email": m.email,
+                    "name": m.name,
+                    "role": m.role,
+                    "active": m.active,
+                    "digest": preferences(m)[0],
+                    "digest_scope": preferences(m)[1],
+                }
                 for m in s.execute(select(TeamMember).order_by(TeamMember.role, TeamMember.email)).scalars()
             ],
-            columns=["email", "name", "role", "active"],
+            columns=["email", "name", "role", "active", "digest", "digest_scope"],
         )
         ms = pd.DataFrame(
             [
@@ -33,7 +41,7 @@ def settings_snapshot(url: str | None = None) -> dict:
             ]
         )
         out = {"team": team, "milestones": ms}
-        for key in ("health_model", "risk_rules", "checklist_templates"):
+        for key in ("health_model", "risk_rules", "checklist_templates", "playbooks", "alerts"):
             st = get_setting(s, key)
             out[key] = (st.value, st.version)
         out["log"] = pd.DataFrame(

@@ -25,11 +25,15 @@ from db.models import (
     AccountMilestone,
     ChangeLog,
     ChecklistItem,
+    Delivery,
     Event,
     HealthSnapshot,
     Intervention,
     Meta,
+    Notification,
     Outcome,
+    Play,
+    PlayTask,
     RiskTrigger,
     SuccessPlan,
     TeamMember,
@@ -52,6 +56,8 @@ ACCOUNT_TABLES = (
     HealthSnapshot,
     RiskTrigger,
     Intervention,
+    PlayTask,
+    Play,
 )
 
 
@@ -164,6 +170,7 @@ def demo_rows(session: Session, *, keep_email: str | None = None) -> DemoRows:
             (Account, Account.csm_id),
             (ChecklistItem, ChecklistItem.owner_id),
             (RiskTrigger, RiskTrigger.owner_id),
+            (PlayTask, PlayTask.owner_id),
         ):
             acct = Account.id if table is Account else table.account_id
             rows = session.execute(select(owner, acct).where(owner.in_(list(candidates))).distinct())
@@ -190,6 +197,24 @@ def _chunks(ids: list[int], n: int = 500):
         yield ids[i : i + n]
 
 
+def _remove_notifications(session: Session, ids: list[int], member_ids: list[int], *, everything: bool) -> None:
+    """The outbox rows about the removed accounts or addressed to removed members, with
+    their deliveries (children first)."""
+    n = Notification.__table__
+    if everything:
+        session.execute(delete(Delivery.__table__))
+        session.execute(delete(n))
+        return
+    doomed: set[int] = set()
+    for chunk in _chunks(ids):
+        doomed.update(session.execute(select(n.c.id).where(n.c.account_id.in_(chunk))).scalars())
+    for chunk in _chunks(member_ids):
+        doomed.update(session.execute(select(n.c.id).where(n.c.recipient_id.in_(chunk))).scalars())
+    for chunk in _chunks(sorted(doomed)):
+        session.execute(delete(Delivery.__table__).where(Delivery.notification_id.in_(chunk)))
+        session.execute(delete(n).where(n.c.id.in_(chunk)))
+
+
 def remove_demo_in(session: Session, *, actor: str, context: str) -> DemoRows:
     """Delete the demo portfolio within the caller's transaction (no commit) and record it
     in the change log; returns what was removed."""
@@ -197,6 +222,7 @@ def remove_demo_in(session: Session, *, actor: str, context: str) -> DemoRows:
     if rows.empty:
         return rows
     ids = rows.account_ids
+    _remove_notifications(session, ids, rows.member_ids, everything=rows.all_accounts)
     for model in ACCOUNT_TABLES:
         table = model.__table__
         if rows.all_accounts:  # nothing of anyone else's: whole tables (fast on 2M events)

@@ -10,15 +10,35 @@ from sqlalchemy import delete, select
 
 from db.models import HealthSnapshot, RiskTrigger
 from db.session import bump_data_version, session_scope
-from services.analytics import Facts, health_model, health_table, today, trigger_table
+from services.analytics import Facts, health_model, health_table, live_accounts, today, trigger_table
+from services.plays import sync_plays
 
 
 def snapshot(
     *, url: str | None = None, as_of: date | None = None, src: Facts | None = None, sync_triggers: bool = True
 ) -> int:
-    """Store every live account's health as of a date (replacing that date's snapshot)."""
+    """Store every live account's health as of a date (replacing that date's snapshot); with
+    sync_triggers, also the risk-trigger log and the plays it opens or closes."""
     as_of = as_of or today()
     src = src or Facts(url)
+    with session_scope(url) as s:
+        n = _store_health(s, src, as_of)
+        if sync_triggers:
+            _triggers_and_plays(s, src, as_of)
+        bump_data_version(s, copy=False)  # health history: nothing the columnar copy holds
+    return n
+
+
+def store_snapshot(session, src: Facts, *, as_of: date):
+    """The snapshot, the trigger log and the plays as of a date, in the caller's transaction
+    (manage.py notify). Returns what the plays did (services.plays.PlayRun)."""
+    _store_health(session, src, as_of)
+    run = _triggers_and_plays(session, src, as_of)
+    bump_data_version(session, copy=False)  # health history, plays: not in the columnar copy
+    return run
+
+
+def _store_health(s, src: Facts, as_of: date) -> int:
     model = health_model(src)
     h = health_table(src, as_of=as_of, model=model)
     h = h[h["status"] != "churned"]
@@ -36,16 +56,19 @@ def snapshot(
         }
         for r in h.itertuples()
     ]
-    with session_scope(url) as s:
-        s.execute(delete(HealthSnapshot).where(HealthSnapshot.date == as_of))
-        if rows:
-            s.execute(HealthSnapshot.__table__.insert(), rows)
-        if sync_triggers:
-            _sync_triggers(
-                s, trigger_table(src, as_of=as_of, health=health_table(src, as_of=as_of, model=model)), as_of
-            )
-        bump_data_version(s, copy=False)  # health history: nothing the columnar copy holds
+    s.execute(delete(HealthSnapshot).where(HealthSnapshot.date == as_of))
+    if rows:
+        s.execute(HealthSnapshot.__table__.insert(), rows)
     return len(rows)
+
+
+def _triggers_and_plays(s, src: Facts, as_of: date):
+    full = health_table(src, as_of=as_of, model=health_model(src))
+    fired = trigger_table(src, as_of=as_of, health=full)
+    _sync_triggers(s, fired, as_of)
+    return sync_plays(
+        s, as_of=as_of, fired=fired, accounts=src.accounts(), live={int(a) for a in live_accounts(full)["account_id"]}
+    )
 
 
 def _sync_triggers(session, fired: pd.DataFrame, as_of: date) -> None:
@@ -74,8 +97,10 @@ def backfill_snapshots(
     as_of: date | None = None,
     weeks: int = 26,
     progress: Callable[[float, str], None] | None = None,
+    sync_triggers: bool = True,
 ) -> int:
-    """Weekly snapshots for the past `weeks` weeks, each computed point-in-time."""
+    """Weekly snapshots for the past `weeks` weeks, each computed point-in-time (the last one
+    also syncs the trigger log and the plays, unless sync_triggers is False)."""
     as_of = as_of or today()
     src = Facts(url)
     total = 0
@@ -83,5 +108,23 @@ def backfill_snapshots(
         d = as_of - timedelta(weeks=i)
         if progress:
             progress((weeks - i) / (weeks + 1), f"health history {d}")
-        total += snapshot(url=url, as_of=d, src=src, sync_triggers=(i == 0))
+        total += snapshot(url=url, as_of=d, src=src, sync_triggers=sync_triggers and i == 0)
     return total
+
+
+def play_history(*, url: str | None = None, as_of: date, weeks_back: int = 2, src: Facts | None = None):
+    """The trigger log and the plays as they would be had the health snapshot run weekly for
+    the last `weeks_back` weeks and today (the demo's history of plays: some opened weeks ago,
+    with tasks now overdue, some auto-resolved since)."""
+    from sqlalchemy import update
+
+    from db.models import Notification
+
+    src = src or Facts(url)
+    for i in range(weeks_back, -1, -1):
+        with session_scope(url) as s:
+            _triggers_and_plays(s, src, as_of - timedelta(weeks=i))
+            # History, not news: the alerts these plays would have sent are not sent now.
+            s.execute(update(Notification).where(Notification.status == "pending").values(status="history"))
+            bump_data_version(s, copy=False)  # health history: nothing the columnar copy holds
+            s.commit()

@@ -138,7 +138,18 @@ def validate_templates(value: dict) -> list[CellProblem]:
     return problems
 
 
+def validate_alerts(value: dict) -> list[CellProblem]:
+    problems = []
+    limits = {"completion_min": (0, 1), "at_risk_rise_points": (0, 100), "ttfv_over_target_days": (0, 365)}
+    for k, (lo, hi) in limits.items():
+        x = value.get(k)
+        if not isinstance(x, int | float) or isinstance(x, bool) or not lo <= x <= hi:
+            problems.append(CellProblem("alerts", k, x, f"must be between {lo} and {hi}"))
+    return problems
+
+
 VALIDATORS = {
+    "alerts": validate_alerts,
     "health_model": validate_health_model,
     "risk_rules": validate_risk_rules,
     "checklist_templates": validate_templates,
@@ -148,9 +159,14 @@ VALIDATORS = {
 def update_setting(session: Session, user: User, *, key: str, value: Any, expected_version: int | None = None) -> int:
     """Store a new version of a setting (admins only); returns the new version."""
     require_admin(user, "change settings")
-    if key not in VALIDATORS and key != "analysis":
+    if key not in VALIDATORS and key not in ("analysis", "playbooks"):
         raise KeyError(f"unknown setting {key!r}")
-    problems = VALIDATORS[key](value) if key in VALIDATORS else []
+    if key == "playbooks":
+        from services.plays import validate_playbooks
+
+        problems = validate_playbooks(value, {m.email.lower() for m in session.exec(select(TeamMember)).all()})
+    else:
+        problems = VALIDATORS[key](value) if key in VALIDATORS else []
     if key == "analysis" and value.get("week_start") not in ("sunday", "monday"):
         problems.append(CellProblem("analysis", "week_start", value.get("week_start"), "sunday or monday"))
     if problems:

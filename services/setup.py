@@ -28,6 +28,10 @@ PORTFOLIO_TABLES = [
     "health_snapshots",
     "risk_triggers",
     "interventions",
+    "deliveries",
+    "notifications",
+    "play_tasks",
+    "plays",
     "change_log",
     "import_runs",
     "accounts",
@@ -60,7 +64,8 @@ def seed_demo(
 ) -> dict[str, Any]:
     """Generate and load a demo portfolio (one transaction) and back-fill health history.
     The portfolio streams in chunks (db/demo.py): memory stays that of one chunk."""
-    from services.health import backfill_snapshots
+    from services.health import backfill_snapshots, play_history
+    from services.plays import demo_work
 
     init_db(url)
     as_of = as_of or datetime.now(UTC).date()
@@ -77,7 +82,11 @@ def seed_demo(
             s.execute(text("DELETE FROM meta WHERE key = 'demo'"))
         meta = demo.load_chunks(s, chunks, accounts=accounts, progress=progress)
     if history_weeks > 0:
-        backfill_snapshots(url=url, as_of=as_of, weeks=history_weeks, progress=progress)
+        backfill_snapshots(url=url, as_of=as_of, weeks=history_weeks, progress=progress, sync_triggers=False)
+    if progress:
+        progress(0.99, "plays and tasks")
+    play_history(url=url, as_of=as_of)
+    demo_work(url=url, as_of=as_of, seed=seed)
     sync_after_write(url, rebuild=True)  # the demo replaced the events: rebuild the columnar copy
     return meta
 

@@ -22,6 +22,7 @@ from db.models import Account, ChangeLog, ChecklistItem, Intervention
 from db.session import dispose_engine, get_engine, session_scope
 from db.settings_store import init_db
 from services.health import snapshot
+from services.notify import save_destination, send_test
 from services.plans import ItemChange, add_intervention, in_session, save_checklist, save_plan
 from services.settings import save_milestone, update_setting
 from tests.conftest import AS_OF
@@ -93,6 +94,9 @@ def full_db(small_db: str) -> str:
         ],
     )
     in_session(update_setting, admin, url=url, key="analysis", value={"week_start": "monday"})
+    # An alert destination (nothing listens on port 9: the test message waits for a retry).
+    in_session(save_destination, admin, url=url, name="Team hook", apprise_url="json://127.0.0.1:9/cs")
+    in_session(send_test, admin, url=url)
     in_session(
         save_milestone,
         admin,

@@ -37,7 +37,10 @@ def open_page(page: str, *, query: dict | None = None, as_user: str | None = Non
         at.secrets["auth"] = dict(OIDC_SECRETS)
         at.user = {"is_logged_in": True, "email": as_user, "name": as_user.split("@")[0]}
     at.run()
-    if page != "portfolio" and not at.exception and "_user" in at.session_state:
+    # The start page is Portfolio, or My work for a CSM.
+    signed_in = at.session_state["_user"] if "_user" in at.session_state else None  # noqa: SIM401 (AppTest session state has no get)
+    start = None if signed_in is None else ("my_work" if signed_in.role == "csm" else "portfolio")
+    if start is not None and page != start and not at.exception:
         at.switch_page(page_file(page)).run()
     if check:
         assert_ok(at)

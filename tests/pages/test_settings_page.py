@@ -47,7 +47,9 @@ def test_shows_team_milestones_and_versions(small_db: str, use_db) -> None:
     team = table_with(at, "email", "name", "role", "active")
     assert sorted(zip(team["email"], team["name"], team["role"], strict=True)) == sorted(TEAM)
     # Only the chosen tab (Team, the first) is drawn: no milestone table, no health form.
-    assert [list(d.value.columns) for d in at.dataframe] == [["email", "name", "role", "active"]]
+    assert [list(d.value.columns) for d in at.dataframe] == [
+        ["email", "name", "role", "active", "digest", "digest_scope"]
+    ]
     assert not at.number_input and "Save health model" not in [b.label for b in at.form_submit_button]
     _tab(at, "Milestones")
     assert not [d for d in at.dataframe if "email" in d.value.columns], "the Team tab is not drawn any more"

@@ -79,3 +79,16 @@ def log_rows(url: str, **where: Any) -> list[ChangeLog]:
 def count(url: str, model: type) -> int:
     with session_scope(url) as s:
         return int(s.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def clear_plays(url: str) -> None:
+    """Forget the demo's plays, tasks, trigger log and outbox (tests that start from none)."""
+    from sqlalchemy import delete
+
+    from db.models import Delivery, Notification, Play, PlayTask, RiskTrigger
+
+    with session_scope(url) as s:
+        for model in (Delivery, Notification, PlayTask, Play, RiskTrigger):
+            s.execute(delete(model))
+        s.execute(delete(ChangeLog).where(ChangeLog.entity.in_(["play", "task"])))
+        s.commit()

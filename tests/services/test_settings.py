@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from db.defaults import DEFAULT_HEALTH_MODEL, DEFAULT_MILESTONES, DEFAULT_RISK_RULES
+from db.defaults import DEFAULT_HEALTH_MODEL, DEFAULT_MILESTONES, DEFAULT_RISK_RULES, DEFAULT_SETTINGS
 from db.models import HealthSnapshot, MilestoneDefinition, SettingVersion, TeamMember
 from db.session import session_scope
 from db.settings_store import get_setting
@@ -160,7 +160,7 @@ def test_a_valid_change_is_a_new_version_with_its_change_log(small_db: str) -> N
 
     # Saving the same value again is not a new version.
     assert _update(url, "health_model", new, expected_version=2) == 2
-    assert count(url, SettingVersion) == 5
+    assert count(url, SettingVersion) == len(DEFAULT_SETTINGS) + 1  # the defaults, and this one
     assert len(log_rows(url, entity="setting")) == 4
 
 
