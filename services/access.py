@@ -55,17 +55,23 @@ def can_edit_account(user: User, account: Account) -> bool:
     return user.role == "csm" and user.member_id is not None and account.csm_id == user.member_id
 
 
-def require_account_edit(session: Session, user: User, account_id: int) -> Account:
-    """The account, if the user may edit it; PermissionDenied otherwise."""
+def can_act_on_plays(user: User, account: Account) -> bool:
+    """Plays and tasks (as interventions): a CSM on their own accounts, leaders and admins on all."""
+    return user.role == "leader" or can_edit_account(user, account)
+
+
+def require_account_edit(session: Session, user: User, account_id: int, *, plays: bool = False) -> Account:
+    """The account, if the user may edit it (plays=True: act on its plays and tasks, which
+    leaders may too); PermissionDenied otherwise."""
     account = session.get(Account, account_id)
     if account is None:
         raise KeyError(f"no account with id {account_id}")
-    if not can_edit_account(user, account):
+    if not (can_act_on_plays if plays else can_edit_account)(user, account):
+        who = "its CSM, a leader or an admin can act on its plays" if plays else "its CSM or an admin can change it"
         if user.role == "csm":
-            raise PermissionDenied(
-                f"{user.email} is not the CSM of {account.external_id}; only its CSM or an admin can change it"
-            )
-        raise PermissionDenied(f"the {user.role} role can read accounts but not change them")
+            raise PermissionDenied(f"{user.email} is not the CSM of {account.external_id}; only {who}")
+        what = "plays and tasks but not act on them" if plays else "accounts but not change them"
+        raise PermissionDenied(f"the {user.role} role can read {what}")
     return account
 
 

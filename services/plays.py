@@ -33,7 +33,7 @@ from db.defaults import DELIVERABLES, OWNER_KINDS
 from db.models import PERSON_OUTCOMES, Account, ChangeLog, Play, PlayTask, RiskTrigger, TeamMember, utcnow
 from db.session import bump_data_version
 from db.settings_store import get_setting
-from services.access import PermissionDenied, User
+from services.access import User, can_act_on_plays, require_account_edit
 from services.plans import CellProblem, Conflict, StaleVersion, ValidationFailed
 
 CONTRACT_START = "contract_start"
@@ -432,22 +432,11 @@ def sync_plays(
 
 def can_act(user: User, account: Account) -> bool:
     """Plays and tasks: a CSM on their own accounts, leaders and admins on all."""
-    if user.role in ("admin", "leader"):
-        return True
-    return user.role == "csm" and user.member_id is not None and account.csm_id == user.member_id
+    return can_act_on_plays(user, account)
 
 
 def _require_act(session: Session, user: User, account_id: int) -> Account:
-    account = session.get(Account, account_id)
-    if account is None:
-        raise KeyError(f"no account with id {account_id}")
-    if not can_act(user, account):
-        if user.role == "csm":
-            raise PermissionDenied(
-                f"{user.email} is not the CSM of {account.external_id}; only its CSM, a leader or an admin can act on its plays"
-            )
-        raise PermissionDenied(f"the {user.role} role can read plays and tasks but not act on them")
-    return account
+    return require_account_edit(session, user, account_id, plays=True)
 
 
 def _check_version(obj: Play | PlayTask, expected: int | None, what: str) -> None:
@@ -455,10 +444,17 @@ def _check_version(obj: Play | PlayTask, expected: int | None, what: str) -> Non
         raise StaleVersion([Conflict(None, what, "(version)", expected, obj.version, "someone else", None)])
 
 
-def _task(session: Session, task_id: int) -> PlayTask:
+def _open_task(session: Session, user: User, task_id: int, expected_version: int | None, action: str) -> PlayTask:
+    """The task, if it exists, the user may act on it, nobody changed it since `expected_version`
+    and it is still open; otherwise the exception that says which of these is not so."""
     t = session.get(PlayTask, task_id)
     if t is None:
         raise KeyError(f"no task with id {task_id}")
+    _require_act(session, user, t.account_id)
+    _check_version(t, expected_version, "task")
+    if t.status != "open":
+        reason = f"is already {t.status}" if action == "done" else f"is {t.status}: only an open task can be {action}"
+        raise ValidationFailed([CellProblem(f"task {t.id}", "status", t.status, reason)])
     return t
 
 
@@ -470,11 +466,7 @@ def complete_task(
     session: Session, user: User, *, task_id: int, on: date, expected_version: int | None = None
 ) -> PlayTask:
     """Mark a task done; the play completes when it was its last open task."""
-    t = _task(session, task_id)
-    _require_act(session, user, t.account_id)
-    _check_version(t, expected_version, "task")
-    if t.status != "open":
-        raise ValidationFailed([CellProblem(f"task {t.id}", "status", t.status, f"is already {t.status}")])
+    t = _open_task(session, user, task_id, expected_version, "done")
     name = _play_name(session, t.play_id)
     t.status, t.done_at, t.done_by, t.snoozed_until = "done", utcnow(), user.email, None
     t.version += 1
@@ -495,13 +487,7 @@ def snooze_task(
     session: Session, user: User, *, task_id: int, until: date, today: date, expected_version: int | None = None
 ) -> PlayTask:
     """Hide an open task from the due lists (and its overdue alert) until a later date."""
-    t = _task(session, task_id)
-    _require_act(session, user, t.account_id)
-    _check_version(t, expected_version, "task")
-    if t.status != "open":
-        raise ValidationFailed(
-            [CellProblem(f"task {t.id}", "status", t.status, f"is {t.status}: only an open task can be snoozed")]
-        )
+    t = _open_task(session, user, task_id, expected_version, "snoozed")
     if until <= today:
         raise ValidationFailed([CellProblem(f"task {t.id}", "snoozed until", until, f"must be after {today:%d %b %Y}")])
     old = t.snoozed_until
@@ -519,13 +505,7 @@ def reassign_task(
     session: Session, user: User, *, task_id: int, owner_id: int, expected_version: int | None = None
 ) -> PlayTask:
     """Give an open task to another active member of the team."""
-    t = _task(session, task_id)
-    _require_act(session, user, t.account_id)
-    _check_version(t, expected_version, "task")
-    if t.status != "open":
-        raise ValidationFailed(
-            [CellProblem(f"task {t.id}", "status", t.status, f"is {t.status}: only an open task can be reassigned")]
-        )
+    t = _open_task(session, user, task_id, expected_version, "reassigned")
     to = session.get(TeamMember, owner_id)
     if to is None or not to.active:
         raise ValidationFailed([CellProblem(f"task {t.id}", "owner", owner_id, "is not an active member of the team")])
