@@ -56,10 +56,11 @@ PAGES = [
     ("health_model", "health-model", "Health model"),
     ("accounts", "accounts", "Accounts"),
     ("success_plans", "success-plans", "Success plans"),
+    ("my_work", "my-work", "My work"),
     ("data", "data", "Data"),
     ("settings", "settings", "Settings"),
 ]
-FILTERED = ("portfolio", "funnel", "cohorts", "health_model", "accounts")
+FILTERED = ("portfolio", "funnel", "cohorts", "health_model", "accounts", "my_work")
 TITLES = {k: t for k, _, t in PAGES}
 
 # Installed before any page script: the time of the last DOM mutation and the script-state
