@@ -118,6 +118,8 @@ if show.empty:
 order = {"overdue": 0, "today": 1, "this week": 2, "later": 3, "snoozed": 4}
 show = show.assign(_o=show["bucket"].map(order)).sort_values(["_o", "due", "external_id", "step"]).drop(columns="_o")
 page = page_of(show, key="my_work", noun="tasks")
+page = page.reset_index(drop=True)  # the columns below align on it
+email_of = {i: e for e, i in ids_by_email.items()}
 view = pd.DataFrame(
     {
         "Done": False,
@@ -128,12 +130,12 @@ view = pd.DataFrame(
         "Play": page["playbook"],
         "Task": page["title"],
         "Deliver": page["deliver"],
-        "Owner": [next((e for e, i in ids_by_email.items() if i == o), "") if o == o else "" for o in page["owner_id"]],
+        "Owner": [email_of.get(int(o), "") if o == o else "" for o in page["owner_id"]],
         "Snooze until": pd.to_datetime(page["snoozed_until"]),
         "Why": page["reason"],
-    },
-    index=page["task_id"].to_numpy(),
+    }
 )
+view.index = page["task_id"].to_numpy()
 owner_options = sorted(names)
 state_key = f"my_work_editor_{st.session_state.get('my_work_gen', 0)}"
 edited = st.data_editor(

@@ -34,6 +34,17 @@ def test_a_csm_sees_their_tasks_and_ticks_one_done(small_db: str, use_db) -> Non
     assert m["Due today"] == f"{int(b.get('today', 0)):,}"
     assert m["Due in the next 7 days"] == f"{int(b.get('this week', 0)):,}"
     assert at.selectbox[0].value == ALEX
+    # The table shows each task with its account, play, due date and owner (overdue first).
+    shown = table_with(at, "Done", "When", "Due", "Name", "Play", "Task", "Owner")
+    order = {"overdue": 0, "today": 1, "this week": 2, "later": 3, "snoozed": 4}
+    want = mine.assign(_o=mine["bucket"].map(order)).sort_values(["_o", "due", "external_id", "step"]).head(100)
+    assert shown["Task"].tolist() == want["title"].tolist()
+    assert shown["Name"].tolist() == want["account"].tolist()
+    assert shown["Play"].tolist() == want["playbook"].tolist()
+    assert shown["When"].str.lower().tolist() == want["bucket"].tolist()
+    assert [d.date() for d in shown["Due"]] == want["due"].tolist()
+    assert set(shown["Owner"]) == {ALEX}
+    assert shown.index.tolist() == want["task_id"].tolist()
     # Tick Done on the first row of the table (overdue first, then by due date).
     order = {"overdue": 0, "today": 1, "this week": 2, "later": 3, "snoozed": 4}
     first = mine.assign(_o=mine["bucket"].map(order)).sort_values(["_o", "due", "external_id", "step"]).iloc[0]
