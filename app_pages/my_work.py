@@ -127,11 +127,12 @@ view = pd.DataFrame(
         "Due": pd.to_datetime(page["due"]),
         "Account": [account_link(e) for e in page["external_id"]],
         "Name": page["account"],
-        "Play": page["playbook"],
         "Task": page["title"],
-        "Deliver": page["deliver"],
+        # The actions within the page's width at 1400 px: Done, Owner, Snooze until.
         "Owner": [email_of.get(int(o), "") if o == o else "" for o in page["owner_id"]],
         "Snooze until": pd.to_datetime(page["snoozed_until"]),
+        "Play": page["playbook"],
+        "Deliver": page["deliver"],
         "Why": page["reason"],
     }
 )
@@ -154,6 +155,7 @@ edited = st.data_editor(
         "Snooze until": st.column_config.DateColumn(
             "Snooze until", min_value=day_after(as_of), format="D MMM YYYY", help="Pick a date to snooze it"
         ),
+        "Task": st.column_config.TextColumn("Task", width="medium"),
         "Why": st.column_config.TextColumn("Why the play opened", width="large"),
     },
 )
