@@ -578,9 +578,18 @@ def plan_deliveries(session: Session, *, notification_id: int | None = None) -> 
     return added, nowhere
 
 
+def with_blocks(url: str) -> str:
+    """A Slack URL that sends Block Kit blocks (apprise's Slack plugin sends the legacy
+    attachment payload unless blocks=yes)."""
+    if url.split("://", 1)[0].lower() != "slack" or "blocks=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}blocks=yes"
+
+
 def _send(url: str, n: Notification) -> tuple[bool, str]:
     import apprise
 
+    url = with_blocks(url)
     a = apprise.Apprise()
     if not a.add(url):
         return False, "not an apprise URL this app can use (check its scheme and parts)"

@@ -281,3 +281,26 @@ def test_old_news_expires_instead_of_flooding_a_new_destination(small_db: str, r
             s.execute(select(Notification.status).where(Notification.dedupe_key == "kpi:old")).scalar_one() == "expired"
         )
     assert "Old news" not in [p["title"] for p in hook.posts]
+
+
+def test_slack_gets_block_kit_blocks(small_db: str, monkeypatch) -> None:
+    """Slack is not reachable here: apprise's own Slack plugin builds the payload, captured
+    where it would be posted. Our URL asks it for Block Kit blocks, with data text escaped."""
+    import apprise
+    from apprise.plugins.slack import NotifySlack
+
+    from services.notify import Message, Section, with_blocks
+
+    url = with_blocks("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7/#cs")
+    assert url.endswith("?blocks=yes") and with_blocks(url) == url
+    sent: list[dict] = []
+    monkeypatch.setattr(NotifySlack, "_send", lambda self, u, payload, **kw: sent.append(payload) or {"ok": True})
+    msg = Message("kpi", "k", AS_OF, "Share at risk up", "ACME *Corp* <b>", [Section("What to do", [("Act", None)])])
+    a = apprise.Apprise()
+    assert a.add(url)
+    assert a.notify(body=msg.markdown(), title=msg.title, body_format=apprise.NotifyFormat.MARKDOWN)
+    (payload,) = sent
+    blocks = [b for att in payload.get("attachments", []) for b in att.get("blocks", [])]
+    assert blocks and {b["type"] for b in blocks} >= {"header"}, payload
+    text = json.dumps(blocks)
+    assert "Share at risk up" in text and "Corp" in text and "<b>" not in text, text
