@@ -203,6 +203,8 @@ def show_plays(a) -> None:
             for st_, o in zip(plays["status"], plays["outcome"], strict=True)
         ],
         progress=[f"{d} of {n} done" for d, n in zip(plays["tasks_done"], plays["tasks"], strict=True)],
+        # Blank, not "None", while a play is open.
+        closed_on=[f"{d:%d %b %Y}" if d is not None and d == d else "" for d in plays["closed_on"]],
     )
     st.dataframe(
         shown[["playbook", "reason", "opened_on", "state", "progress", "closed_on", "close_note"]],
@@ -213,7 +215,7 @@ def show_plays(a) -> None:
             "opened_on": st.column_config.DateColumn("Opened", format="D MMM YYYY"),
             "state": "Status",
             "progress": "Tasks",
-            "closed_on": st.column_config.DateColumn("Closed", format="D MMM YYYY"),
+            "closed_on": "Closed",
             "close_note": st.column_config.TextColumn("Note", width="medium"),
         },
     )
