@@ -12,7 +12,7 @@ from components.safe import md
 from components.ui import blank_missing, empty, kpi_tile, page_of, reading, table
 from db.session import session_scope
 from metrics.health import TOO_EARLY
-from services.analytics import TTFV_POPULATION, health_prefetch, portfolio, portfolio_dates
+from services.analytics import TTFV_POPULATION, filter_prefetch, health_prefetch, portfolio, portfolio_dates
 from services.measured import portfolio_prefetch
 from services.plays import overdue_by_owner
 
@@ -226,3 +226,8 @@ with tab_csm:
             )
 
 measured.portfolio_block(src, as_of=as_of, health=p.health, into=measured_slot)
+
+if flt.is_empty():
+    # The first filter change reads every account's stored snapshots for the trend: read
+    # them now, while the page is looked at.
+    src.prefetch(*filter_prefetch(src, as_of=as_of))

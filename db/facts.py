@@ -457,6 +457,20 @@ def snapshots(conn: Connection, *, since: date | None = None) -> pd.DataFrame:
     return df
 
 
+def snapshot_rows(conn: Connection, *, since: date, until: date) -> pd.DataFrame:
+    """Every account's stored snapshot in the window (date, account, band, score): what
+    `snapshot_trend` aggregates, kept so that a filtered trend is a selection of it."""
+    df = _read(
+        conn,
+        "SELECT date, account_id, band, total FROM health_snapshots WHERE date >= :since AND date <= :until",
+        {"since": since, "until": until},
+    )
+    df["date"] = naive_date(df["date"])
+    df["account_id"] = df["account_id"].astype("int64")
+    df["total"] = pd.to_numeric(df["total"]).astype("float64")
+    return df
+
+
 def account_metric_facts(conn: Connection, *, account_id: int, as_of_end: datetime) -> dict:
     """Event-derived values for checklist items bound to a metric, for one account."""
     role = _json_field(conn, "properties", "role")

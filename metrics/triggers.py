@@ -119,16 +119,14 @@ def evaluate(
                 .groupby("account_id")
                 .size()
             )
-            reason = late.apply(
-                lambda x: (
-                    f"{milestone_names.get(x['milestone_key'], x['milestone_key'])} is {int(x['days'])} days overdue"
-                    + (
-                        f" ({int(cnt.get(x['account_id'], 1))} milestones overdue)"
-                        if cnt.get(x["account_id"], 1) > 1
-                        else ""
-                    )
-                ),
-                axis=1,
+            names = late["milestone_key"].map(lambda k: milestone_names.get(k, k)).astype(str)
+            many = late["account_id"].map(cnt).fillna(1).astype(int)
+            reason = (
+                names
+                + " is "
+                + late["days"].astype(int).astype(str)
+                + " days overdue"
+                + pd.Series(np.where(many > 1, " (" + many.astype(str) + " milestones overdue)", ""), index=late.index)
             )
             emit(
                 late,

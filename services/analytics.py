@@ -426,7 +426,26 @@ class Facts:
             lambda: self._q(q.event_periods, event=event, start=start, end=end, first_ever=first_ever),
         )
 
+    def snapshot_rows(self, since: date, until: date) -> pd.DataFrame:
+        return self.cached(("snapshot_rows", since, until), lambda: self._q(q.snapshot_rows, since=since, until=until))
+
     def snapshot_trend(self, since: date, until: date, account_ids: tuple[int, ...] | None) -> pd.DataFrame:
+        """Per snapshot date and band: accounts and summed score, of these accounts (None:
+        all). A selection of accounts is aggregated from the window's rows held in memory
+        (one read for every filter) rather than by a query per selection."""
+        if account_ids is not None:
+            key = ("snapshot_trend", since, until, hash(account_ids))
+
+            def select() -> pd.DataFrame:
+                rows = self.snapshot_rows(since, until)
+                part = rows[rows["account_id"].isin(account_ids)]
+                return (
+                    part.groupby(["date", "band"], observed=True, sort=False)
+                    .agg(accounts=("total", "size"), total=("total", "sum"))
+                    .reset_index()
+                )
+
+            return self.cached(key, select)
         return self.cached(
             ("snapshot_trend", since, until, None if account_ids is None else hash(account_ids)),
             lambda: self._q(
@@ -609,13 +628,24 @@ def trigger_table(
     health_at: Callable[[date], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Fired risk triggers as of a date, with account, owner, reason and intervention.
-    `health_at`: the caller's health tables by date (shared with the rest of its run)."""
-    if health is None:
-        key = ("triggers", as_of, filters, src.plans_version)
-        return src.cached(
-            key, lambda: _trigger_table(src, as_of=as_of, filters=filters, health=None, health_at=None), result=True
-        )
-    return _trigger_table(src, as_of=as_of, filters=filters, health=health, health_at=health_at)
+    `health`: the health table at as_of for these filters, if the caller has it;
+    `health_at`: the caller's health tables by date (shared with the rest of its run).
+    Memoised like the health table; callers must not modify the frame."""
+    key = ("triggers", as_of, filters, src.plans_version)
+
+    def compute() -> pd.DataFrame:
+        # Every rule judges one account at a time (metrics/triggers.py): with every
+        # account's triggers at hand, a filter selects its rows, in the same order.
+        if filters is not None and not filters.is_empty():
+            full = src.peek(("triggers", as_of, None, src.plans_version), result=True)
+            if full is None:
+                full = src.peek(("triggers", as_of, Filters(), src.plans_version), result=True)
+            if full is not None:
+                ids = _accounts(src, filters, as_of)["account_id"]
+                return full[full["account_id"].isin(ids)].reset_index(drop=True)
+        return _trigger_table(src, as_of=as_of, filters=filters, health=health, health_at=health_at)
+
+    return src.cached(key, compute, result=True)
 
 
 def _health_once(src: Facts, filters: Filters | None) -> Callable[[date], pd.DataFrame]:
@@ -1197,7 +1227,7 @@ def portfolio(src: Facts, *, as_of: date, filters: Filters | None = None, period
         .reset_index(name="accounts")
     )
     trig = trigger_table(src, as_of=as_of, filters=filters, health=h, health_at=health_at)
-    trig["new"] = trig["firing_days"] < period_days
+    trig = trig.assign(new=trig["firing_days"] < period_days)
 
     attention = attention_triggers(trig, h)
     risky = h[h["at_risk"]][["account_id"]]
@@ -1268,6 +1298,17 @@ def breakdown(src: Facts, h: pd.DataFrame, col: str, *, as_of: date, filters: Fi
     return pd.DataFrame(rows)
 
 
+def trend_window(as_of: date, weeks: int = 26) -> tuple[date, date]:
+    """The stored snapshots a health trend as of this date reads (the last point is today's)."""
+    return as_of - timedelta(weeks=weeks), as_of - timedelta(days=1)
+
+
+def filter_prefetch(src: Facts, *, as_of: date) -> list[Callable[[], Any]]:
+    """What a filtered Portfolio reads beyond every account's tables (for Facts.prefetch
+    once the page is drawn): every account's snapshots in the trend's window."""
+    return [functools.partial(src.snapshot_rows, *trend_window(as_of))]
+
+
 def health_trend(
     src: Facts, *, as_of: date, filters: Filters | None, weeks: int = 26, current: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -1276,7 +1317,7 @@ def health_trend(
     ids = None
     if filters and not filters.is_empty():
         ids = tuple(sorted(int(x) for x in _accounts(src, filters, as_of)["account_id"]))
-    agg = src.snapshot_trend(as_of - timedelta(weeks=weeks), as_of - timedelta(days=1), ids)
+    agg = src.snapshot_trend(*trend_window(as_of, weeks), ids)
     if current is not None and len(current):
         cur = current[current["status"] != "churned"]
         today_rows = (

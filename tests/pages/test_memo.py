@@ -104,6 +104,43 @@ def test_filtered_portfolio_after_the_full_one_gives_the_same_numbers(demo_db: s
     assert again.summary == fresh.summary
 
 
+def test_filtered_triggers_cut_from_every_account_are_the_same_frame(demo_db: str, monkeypatch) -> None:
+    flt = Filters(segment=("Enterprise", "Strategic"))
+    expected = an._trigger_table(Facts(demo_db), as_of=AS_OF, filters=flt, health=None, health_at=None)
+    assert len(expected) > 0
+    src = Facts(demo_db)
+    an.trigger_table(src, as_of=AS_OF, filters=Filters())  # every account's, as Portfolio leaves it
+    real = an._trigger_table
+    calls: list = []
+    monkeypatch.setattr(an, "_trigger_table", lambda *a, **k: calls.append(k) or real(*a, **k))
+    got = an.trigger_table(src, as_of=AS_OF, filters=flt)
+    assert calls == []  # cut from every account's table, not evaluated again
+    pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize("segments", [("SMB",), ("Enterprise", "Strategic"), ("no such segment",)])
+def test_filtered_trend_from_rows_in_memory_equals_the_query(demo_db: str, segments: tuple[str, ...]) -> None:
+    from datetime import timedelta
+
+    from db import facts as q
+    from db.session import get_engine
+
+    src = Facts(demo_db)
+    ids = tuple(sorted(int(x) for x in an._accounts(src, Filters(segment=segments), AS_OF)["account_id"]))
+    since, until = AS_OF - timedelta(weeks=26), AS_OF - timedelta(days=1)
+    got = src.snapshot_trend(since, until, ids)
+    with get_engine(demo_db).connect() as conn:
+        want = q.snapshot_trend(conn, since=since, until=until, account_ids=list(ids))
+        assert q.snapshot_trend(conn, since=since, until=until, account_ids=None)["accounts"].sum() > 0
+    key = ["date", "band"]
+    got = got.sort_values(key).reset_index(drop=True)
+    want = want.sort_values(key).reset_index(drop=True)
+    assert len(want) == len(got) and (segments[0] == "no such segment") == want.empty
+    pd.testing.assert_frame_equal(got[key], want[key].astype(got[key].dtypes.to_dict()))
+    assert got["accounts"].tolist() == want["accounts"].astype(int).tolist()
+    np.testing.assert_allclose(got["total"].to_numpy(float), want["total"].to_numpy(float), rtol=1e-12)
+
+
 def test_bound_items_read_in_chunks_are_the_same_frame(demo_db: str) -> None:
     from db import facts as q
     from db.session import get_engine
