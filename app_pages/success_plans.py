@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -38,22 +39,54 @@ if accounts.empty:
     empty("There are no accounts yet.", "Import accounts on the Data page.")
     st.stop()
 
+# The picker offers a page of accounts (the CSM's own first), narrowed by a search: the
+# browser gets those options, not every account in the portfolio.
+SHOWN = 50
 mine_first = accounts.sort_values(["external_id"])
 if user.role == "csm":
     mine_first = pd.concat(
-        [accounts[accounts["csm_email"] == user.email], accounts[accounts["csm_email"] != user.email]]
+        [mine_first[mine_first["csm_email"] == user.email], mine_first[mine_first["csm_email"] != user.email]]
     )
-ids = mine_first["external_id"].tolist()
-names = dict(zip(accounts["external_id"], accounts["name"], strict=True))
-owners = dict(zip(accounts["external_id"], accounts["csm_name"], strict=True))
 current = st.query_params.get("account")
+search = st.text_input(
+    "Find an account", key="sp_search", placeholder="id, name or CSM", help="Narrows the Account list below"
+).strip()
+pool = mine_first
+if search:
+    needle = search.lower()
+    hit = np.zeros(len(pool), dtype=bool)
+    for col in ("external_id", "name", "csm_name"):
+        hit |= pool[col].fillna("").astype(str).str.lower().str.contains(needle, regex=False).to_numpy()
+    pool = pool[hit]
+options = pool["external_id"].head(SHOWN).tolist()
+known = set(accounts["external_id"]) if current is not None else set()
+if current in known and current not in options:
+    options = [current, *options]  # the account shown stays shown until another is picked
+if not options:
+    options = mine_first["external_id"].head(1).tolist()
+info = accounts.set_index("external_id").loc[options, ["name", "csm_name"]]
+
+
+def label(e: str) -> str:
+    owner = info.at[e, "csm_name"]
+    return f"{e} · {info.at[e, 'name']} · {owner if isinstance(owner, str) and owner else 'no CSM'}"
+
+
 ext = st.selectbox(
     "Account",
-    ids,
-    index=ids.index(current) if current in ids else 0,
-    format_func=lambda e: f"{e} · {names[e]} · {owners.get(e) or 'no CSM'}",
-    help="Type to search by id or name",
+    options,
+    index=options.index(current) if current in options else 0,
+    format_func=label,
+    help="Type to search the accounts listed; the search above narrows the list",
 )
+matches = len(pool)
+if search:
+    st.caption(
+        f"{matches:,} account{'s' if matches != 1 else ''} match “{md(search)}”"
+        + (f"; the first {SHOWN} are listed." if matches > SHOWN else ".")
+    )
+elif len(mine_first) > SHOWN:
+    st.caption(f"The first {SHOWN} of {len(mine_first):,} accounts are listed; search to find any other.")
 if ext != current:
     st.query_params["account"] = ext
 account_id = find_account(ext)

@@ -155,7 +155,7 @@ def test_another_csm_sees_the_plan_read_only(small_db: str, use_db) -> None:
 def test_save_plan_from_the_form(small_db: str, use_db) -> None:
     use_db(small_db)
     at, aid = _open_as_alex(small_db)
-    at.text_input[0].set_value("Ana Ruiz (Head of Ops)")
+    next(t for t in at.text_input if t.label == "Champion").set_value("Ana Ruiz (Head of Ops)")
     button(at, "Save plan").click().run()
     assert not at.exception
     with session_scope(small_db) as s:
@@ -190,3 +190,42 @@ def test_apply_the_template_to_an_empty_checklist(small_db: str, use_db) -> None
             s.execute(select(ChecklistItem.owner_id).where(ChecklistItem.account_id == aid)).scalars().all()
             == [member(small_db, ALEX).member_id] * 12
         )
+
+
+def test_the_account_picker_lists_a_page_narrowed_by_the_search(demo_db: str, use_db) -> None:
+    """The browser gets a page of options, not every account: the CSM's own first, the
+    deep-linked account kept, a search over id, name and CSM narrows the list."""
+    from services.analytics import Facts
+
+    use_db(demo_db)
+    accounts = Facts(demo_db).accounts().sort_values("external_id")
+    assert len(accounts) > 50
+    own = owned_accounts(demo_db, ALEX)
+    mine = accounts[accounts["account_id"].isin(own)]["external_id"].tolist()
+    others = accounts[~accounts["account_id"].isin(own)]
+    assert len(mine) < 50 < len(mine) + len(others)
+    last = others["external_id"].iloc[-1]  # not among the first 50 listed
+    at = open_page("success_plans", query={**QUERY, "account": last}, as_user=ALEX)
+    box = at.selectbox[0]
+    assert box.value == last
+    assert len(box.options) == 51 and box.options[0].startswith(f"{last} · ")
+    assert [o.split(" · ")[0] for o in box.options[1 : 1 + len(mine[:50])]] == mine[:50]
+    assert "The first 50 of" in " ".join(texts(at.caption))
+
+    target = accounts.iloc[len(accounts) // 2]
+    at.text_input(key="sp_search").set_value(target["name"].upper()).run()
+    assert not at.exception
+    box = at.selectbox[0]
+    listed = [o.split(" · ")[0] for o in box.options]
+    assert box.value == last and listed[0] == last  # nothing changes until one is picked
+    want = accounts[accounts["name"].str.lower().str.contains(target["name"].lower(), regex=False)]
+    assert target["external_id"] in listed and set(listed[1:]) <= set(want["external_id"])
+    assert f"{len(want):,} account" in " ".join(texts(at.caption))
+    box.set_value(target["external_id"]).run()
+    assert at.query_params["account"] == target["external_id"]
+    assert at.selectbox[0].value == target["external_id"]
+
+    at.text_input(key="sp_search").set_value("no such account anywhere").run()
+    assert not at.exception
+    assert "0 accounts match" in " ".join(texts(at.caption))
+    assert at.selectbox[0].value == target["external_id"]
