@@ -186,6 +186,21 @@ def checklist_value(conn: Connection, *, as_of_end: datetime) -> pd.DataFrame:
     )
 
 
+def checklist_values(conn: Connection, *, ends: list[datetime]) -> pd.DataFrame:
+    """`checklist_value` at several as-of ends in one scan: value_items, then value_done_<i>
+    for ends[i]."""
+    done = ", ".join(
+        f"SUM(CASE WHEN status = 'done' AND done_at IS NOT NULL AND done_at < :end_{i} THEN 1 ELSE 0 END) AS value_done_{i}"
+        for i in range(len(ends))
+    )
+    return _read(
+        conn,
+        f"SELECT account_id, COUNT(*) AS value_items, {done} "
+        "FROM checklist_items WHERE category = 'Value Realization' AND status != 'n/a' GROUP BY account_id",
+        {f"end_{i}": _ts_param(conn, e) for i, e in enumerate(ends)},
+    )
+
+
 def checklist_value_anchored(conn: Connection, *, end_offset_days: int) -> pd.DataFrame:
     """Like `checklist_value`, with each account's as-of end `end_offset_days` after its
     contract start (for point-in-time scores at day 30/60)."""

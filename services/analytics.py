@@ -362,6 +362,19 @@ class Facts:
             lambda: self._q(q.checklist_value, as_of_end=day_end(as_of).to_pydatetime()),
         )
 
+    def checklist_values(self, dates: list[date]) -> None:
+        """Load `checklist_value` for these dates in one scan of the checklist (what a
+        Portfolio run reads at three dates)."""
+        missing = [d for d in dict.fromkeys(dates) if self.peek(("checklist_value", d, self.plans_version)) is None]
+        if len(missing) < 2:
+            for d in missing:
+                self.checklist_value(d)
+            return
+        df = self._q(q.checklist_values, ends=[day_end(d).to_pydatetime() for d in missing])
+        for i, d in enumerate(missing):
+            part = df[["account_id", "value_items", f"value_done_{i}"]].rename(columns={f"value_done_{i}": "value_done"})
+            self.cached(("checklist_value", d, self.plans_version), lambda part=part: compact(part.copy()))
+
     def checklist_overview(self) -> pd.DataFrame:
         return self.cached(("checklist_overview", self.plans_version), lambda: self._q(q.checklist_overview))
 
@@ -1184,19 +1197,22 @@ def kpis(
 
 
 def health_prefetch(src: Facts, dates: list[date]) -> list[Callable[[], Any]]:
-    """The loads health tables at these dates start with (for Facts.prefetch): engine
-    queries first, then the app database's."""
+    """The loads health tables at these dates start with (for Facts.prefetch): the app
+    database's first, then the engine's. A SQLite read in a background thread gives up the
+    GIL at every row and waits for it back while the caller's pandas work holds it: it
+    runs first, while the caller is itself waiting on the engine's queries, which give
+    the GIL up once for a whole query."""
     model = health_model(src)
     a, e = model.adoption_window_days, model.engagement_window_days
     loads: list[Callable[[], Any]] = [functools.partial(src.activity, d, a, e) for d in dates]
     if a != e:
         loads += [functools.partial(src.activity, d, e, e) for d in dates]
     return [
+        functools.partial(src.checklist_values, dates),
+        src.plans,
         *loads,
         src.milestones,
         src.outcomes,
-        *[functools.partial(src.checklist_value, d) for d in dates],
-        src.plans,
     ]
 
 

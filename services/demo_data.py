@@ -128,9 +128,10 @@ def demo_meta(session: Session) -> dict[str, Any] | None:
         return {}
 
 
-def demo_rows(session: Session, *, keep_email: str | None = None) -> DemoRows:
+def demo_rows(session: Session, *, keep_email: str | None = None, accounts_only: bool = False) -> DemoRows:
     """The demo portfolio's accounts and team members still in the database (none without
-    the demo's meta row: then nothing here is the generator's)."""
+    the demo's meta row: then nothing here is the generator's). `accounts_only`: the
+    accounts alone (what the sidebar's count needs; the members take several scans)."""
     meta = demo_meta(session)
     out = DemoRows(meta=meta)
     if meta is None:
@@ -148,6 +149,8 @@ def demo_rows(session: Session, *, keep_email: str | None = None) -> DemoRows:
             out.external_ids.add(ext)
     total = int(session.execute(select(func.count()).select_from(Account)).scalar_one())
     out.all_accounts = total == len(out.account_ids)
+    if accounts_only:
+        return out
 
     demo_emails = {e for e, _, _ in TEAM} - {(keep_email or "").lower()}
     imported_members = set(
@@ -189,7 +192,7 @@ def portfolio(url: str | None = None) -> Portfolio:
         meta = demo_meta(s)
         if meta is None or not total:
             return Portfolio(accounts=total, demo_accounts=0, demo=meta)
-        return Portfolio(accounts=total, demo_accounts=len(demo_rows(s).account_ids), demo=meta)
+        return Portfolio(accounts=total, demo_accounts=len(demo_rows(s, accounts_only=True).account_ids), demo=meta)
 
 
 def _chunks(ids: list[int], n: int = 500):

@@ -171,3 +171,18 @@ def test_items_judged_in_chunks_are_the_same_frame(demo_db: str) -> None:
         pd.testing.assert_frame_equal(judge(items, facts, chunk=chunk), whole)
     nothing = items[items["metric"].isna()]
     pd.testing.assert_frame_equal(judge(nothing, facts, chunk=1), mc.disagreements(nothing, facts))
+
+
+def test_checklist_value_at_several_dates_in_one_scan_is_the_same_frame(demo_db: str) -> None:
+    from datetime import timedelta
+
+    dates = [AS_OF, AS_OF - timedelta(days=7), AS_OF - timedelta(days=60)]
+    one_by_one = Facts(demo_db)
+    expected = [one_by_one.checklist_value(d) for d in dates]
+    assert expected[0]["value_done"].sum() > expected[2]["value_done"].sum() > 0
+    src = Facts(demo_db)
+    src.checklist_values(dates)
+    for d, want in zip(dates, expected, strict=True):
+        got = src.peek(("checklist_value", d, src.plans_version))
+        assert got is not None
+        pd.testing.assert_frame_equal(got, want)
