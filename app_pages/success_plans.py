@@ -48,8 +48,9 @@ if user.role == "csm":
         [mine_first[mine_first["csm_email"] == user.email], mine_first[mine_first["csm_email"] != user.email]]
     )
 current = st.query_params.get("account")
-search = st.text_input(
-    "Find an account", key="sp_search", placeholder="id, name or CSM", help="Narrows the Account list below"
+find_col, pick_col = st.columns([1, 2])
+search = find_col.text_input(
+    "Find an account", key="sp_search", placeholder="id, name or CSM", help="Narrows the Account list"
 ).strip()
 pool = mine_first
 if search:
@@ -72,12 +73,12 @@ def label(e: str) -> str:
     return f"{e} · {info.at[e, 'name']} · {owner if isinstance(owner, str) and owner else 'no CSM'}"
 
 
-ext = st.selectbox(
+ext = pick_col.selectbox(
     "Account",
     options,
     index=options.index(current) if current in options else 0,
     format_func=label,
-    help="Type to search the accounts listed; the search above narrows the list",
+    help="Type to search the accounts listed; Find an account narrows the list",
 )
 matches = len(pool)
 if search:
