@@ -274,8 +274,11 @@ def _value(v: object) -> object:
     return s if s != "" else None
 
 
-def _ordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list[tuple]:
-    """(account, group, furthest, excluded, last_start, step times) per account and bucket."""
+def _ordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool, block: list | None = None) -> list[tuple]:
+    """(account, group, furthest, excluded, last_start, step times) per account and bucket.
+    block: if given, the accounts walked all at once (_single_start) are appended to it as
+    columns (account ids, furthest, last start, step times with NaT's integer after the
+    furthest) instead of being returned as rows."""
     n = len(spec.steps)
     strict = spec.mode == "strict"
     vectors = step_vectors(spec)
@@ -329,12 +332,26 @@ def _ordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list
             np.array([pick(v) for v in vec_u], bool)[ncode],
         )
         values = _bucket_values(acc[use], ts[use], props[use], attr=attr, last=spec.attribution == "last")
+    rows: list[tuple] = []
+    simple = all(len(v) <= 1 and min(v, default=1) > 0 for v in vec_u)
+    if block is not None and not strict and attr is None and not by_prop and simple:
+        # One start, one attempt: accounts with a single step-1 event in the entry range
+        # (most, when step 1 happens once) are walked for all at once (_single_start).
+        single = np.add.reduceat(can_start.astype(np.int64), bounds[:-1]) == 1
+        fast = single[acc[idx]]
+        if fast.any():
+            step_u = np.array([v[0] if v else 0 for v in vec_u], dtype=np.int64)
+            step_out = np.array([v[0] if v else 0 for v in no_start_u], dtype=np.int64)
+            codes, furthest, start, times = _single_start(
+                idx[fast], acc=acc, ts=ts, step=np.where(outside, step_out[ncode], step_u[ncode]), n=n, window=window
+            )
+            block.append((accounts[codes], furthest, start, times))
+            idx = idx[~fast]
     vec = [(no_start_u if o else vec_u)[c] for c, o in zip(ncode[idx].tolist(), outside[idx].tolist(), strict=True)]
     events = list(zip(ts[idx].tolist(), idx.tolist(), props[idx].tolist(), vec, strict=True))
     acc_k = acc[idx]
-    kb = np.flatnonzero(np.r_[True, acc_k[1:] != acc_k[:-1], True]).tolist()
+    kb = np.flatnonzero(np.r_[True, acc_k[1:] != acc_k[:-1], True]).tolist() if len(idx) else [0]
     starts_k = last_start[idx][kb[:-1]].tolist()
-    rows = []
     for a, b0, b1, start in zip(acc_k[kb[:-1]].tolist(), kb[:-1], kb[1:], starts_k, strict=True):
         evs = events[b0:b1]
         if attr is not None:
@@ -352,6 +369,44 @@ def _ordered_rows(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool) -> list
             if k >= 1:
                 rows.append((accounts[a], group, k, excluded, start, times))
     return rows
+
+
+def _single_start(
+    idx: np.ndarray, *, acc: np.ndarray, ts: np.ndarray, step: np.ndarray, n: int, window: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What _walk gives, for every account at once, when each account here has one start
+    and every event fills at most one step, exclusions aside (an ordered funnel): the
+    one attempt takes, for each step in turn, the first event of that step at the instant
+    the previous step was filled or later (events at one instant fill steps in step
+    order), while within the window of the start. Account codes, furthest step, start and
+    step times (NaT's integer after the furthest), one row per account in account order.
+
+    idx: the positions walked (sorted by account, then time); step: per position, the step
+    its event fills (0 for none; a step-1 event outside the entry range fills none)."""
+    a, t, k = acc[idx], ts[idx], step[idx]
+    # The instant's rank in the whole stream: increasing by account, then time.
+    rank = np.cumsum(np.r_[True, (a[1:] != a[:-1]) | (t[1:] != t[:-1])])
+    first = k == 1
+    accs, start, cur = a[first], t[first], rank[first]  # one start per account, in order
+    times = np.full((len(accs), n), np.iinfo(np.int64).min, dtype=np.int64)
+    times[:, 0] = start
+    furthest = np.ones(len(accs), dtype=np.int64)
+    alive = np.ones(len(accs), dtype=bool)
+    for s in range(2, n + 1):
+        m = k == s
+        ra, rt, rr = a[m], t[m], rank[m]
+        if not len(rr):
+            break
+        pos = np.searchsorted(rr, cur, side="left")
+        at = np.minimum(pos, len(rr) - 1)
+        ok = alive & (pos < len(rr)) & (ra[at] == accs) & (rt[at] - start <= window)
+        times[ok, s - 1] = rt[at][ok]
+        cur = np.where(ok, rr[at], cur)
+        furthest += ok
+        alive = ok
+        if not alive.any():
+            break
+    return accs, furthest, start, times
 
 
 def _drop_repeats(
@@ -448,23 +503,46 @@ def per_account(occ: pd.DataFrame, spec: FunnelSpec, *, by_prop: bool = False) -
     k_steps = len(spec.steps)
     if "name" in occ and occ["name"].isna().any():
         occ = occ.assign(name=occ["name"].astype(object).where(occ["name"].notna(), None))
-    rows = (_unordered_rows if spec.mode == "unordered" else _ordered_rows)(occ, spec, by_prop=by_prop)
-    if not rows:
+    block: list = []
+    if spec.mode == "unordered":
+        rows = _unordered_rows(occ, spec, by_prop=by_prop)
+    else:
+        rows = _ordered_rows(occ, spec, by_prop=by_prop, block=block)
+    if not rows and not block:
         out = _empty(k_steps, with_group=by_prop)
         out["excluded"] = pd.Series(dtype=bool)
         return out
+    nat = np.iinfo(np.int64).min  # NaT's integer
+    parts = []
+    if rows:
+        parts.append(
+            (
+                np.array([r[0] for r in rows]),
+                np.array([r[2] for r in rows], dtype=np.int64),
+                np.array([r[3] for r in rows], dtype=bool),
+                np.array([r[4] for r in rows], dtype=np.int64),
+                np.array([(*r[5], *(nat,) * (k_steps - len(r[5]))) for r in rows], dtype=np.int64).reshape(-1, k_steps),
+            )
+        )
+    for ids, furthest, start, times in block:  # no breakdown, no exclusion
+        parts.append((ids, furthest, np.zeros(len(ids), dtype=bool), start, times))
+    ids, furthest, excluded, start, times = (
+        parts[0] if len(parts) == 1 else [np.concatenate(c) for c in zip(*parts, strict=True)]
+    )
+    if len(parts) > 1:  # the walked accounts and the others, each in account order
+        order = np.argsort(ids, kind="stable")
+        ids, furthest, excluded, start, times = ids[order], furthest[order], excluded[order], start[order], times[order]
     out = pd.DataFrame(
         {
-            "account_id": [r[0] for r in rows],
+            "account_id": ids,
             **({"group": [NONE_VALUE if r[1] is None else r[1] for r in rows]} if by_prop else {}),
-            "furthest": np.array([r[2] for r in rows], dtype=np.int64),
-            "excluded": np.array([r[3] for r in rows], dtype=bool),
+            "furthest": furthest,
+            "excluded": excluded,
         }
     )
-    nat = np.iinfo(np.int64).min  # NaT's integer
-    times = np.array([(*r[5], *(nat,) * (k_steps - len(r[5]))) for r in rows], dtype=np.int64).view("datetime64[ns]")
+    times = times.view("datetime64[ns]")
     out["entered_at"] = times[:, 0]
-    out["last_start"] = np.array([r[4] for r in rows], dtype=np.int64).view("datetime64[ns]")
+    out["last_start"] = start.view("datetime64[ns]")
     for k in range(k_steps):
         out[f"t{k}"] = times[:, k]
     return out

@@ -133,3 +133,18 @@ def test_step_table_counts_what_the_port_says(j, spec) -> None:
         deltas = [rows[0][2][k - 1] - rows[0][2][k - 2] for rows in view.values() if rows[0][1] >= k]
         got = res.steps.loc[res.steps["step"] == k, "mean_seconds_from_previous"].iloc[0]
         assert abs(got - sum(deltas) / len(deltas)) < 1e-6
+
+
+@st.composite
+def ordered_distinct_specs(draw) -> FunnelSpec:
+    """Ordered funnels of distinct steps without exclusions: accounts with one start are
+    walked all at once (metrics.funnel._single_start), the others one by one."""
+    steps = tuple(draw(st.lists(st.sampled_from(STEP_POOL), min_size=2, max_size=4, unique=True)))
+    entry_from = draw(st.none() | st.integers(0, 15).map(lambda s: BASE + timedelta(seconds=s)))
+    return FunnelSpec(steps=steps, mode="ordered", window_seconds=draw(st.integers(1, 30)), entry_from=entry_from)
+
+
+@settings(max_examples=250, deadline=None, database=None)
+@given(j=journeys(), spec=ordered_distinct_specs())
+def test_accounts_with_one_start_walked_at_once_match_the_port(j, spec) -> None:
+    assert engine_view(j, spec, by_prop=False) == port_view(j, spec, attribution=None)
