@@ -472,18 +472,29 @@ def snapshots(conn: Connection, *, since: date | None = None) -> pd.DataFrame:
     return df
 
 
-def snapshot_rows(conn: Connection, *, since: date, until: date) -> pd.DataFrame:
-    """Every account's stored snapshot in the window (date, account, band, score): what
-    `snapshot_trend` aggregates, kept so that a filtered trend is a selection of it."""
+def snapshot_rows(conn: Connection, *, since: date, until: date, limit: int) -> pd.DataFrame | None:
+    """Every account's stored snapshot in the window (date, account, band, score), what
+    `snapshot_trend` aggregates, compactly (dates and bands as categories, 15 bytes a row),
+    so that a filtered trend is a selection of it; None when the window holds more than
+    `limit` rows (daily snapshots of a large portfolio: aggregate in SQL instead)."""
+    n = _read(
+        conn, "SELECT COUNT(*) AS n FROM health_snapshots WHERE date >= :since AND date <= :until", {"since": since, "until": until}
+    )["n"].iloc[0]
+    if int(n or 0) > limit:
+        return None
     df = _read(
         conn,
         "SELECT date, account_id, band, total FROM health_snapshots WHERE date >= :since AND date <= :until",
         {"since": since, "until": until},
     )
-    df["date"] = naive_date(df["date"])
-    df["account_id"] = df["account_id"].astype("int64")
-    df["total"] = pd.to_numeric(df["total"]).astype("float64")
-    return df
+    return pd.DataFrame(
+        {
+            "date": naive_date(df["date"]).astype("category"),
+            "account_id": df["account_id"].astype("int32"),
+            "band": df["band"].astype("category"),
+            "total": pd.to_numeric(df["total"]).astype("float64"),
+        }
+    )
 
 
 def account_metric_facts(conn: Connection, *, account_id: int, as_of_end: datetime) -> dict:
