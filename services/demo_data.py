@@ -87,7 +87,8 @@ class Portfolio:
         about = f"seed {d.get('seed')}, as of {d.get('as_of')}"
         if not self.own_accounts:
             return (
-                f":material/science: Showing **demo data**: a generated portfolio of {self.demo_accounts:,} accounts "
+                f":material/science: Showing **demo data**: a generated portfolio of {self.demo_accounts:,} "
+                f"account{'' if self.demo_accounts == 1 else 's'} "
                 f"({about}). Import your own on the Data page."
             )
         return (

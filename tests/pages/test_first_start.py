@@ -42,3 +42,11 @@ def test_the_first_start_shows_its_progress_then_the_portfolio(databases, use_db
     assert banner and "a generated portfolio of 30 accounts" in banner[0]
     assert count(url, Account) == 30
     assert count(url, HealthSnapshot) > 0  # the history, computed after the portfolio opened
+
+
+def test_the_banner_counts_one_demo_account_in_the_singular() -> None:
+    from services.demo_data import Portfolio
+
+    demo = {"seed": 42, "as_of": AS_OF.isoformat()}
+    assert "a generated portfolio of 1 account (seed 42" in Portfolio(accounts=1, demo_accounts=1, demo=demo).banner()
+    assert "a generated portfolio of 2 accounts (" in Portfolio(accounts=2, demo_accounts=2, demo=demo).banner()
