@@ -276,10 +276,11 @@ def milestone_facts(ms: pd.DataFrame, as_of_end: pd.Series, value_keys: set[str]
     completed by the end of its due day (metrics/days.py); only completions before
     as_of_end count.
     """
-    m = ms.merge(as_of_end.rename("end").rename_axis("account_id").reset_index(), on="account_id")
+    m = ms[ms["account_id"].isin(as_of_end.index)]
+    end = m["account_id"].map(as_of_end).to_numpy()
     # Due once its due day has ended by the as-of end (the end of the as-of day).
-    due = (end_of(m["due_date"]) <= m["end"]).to_numpy()
-    done = (m["completed_at"].notna() & (m["completed_at"] < m["end"])).to_numpy()
+    due = end_of(m["due_date"]).to_numpy() <= end
+    done = (m["completed_at"].notna() & (m["completed_at"] < end)).to_numpy()
     on_time = due & done & by_date(m["due_date"], m["completed_at"])
     is_value = m["milestone_key"].isin(value_keys).to_numpy()
     agg = (
@@ -296,13 +297,8 @@ def milestone_facts(ms: pd.DataFrame, as_of_end: pd.Series, value_keys: set[str]
         .groupby("account_id")
         .sum()
     )
-    out = (
-        as_of_end.rename_axis("account_id")
-        .reset_index()[["account_id"]]
-        .merge(agg.reset_index(), on="account_id", how="left")
-    )
-    for c in ("n_due", "n_on_time", "n_late", "value_ms_total", "value_ms_done"):
-        out[c] = out[c].fillna(0).astype(int)
+    # One row per account of as_of_end, in its order; none due or done where it has no milestone.
+    out = agg.reindex(as_of_end.index, fill_value=0).astype(int).rename_axis("account_id").reset_index()
     return out
 
 

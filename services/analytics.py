@@ -242,20 +242,43 @@ class Facts:
                 continue
             try:
                 value = fn()
-                size = nbytes(value)
-                with self._lock:
-                    self._memo[key] = value
-                    self._sizes[key] = size
-                    self._bytes += size
-                    # Bounded by entries and by bytes, least recently used first; the
-                    # entry just made stays (its caller holds it anyway).
-                    while len(self._memo) > 1 and (len(self._memo) > self.memo_size or self._bytes > self.memo_bytes):
-                        self._forget(next(iter(self._memo)))
+                self._keep(key, value)
                 return value
             finally:
                 with self._lock:
                     self._inflight.pop(key, None)
                 event.set()
+
+    def _keep(self, key: tuple, value: Any) -> None:
+        """Store one computed entry (the full key), bounded by entries and by bytes, least
+        recently used first; the entry just made stays (its caller holds it anyway)."""
+        size = nbytes(value)
+        with self._lock:
+            self._memo[key] = value
+            self._sizes[key] = size
+            self._bytes += size
+            while len(self._memo) > 1 and (len(self._memo) > self.memo_size or self._bytes > self.memo_bytes):
+                self._forget(next(iter(self._memo)))
+
+    def cached_many(self, keys: list[tuple], fn: Callable[[list[tuple]], list[Any]]) -> None:
+        """Memoise several facts computed together: fn(the keys not held or being computed)
+        returns their values in that order. A caller asking for one of them meanwhile (cached)
+        waits for this computation instead of starting its own."""
+        full = [("fact", *k) for k in keys]
+        event = threading.Event()
+        with self._lock:
+            mine = [k for k in full if k not in self._memo and k not in self._inflight]
+            for k in mine:
+                self._inflight[k] = event
+        try:
+            if mine:
+                for k, value in zip(mine, fn([k[1:] for k in mine]), strict=True):
+                    self._keep(k, value)
+        finally:
+            with self._lock:
+                for k in mine:
+                    self._inflight.pop(k, None)
+            event.set()
 
     def peek(self, key: tuple, *, result: bool = False) -> Any:
         """What the memo holds under key, or None (nothing is computed)."""
@@ -371,15 +394,15 @@ class Facts:
     def checklist_values(self, dates: list[date]) -> None:
         """Load `checklist_value` for these dates in one scan of the checklist (what a
         Portfolio run reads at three dates)."""
-        missing = [d for d in dict.fromkeys(dates) if self.peek(("checklist_value", d, self.plans_version)) is None]
-        if len(missing) < 2:
-            for d in missing:
-                self.checklist_value(d)
-            return
-        df = self._q(q.checklist_values, ends=[day_end(d).to_pydatetime() for d in missing])
-        for i, d in enumerate(missing):
-            part = df[["account_id", "value_items", f"value_done_{i}"]].rename(columns={f"value_done_{i}": "value_done"})
-            self.cached(("checklist_value", d, self.plans_version), lambda part=part: compact(part.copy()))
+
+        def load(keys: list[tuple]) -> list[pd.DataFrame]:
+            df = self._q(q.checklist_values, ends=[day_end(k[1]).to_pydatetime() for k in keys])
+            return [
+                compact(df[["account_id", "value_items", f"value_done_{i}"]].rename(columns={f"value_done_{i}": "value_done"}))
+                for i in range(len(keys))
+            ]
+
+        self.cached_many([("checklist_value", d, self.plans_version) for d in dict.fromkeys(dates)], load)
 
     def checklist_overview(self) -> pd.DataFrame:
         return self.cached(("checklist_overview", self.plans_version), lambda: self._q(q.checklist_overview))
@@ -553,8 +576,15 @@ def health_facts(src: Facts, accounts: pd.DataFrame, *, as_of: date, model: hl.H
         act2 = src.activity(as_of, model.engagement_window_days, model.engagement_window_days)
         act = act.drop(columns="active_days").merge(act2[["account_id", "active_days"]], on="account_id", how="outer")
     cv = src.checklist_value(as_of)
-    f = accounts[["account_id", "licensed_seats"]].merge(mf, on="account_id", how="left")
-    f = f.merge(act, on="account_id", how="left").merge(cv, on="account_id", how="left")
+    # As left merges on account_id would give (one row per account, in accounts' order),
+    # by position and by index lookups: mf has the accounts' rows in their order.
+    f = accounts[["account_id", "licensed_seats"]].reset_index(drop=True)
+    for c in mf.columns.drop("account_id"):
+        f[c] = mf[c].to_numpy()
+    for right in (act, cv):
+        r = right.set_index("account_id")
+        for c in r.columns:
+            f[c] = r[c].reindex(f["account_id"]).to_numpy()
     for c in ("active_users", "active_days", "weekly_users", "value_items", "value_done"):
         f[c] = pd.to_numeric(f[c], errors="coerce").fillna(0).astype(int)
     return f
@@ -1225,10 +1255,10 @@ def health_prefetch(src: Facts, dates: list[date]) -> list[Callable[[], Any]]:
         loads += [functools.partial(src.activity, d, e, e) for d in dates]
     return [
         functools.partial(src.checklist_values, dates),
+        src.outcomes,
         src.plans,
         *loads,
         src.milestones,
-        src.outcomes,
     ]
 
 

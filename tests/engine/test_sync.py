@@ -220,3 +220,14 @@ def test_an_unknown_analytics_url_fails_closed(small_db: str, monkeypatch, setti
     monkeypatch.setenv("ANALYTICS_URL", setting)
     with pytest.raises(engine.AnalyticsConfigError, match="ANALYTICS_URL"):
         engine.analytics_for(small_db)
+
+
+def test_last_events_of_many_accounts_from_one_scan(small_db: str, store: Path, monkeypatch) -> None:
+    """A thousand ids or more: every account's last event, selected (no IN list to parse)."""
+    ids = list(range(1, 1501))  # every account of the small database, and ids of none
+    got = via_engine(small_db, q.last_events, account_ids=ids, as_of_end=END).sort_values("account_id")
+    want = direct(small_db, q.last_events, monkeypatch, account_ids=ids, as_of_end=END).sort_values("account_id")
+    assert len(want) > 5
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+    few = via_engine(small_db, q.last_events, account_ids=ids[:3], as_of_end=END)
+    assert sorted(few["account_id"]) == sorted(set(ids[:3]) & set(want["account_id"]))

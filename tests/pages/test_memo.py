@@ -192,3 +192,34 @@ def test_checklist_value_at_several_dates_in_one_scan_is_the_same_frame(demo_db:
         got = src.peek(("checklist_value", d, src.plans_version))
         assert got is not None
         pd.testing.assert_frame_equal(got, want)
+
+
+def test_facts_computed_together_are_waited_for_not_computed_again(demo_db: str) -> None:
+    import threading
+
+    src = Facts(demo_db)
+    started, release = threading.Event(), threading.Event()
+    calls: list = []
+
+    def together(keys):
+        calls.append(("many", [k[1] for k in keys]))
+        started.set()
+        release.wait(10)
+        return [pd.DataFrame({"x": [k[1]]}) for k in keys]
+
+    t = threading.Thread(target=src.cached_many, args=([("f", 1), ("f", 2)], together))
+    t.start()
+    assert started.wait(10)
+    got: list = []
+    waiter = threading.Thread(
+        target=lambda: got.append(src.cached(("f", 2), lambda: calls.append("alone") or pd.DataFrame({"x": [0]})))
+    )
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()  # waiting for the computation in flight
+    release.set()
+    t.join(10)
+    waiter.join(10)
+    assert calls == [("many", [1, 2])] and got[0]["x"].tolist() == [2]
+    src.cached_many([("f", 1), ("f", 3)], together)  # only what is not held yet
+    assert calls[-1] == ("many", [3])
