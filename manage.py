@@ -642,10 +642,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if r.sent or r.failed:
             log.info("retries: %d sent, %d failed", r.sent, r.failed)
 
+    def syncs() -> None:
+        # Configured syncs whose schedule (a crontab line, UTC) came round: db/sync.py due_syncs.
+        from db.sync import run_due
+
+        for r in run_due():
+            log.info("sync %s: %s: %s", r.sync_name, r.status, r.message)
+
     sched = BlockingScheduler(timezone="UTC")
     sched.add_job(daily, CronTrigger(hour=hour, minute=minute, timezone="UTC"), max_instances=1, coalesce=True)
     sched.add_job(retries, "interval", minutes=args.retry_minutes, max_instances=1, coalesce=True)
-    print(f"worker: notify daily at {hour:02d}:{minute:02d} UTC, retries every {args.retry_minutes} min (Ctrl-C stops)")
+    sched.add_job(syncs, "interval", minutes=1, max_instances=1, coalesce=True)
+    print(
+        f"worker: notify daily at {hour:02d}:{minute:02d} UTC, retries every {args.retry_minutes} min, "
+        "configured syncs on their schedules (Ctrl-C stops)"
+    )
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         sched.start()
     return 0
@@ -872,7 +883,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_sync)
 
-    s = sub.add_parser("worker", help="keep running: notify daily at a time, deliver retries in between")
+    s = sub.add_parser(
+        "worker",
+        help="keep running: notify daily at a time, deliver retries in between, run configured syncs on their schedules",
+    )
     s.add_argument("--at", type=_hhmm, default=(7, 0), help="time of the daily run, HH:MM UTC (default 07:00)")
     s.add_argument("--retry-minutes", type=int, default=5, help="how often to deliver retries (default 5)")
     s.set_defaults(func=cmd_worker)

@@ -172,6 +172,10 @@ def run_sync(
                 )
             finally:
                 with contextlib.suppress(Exception):  # a connection the source dropped
+                    # End the source's read transaction as the queries ran (a query's own side
+                    # effects, such as a sequence it advances, stay), then let the connection go.
+                    conn.commit()
+                with contextlib.suppress(Exception):
                     conn.close()
         finally:
             engine.dispose()
@@ -229,6 +233,7 @@ def _relabel(report: ImportReport) -> None:
     label = {cname: f"{entity} (query)" for cname, entity in ENTITY_OF.items()}
     for p in report.problems:
         p.file = label.get(p.file, p.file)
+        p.reason = p.reason.replace("accounts.csv", "the accounts query").replace("team.csv", "the team query")
     for cname, fr in report.files.items():
         fr.file = label.get(cname, fr.file)
 
@@ -516,3 +521,16 @@ def due_syncs(session: Session, *, now: datetime | None = None) -> list[str]:
         if nxt is not None and nxt <= now:
             due.append(c.name)
     return due
+
+
+def run_due(*, url: str | None = None, now: datetime | None = None, actor: str = "worker") -> list[SyncResult]:
+    """Run every configured sync that is due (manage.py worker, once a minute), one at a time."""
+    with session_scope(url) as s:
+        names = due_syncs(s, now=now)
+    out = []
+    for name in names:
+        try:
+            out.append(run_configured(name, url=url, actor=f"{actor}: sync {name}"))
+        except SyncError as exc:  # removed meanwhile, or its stored mapping no longer parses
+            log.warning("scheduled sync %s did not run: %s", name, exc)
+    return out
