@@ -466,7 +466,7 @@ def overview(session: Session) -> list[dict[str, Any]]:
     for c in session.execute(select(SyncConfig).order_by(SyncConfig.name)).scalars():
         r = runs.get(c.name)
         try:
-            entities = ", ".join(parse_mapping(c.mapping_text).entities)
+            entities = ", ".join(eq.entity for eq in parse_mapping(c.mapping_text).entities.values())
         except MappingError:
             entities = "(mapping unusable)"
         wms = json.loads(r.watermarks) if r else {}
