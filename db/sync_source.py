@@ -269,19 +269,28 @@ def decode_watermark(kind: str, value: str) -> Any:
 # ----------------------------------------------------------------------------- reading
 
 
-def _text_cells(values: tuple, kind: str) -> list[str]:
-    """A column of query values as the text a CSV cell would hold."""
-    types = {type(v) for v in values if v is not None}
+def _text_array(values: tuple, kind: str) -> Any:
+    """A column of query values as an Arrow array of the text a CSV cell would hold."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     escape = kind in ("text", "email", "json")  # the importer drops one leading ' (export's escape)
-    if types <= {str}:
+    try:  # text (and NULL) only: converted by Arrow, no Python per value
+        arr = pa.array(values, type=pa.string(), from_pandas=False)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        arr = None
+    if arr is not None:  # (bytes that are UTF-8 are taken as text; others are decoded below)
         if escape:
-            return ["" if v is None else ("'" + v if v[:1] == "'" else v) for v in values]
-        return ["" if v is None else v for v in values]
+            quoted = pc.starts_with(arr, "'")
+            if pc.any(quoted).as_py():
+                arr = pc.if_else(quoted, pc.binary_join_element_wise("'", arr, ""), arr)
+        return pc.fill_null(arr, "")
+    types = {type(v) for v in values if v is not None}
     if types <= {int}:
-        return ["" if v is None else str(v) for v in values]
+        return pc.fill_null(pc.cast(pa.array(values, type=pa.int64()), pa.string()), "")
     if types <= {datetime} and kind != "date":
-        return ["" if v is None else v.isoformat() for v in values]
-    return [_cell(v, kind, escape) for v in values]
+        return pa.array(["" if v is None else v.isoformat() for v in values], type=pa.string())
+    return pa.array([_cell(v, kind, escape) for v in values], type=pa.string())
 
 
 def _cell(v: Any, kind: str, escape: bool) -> str:
@@ -384,12 +393,7 @@ class QuerySource:
                     self._track(cols[wm_idx])
                 start = self.rows_read + 1
                 self.rows_read += len(rows)
-                table = pa.table(
-                    {
-                        h: pa.array(_text_cells(cols[i], k), type=pa.string())
-                        for h, i, k in zip(header, take, kinds, strict=True)
-                    }
-                )
+                table = pa.table({h: _text_array(cols[i], k) for h, i, k in zip(header, take, kinds, strict=True)})
                 del rows, cols
                 if self.progress:
                     self.progress(eq.entity, self.rows_read)

@@ -242,6 +242,19 @@ def test_an_unusable_source_is_a_clear_message_without_the_password(
         assert "Pw-Unreachable" not in json.dumps([run.source, run.message, run.sync_key])
 
 
+def test_a_query_the_source_refuses_is_named_and_writes_nothing(pg_source, empty_db: str) -> None:
+    mapping = parse_mapping(
+        pg_source.mapping.replace(f"FROM {pg_source.where}.usage", f"FROM {pg_source.where}.usage_gone")
+    )
+    res = run_sync(pg_source.url, mapping, url=empty_db)
+    assert res.status == "failed"
+    assert res.message.startswith("the source refused the events query: ")
+    assert f'relation "{pg_source.where}.usage_gone" does not exist' in res.message
+    assert res.message.endswith("; nothing was written")
+    assert synced_counts(empty_db) == {"team": 0, "accounts": 0, "events": 0}  # team and accounts rolled back too
+    assert table_count(empty_db, SyncWatermark) == 0
+
+
 def test_a_second_full_run_changes_nothing(source_kind_pg_or_maria, empty_db: str) -> None:
     src = source_kind_pg_or_maria
     mapping = parse_mapping(src.mapping)
