@@ -158,6 +158,8 @@ def run_sync(
                     sources[cname] = QuerySource(
                         eq, conn, wm, secrets, batch_rows=batch_rows, progress=progress, on_batch=on_batch
                     )
+                if "events.csv" in sources:  # a large load into PostgreSQL builds its indexes once, at the end
+                    sources["events.csv"].source_size = sources["events.csv"].estimate_rows()
 
                 def keep_watermarks(session: Session) -> None:
                     _store_watermarks(session, key, mapping, sources, stored, full=full)

@@ -335,7 +335,26 @@ class QuerySource:
     seen_max: Any = None
     _kind_by_col: dict[str, str] = field(default_factory=dict)
 
-    source_size = 0  # db/uploads.py source_size: nothing to measure in bytes
+    # What the importer takes for the source's size and the bytes read so far (db/uploads.py
+    # source_size, on_bytes) are rows here: the expected rows (estimate_rows) and rows read,
+    # which is what it needs to tell a large load (db/importer.py _large_pg_load).
+    source_size = 0
+
+    def estimate_rows(self) -> int:
+        """About how many rows the query returns: PostgreSQL's planner estimate (EXPLAIN, no
+        rows read), else 0 (unknown)."""
+        from sqlalchemy import text
+
+        if self.connection.dialect.name != "postgresql":
+            return 0
+        params = {"watermark": self.watermark_value} if self.eq.uses_watermark else {}
+        try:
+            with self.connection.begin_nested():
+                plan = self.connection.execute(text("EXPLAIN (FORMAT JSON) " + self.eq.query), params).scalar()
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            return max(int(plan[0]["Plan"]["Plan Rows"]), 0)
+        except Exception:  # noqa: BLE001 - no estimate: the query itself reports any problem
+            return 0
 
     def chunks(self, name: str, report: Any, *, chunk_rows: int, on_bytes: Any = None) -> Iterator[Any]:
         """The query's rows in batches as Chunk objects (text cells, row numbers from 1)."""
@@ -397,6 +416,8 @@ class QuerySource:
                 del rows, cols
                 if self.progress:
                     self.progress(eq.entity, self.rows_read)
+                if on_bytes:
+                    on_bytes(self.rows_read)
                 yield Chunk(header, np.arange(start, start + table.num_rows), table=table)
                 if self.on_batch:
                     self.on_batch(eq.entity, self.rows_read)
