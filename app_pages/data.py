@@ -202,15 +202,25 @@ else:
             hide_index=True,
             key="sources",
             column_config={
-                "last_run": st.column_config.DatetimeColumn("Last run (UTC)", format="YYYY-MM-DD HH:mm"),
-                "rows_read": st.column_config.NumberColumn("Rows read", format="localized"),
-                "rows_written": st.column_config.NumberColumn("Rows written", format="localized"),
-                "problems": st.column_config.NumberColumn("Problems", format="localized"),
+                "name": st.column_config.TextColumn("Sync", width="small"),
+                "source": st.column_config.TextColumn("Source (password hidden)", width="medium"),
+                "mapping": st.column_config.TextColumn("Mapping", width="small"),
+                "schedule": st.column_config.TextColumn("Schedule (UTC)", width="small"),
+                "last_run": st.column_config.DatetimeColumn("Last run (UTC)", format="YYYY-MM-DD HH:mm", width="small"),
+                "status": st.column_config.TextColumn("Status", width="small"),
+                "rows_read": st.column_config.NumberColumn("Rows read", format="localized", width="small"),
+                "rows_written": st.column_config.NumberColumn("Rows written", format="localized", width="small"),
+                "watermark": st.column_config.TextColumn("Watermark", width="medium"),
+                "problems": st.column_config.NumberColumn("Problems", format="localized", width="small"),
             },
         )
         by_name = {r["name"]: r for r in syncs}
         chosen = st.selectbox("Sync", list(by_name), key="source_chosen")
         r = by_name[chosen]
+        st.caption(
+            f"Source: {md(r['source'])} · mapping: {md(r['mapping'])} · schedule: {md(r['schedule'])}"
+            + (f" · watermark: {md(r['watermark'])}" if r["watermark"] else "")
+        )
         if r["message"]:
             st.caption(f"Last run: {md(r['message'])}")
         if r["problem_list"]:
