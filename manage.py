@@ -458,15 +458,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     sync by --name, or configure one (--save, --remove, --list)."""
     from db.session import session_scope
     from db.settings_store import init_db
-    from db.sync import (
-        SyncError,
-        load_mapping,
-        overview,
-        remove_sync,
-        run_configured,
-        run_sync,
-        save_sync,
-    )
+    from db.sync import SyncError, load_mapping, run_sync
+    from db.sync_config import overview, remove_sync, run_configured, save_sync
     from db.sync_source import masked_url
 
     handler = logging.StreamHandler(sys.stderr)
@@ -644,7 +637,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     def syncs() -> None:
         # Configured syncs whose schedule (a crontab line, UTC) came round: db/sync.py due_syncs.
-        from db.sync import run_due
+        from db.sync_config import run_due
 
         for r in run_due():
             log.info("sync %s: %s: %s", r.sync_name, r.status, r.message)

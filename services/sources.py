@@ -7,7 +7,8 @@ import logging
 from typing import Any
 
 from db.session import session_scope
-from db.sync import SyncError, SyncResult, overview, run_configured
+from db.sync import SyncError, SyncResult
+from db.sync_config import overview, run_configured
 from services.access import User, require_admin
 
 __all__ = ["SyncError", "run_source_now", "sources_overview"]

@@ -8,7 +8,7 @@ import pytest
 
 from db.models import Account
 from db.session import session_scope
-from db.sync import save_sync
+from db.sync_config import save_sync
 from tests.conftest import AS_OF
 from tests.pages import button, metrics, open_page, table_with, texts, unescape
 from tests.services import count

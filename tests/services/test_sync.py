@@ -19,16 +19,8 @@ import engine
 from db import facts as q
 from db.models import Account, ChangeLog, Event, ImportRun, SyncConfig, SyncRun, SyncWatermark, TeamMember
 from db.session import get_engine, session_scope
-from db.sync import (
-    MappingError,
-    SyncError,
-    due_syncs,
-    parse_mapping,
-    run_configured,
-    run_due,
-    run_sync,
-    save_sync,
-)
+from db.sync import MappingError, SyncError, parse_mapping, run_sync
+from db.sync_config import due_syncs, run_configured, run_due, save_sync
 from db.sync_source import masked_url, scrub
 from tests.services.sync_sources import (
     T0,
