@@ -271,6 +271,42 @@ def source_kind_pg_or_maria(request):
         yield src
 
 
+def test_a_large_load_from_postgresql_builds_the_indexes_at_the_end(pg_source, empty_db: str, monkeypatch) -> None:
+    """The source's planner estimate tells the importer a large load is coming (into
+    PostgreSQL it then drops the secondary event indexes and rebuilds them once); repeated
+    rows are still skipped."""
+    from db import importer
+    from db.bulk import secondary_event_indexes
+    from tests.services.sync_sources import events as make_events
+
+    monkeypatch.setattr(importer, "LARGE_LOAD_EVENTS", 40)
+    dropped: list[list[str]] = []
+    real_drop = importer.drop_event_indexes
+
+    def spy(session):
+        out = real_drop(session)
+        dropped.append([i.name for i in out])
+        return out
+
+    monkeypatch.setattr(importer, "drop_event_indexes", spy)
+    pg_source.run(f"ANALYZE {pg_source.where}.usage")  # the planner's estimate: 60 rows
+    pg_source.add_events(make_events(10, 5))  # 5 repeats of rows already there
+    res = run_sync(pg_source.url, parse_mapping(pg_source.mapping), url=empty_db, batch_rows=20)
+    assert res.status == "synced", res.message
+    fr = res.report.files["events.csv"]
+    assert (res.rows_read["events"], fr.inserted, fr.duplicates_skipped) == (65, 60, 5)
+    assert synced_counts(empty_db)["events"] == 60
+    dialect = get_engine(empty_db).dialect.name
+    want = sorted(ix.name for ix in secondary_event_indexes(dialect))
+    if dialect == "postgresql":
+        assert [sorted(d) for d in dropped] == [want]
+    else:
+        assert dropped == []  # SQLite keeps maintaining its indexes
+    from sqlalchemy import inspect
+
+    assert want == sorted(i["name"] for i in inspect(get_engine(empty_db)).get_indexes("events") if i["name"] in want)
+
+
 def test_a_dry_run_writes_nothing_and_keeps_no_watermark(pg_source, empty_db: str) -> None:
     res = run_sync(pg_source.url, parse_mapping(pg_source.mapping), url=empty_db, dry_run=True)
     assert res.status == "dry run"
