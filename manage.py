@@ -453,6 +453,135 @@ def cmd_snapshot_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Sync from a SQL source (db/sync.py): a run from --source and --mapping, a configured
+    sync by --name, or configure one (--save, --remove, --list)."""
+    from db.session import session_scope
+    from db.settings_store import init_db
+    from db.sync import SyncError, load_mapping, run_sync
+    from db.sync_config import overview, remove_sync, run_configured, save_sync
+    from db.sync_source import masked_url
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineLog())
+    for name in ("db.importer", "db.sync"):
+        lg = logging.getLogger(name)
+        lg.addHandler(handler)
+        lg.propagate = False
+    modes = [bool(args.save), bool(args.remove), bool(args.list), bool(args.name)]
+    if sum(modes) > 1:
+        print("error: give only one of --save, --remove, --list and --name", file=sys.stderr)
+        return 2
+    init_db()
+    try:
+        if args.list:
+            with session_scope() as s:
+                rows = overview(s)
+            if args.format == "json":
+                print(
+                    json.dumps(
+                        [{k: v for k, v in r.items() if k != "mapping_text"} for r in rows], indent=2, default=str
+                    )
+                )
+            for r in rows if args.format == "text" else []:
+                when = r["last_run"].strftime("%Y-%m-%d %H:%M UTC") if r["last_run"] else "never"
+                print(
+                    f"{r['name']}: {r['source']} | {r['mapping']} | schedule {r['schedule']} | last run {when}: {r['status']}"
+                )
+                if r["last_run"]:
+                    print(
+                        f"  {r['rows_read']:,} read, {r['rows_written']:,} written, {r['problems']:,} problem(s)"
+                        + (f"; watermark {r['watermark']}" if r["watermark"] else "")
+                    )
+            if not rows and args.format == "text":
+                print("no configured syncs (manage.py sync --save NAME --source URL --mapping FILE)")
+            return 0
+        if args.remove:
+            with session_scope() as s:
+                remove_sync(s, actor=args.actor, name=args.remove)
+            print(f"removed the sync {args.remove}")
+            return 0
+        if args.save:
+            if not args.source or not args.mapping:
+                print("error: --save needs --source and --mapping", file=sys.stderr)
+                return 2
+            mapping = load_mapping(args.mapping)
+            with session_scope() as s:
+                save_sync(
+                    s,
+                    actor=args.actor,
+                    name=args.save,
+                    source_url=args.source,
+                    mapping_text=mapping.text,
+                    mapping_path=str(Path(args.mapping).resolve()),
+                    schedule=args.schedule or "",
+                )
+            print(f"saved the sync {args.save}: {masked_url(args.source)}, schedule {args.schedule or 'by hand'}")
+            if ":" in (args.source.split("@", 1)[0].split("://", 1)[-1]) and "${" not in args.source:
+                print(
+                    "note: the password is stored in the database (and in an export's backup); "
+                    "write it as ${VAR} to read it from the environment instead",
+                    file=sys.stderr,
+                )
+            return 0
+        progress = None
+        if not args.quiet:
+
+            def progress(entity: str, rows: int) -> None:
+                print(f"sync {entity}: {rows:,} rows read", file=sys.stderr, flush=True)
+
+        common = {"dry_run": args.dry_run, "full": args.full, "actor": args.actor, "progress": progress}
+        if args.batch_rows:
+            common["batch_rows"] = args.batch_rows
+        if args.name:
+            if args.source or args.mapping:
+                print("error: --name runs a configured sync: give no --source or --mapping", file=sys.stderr)
+                return 2
+            result = run_configured(args.name, **common)
+        else:
+            if not args.source or not args.mapping:
+                print("error: give --source URL and --mapping FILE, or --name NAME", file=sys.stderr)
+                return 2
+            result = run_sync(args.source, load_mapping(args.mapping), **common)
+    except SyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.problems_csv and result.report and result.report.problems:
+        result.report.problems_frame().to_csv(args.problems_csv, index=False)
+    if args.format == "json":
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+        return 0 if result.ok else 1
+    print(f"source: {result.source}")
+    if result.report is not None:
+        summary = result.report.summary_frame().rename(columns={"file": "query"})
+        summary.insert(1, "rows read", [result.rows_read.get(q.split(" ")[0], 0) for q in summary["query"]])
+        print(summary.drop(columns=["rows"]).to_string(index=False))
+        for w in result.report.warnings:
+            print(f"warning: {w}")
+        if result.report.problems:
+            print(f"\n{result.report.problem_count:,} problem(s); nothing was written:")
+            for p in result.report.problems:
+                print(f"  {p}")
+            if result.report.problem_count > len(result.report.problems):
+                print(f"  ... and {result.report.problem_count - len(result.report.problems):,} more of the same kinds")
+    for entity, w in result.watermarks.items():
+        print(
+            f"watermark {entity}.{w['column']}: {w['value']}"
+            + (
+                ""
+                if result.status == "synced"
+                else " (unchanged)"
+                if result.status != "dry run"
+                else " (not stored: dry run)"
+            )
+        )
+    if result.status == "failed":
+        print(f"\nerror: {result.message}", file=sys.stderr)
+    else:
+        print(f"\n{result.message} ({result.seconds:.1f} s)")
+    return 0 if result.ok else 1
+
+
 def cmd_notify(args: argparse.Namespace) -> int:
     from db.settings_store import init_db
     from services.analytics import today
@@ -506,10 +635,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if r.sent or r.failed:
             log.info("retries: %d sent, %d failed", r.sent, r.failed)
 
+    def syncs() -> None:
+        # Configured syncs whose schedule (a crontab line, UTC) came round: db/sync.py due_syncs.
+        from db.sync_config import run_due
+
+        for r in run_due():
+            log.info("sync %s: %s: %s", r.sync_name, r.status, r.message)
+
     sched = BlockingScheduler(timezone="UTC")
     sched.add_job(daily, CronTrigger(hour=hour, minute=minute, timezone="UTC"), max_instances=1, coalesce=True)
     sched.add_job(retries, "interval", minutes=args.retry_minutes, max_instances=1, coalesce=True)
-    print(f"worker: notify daily at {hour:02d}:{minute:02d} UTC, retries every {args.retry_minutes} min (Ctrl-C stops)")
+    sched.add_job(syncs, "interval", minutes=1, max_instances=1, coalesce=True)
+    print(
+        f"worker: notify daily at {hour:02d}:{minute:02d} UTC, retries every {args.retry_minutes} min, "
+        "configured syncs on their schedules (Ctrl-C stops)"
+    )
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         sched.start()
     return 0
@@ -706,7 +846,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print what would be sent; store and send nothing")
     s.set_defaults(func=cmd_notify)
 
-    s = sub.add_parser("worker", help="keep running: notify daily at a time, deliver retries in between")
+    s = sub.add_parser(
+        "sync",
+        help="read the contract's entities from a SQL source (PostgreSQL, MariaDB, Snowflake, BigQuery, ...) and import "
+        "them atomically; incremental by watermark",
+    )
+    s.add_argument(
+        "--source",
+        metavar="URL",
+        help="SQLAlchemy URL of the source, e.g. postgresql+psycopg://user:${SOURCE_PASSWORD}@host/db "
+        "(${VAR} is read from the environment; the password is never printed)",
+    )
+    s.add_argument(
+        "--mapping", metavar="FILE", help="TOML: one table per entity with its query (README: Sync from a warehouse)"
+    )
+    s.add_argument("--name", help="run the configured sync NAME")
+    s.add_argument(
+        "--save", metavar="NAME", help="configure (add or replace) the sync NAME from --source, --mapping, --schedule"
+    )
+    s.add_argument("--schedule", help="with --save: a crontab line in UTC (e.g. '0 2 * * *'), run by manage.py worker")
+    s.add_argument("--remove", metavar="NAME", help="remove the configured sync NAME and its watermarks")
+    s.add_argument("--list", action="store_true", help="list the configured syncs and their last runs")
+    s.add_argument("--dry-run", action="store_true", help="read and validate, write nothing (watermarks unchanged)")
+    s.add_argument("--full", action="store_true", help="read everything: bind the lowest value to :watermark")
+    s.add_argument("--actor", default="cli", help="who is syncing (recorded in the import log and change log)")
+    s.add_argument("--batch-rows", type=int, default=0, help="rows fetched per batch (default 50,000)")
+    s.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
+    s.add_argument("--problems-csv", help="also write the problem list to this CSV file")
+    s.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    s.set_defaults(func=cmd_sync)
+
+    s = sub.add_parser(
+        "worker",
+        help="keep running: notify daily at a time, deliver retries in between, run configured syncs on their schedules",
+    )
     s.add_argument("--at", type=_hhmm, default=(7, 0), help="time of the daily run, HH:MM UTC (default 07:00)")
     s.add_argument("--retry-minutes", type=int, default=5, help="how often to deliver retries (default 5)")
     s.set_defaults(func=cmd_worker)

@@ -18,6 +18,7 @@ from db.importer import SPECS
 from services.access import PermissionDenied
 from services.data import ImportFailed, data_quality, export_all, import_history, run_import
 from services.demo_data import remove_demo
+from services.sources import SyncError, run_source_now, sources_overview
 
 log = logging.getLogger(__name__)
 user = context.user()
@@ -161,6 +162,107 @@ if report is not None:
                 "reason": st.column_config.TextColumn("Problem", width="large"),
             },
         )
+
+st.subheader("Sources")
+if not user.is_admin:
+    st.caption(f"Only admins see and run the syncs from SQL sources (you are signed in as {md(user.role)}).")
+else:
+    syncs = sources_overview(user)
+    if not syncs:
+        st.caption(
+            "No sync from a SQL source is configured. Configure one with `python manage.py sync --save NAME "
+            "--source URL --mapping FILE [--schedule CRON]` (README: Sync from a warehouse)."
+        )
+    else:
+        st.caption(
+            "Syncs read the data contract's entities from a warehouse or database with SQL and import them as a "
+            "file import does: one transaction, nothing written if any row is invalid. Passwords are never shown."
+        )
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        k: r[k]
+                        for k in (
+                            "name",
+                            "source",
+                            "mapping",
+                            "schedule",
+                            "last_run",
+                            "status",
+                            "rows_read",
+                            "rows_written",
+                            "watermark",
+                            "problems",
+                        )
+                    }
+                    for r in syncs
+                ]
+            ),
+            hide_index=True,
+            key="sources",
+            column_config={
+                "name": st.column_config.TextColumn("Sync", width="small"),
+                "source": st.column_config.TextColumn("Source (password hidden)", width="medium"),
+                "mapping": st.column_config.TextColumn("Mapping", width="small"),
+                "schedule": st.column_config.TextColumn("Schedule (UTC)", width="small"),
+                "last_run": st.column_config.DatetimeColumn("Last run (UTC)", format="YYYY-MM-DD HH:mm", width="small"),
+                "status": st.column_config.TextColumn("Status", width="small"),
+                "rows_read": st.column_config.NumberColumn("Rows read", format="localized", width="small"),
+                "rows_written": st.column_config.NumberColumn("Rows written", format="localized", width="small"),
+                "watermark": st.column_config.TextColumn("Watermark", width="medium"),
+                "problems": st.column_config.NumberColumn("Problems", format="localized", width="small"),
+            },
+        )
+        by_name = {r["name"]: r for r in syncs}
+        chosen = st.selectbox("Sync", list(by_name), key="source_chosen")
+        r = by_name[chosen]
+        st.caption(
+            f"Source: {md(r['source'])} · mapping: {md(r['mapping'])} · schedule: {md(r['schedule'])}"
+            + (f" · watermark: {md(r['watermark'])}" if r["watermark"] else "")
+        )
+        if r["message"]:
+            st.caption(f"Last run: {md(r['message'])}")
+        if r["problem_list"]:
+            st.dataframe(
+                pd.DataFrame(r["problem_list"]).rename(columns={"file": "query"}),
+                hide_index=True,
+                key="source_problems",
+                column_config={
+                    "row": st.column_config.NumberColumn(
+                        "Row", format="%d", help="Row of the query's result (the first is 1; 0: the query's columns)"
+                    )
+                },
+            )
+        with st.expander("Mapping", icon=":material/description:"):
+            st.code(r["mapping_text"], language="toml")
+        if st.button("Run now", icon=":material/sync:", key="source_run", type="primary"):
+            bar = st.progress(0.0, text="Connecting to the source…")
+
+            def sync_progress(entity: str, rows: int) -> None:
+                bar.progress(0.5, text=f"{entity}: {rows:,} rows read")
+
+            try:
+                result = run_source_now(user, chosen, progress=sync_progress)
+            except (PermissionDenied, SyncError) as exc:
+                bar.empty()
+                st.error(md(exc), icon=":material/error:")
+            except Exception:  # the page boundary: the log gets the traceback, the user a message
+                log.exception("the sync %s on the Data page failed", chosen)
+                bar.empty()
+                st.error(
+                    "The sync stopped on an unexpected error; nothing was written. The details are in the server log."
+                )
+            else:
+                st.session_state["source_result"] = (chosen, result.status, result.message)
+                st.rerun()
+        if done := st.session_state.pop("source_result", None):
+            name, status, message = done
+            shown = f"{md(name)}: {md(message)}"
+            if status in ("synced", "dry run"):
+                st.success(shown, icon=":material/check_circle:")
+            else:
+                st.error(shown, icon=":material/error:")
 
 if held.has_demo:
     st.subheader("Demo data")

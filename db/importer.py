@@ -340,6 +340,9 @@ def _read_chunks(
     again from its start and yields the records from that block on, so the records, row
     numbers and problems are exactly the reference reader's (tests/db/test_bulk_import.py
     compares them)."""
+    if hasattr(source, "chunks"):  # rows of a query (db/sync_source.py QuerySource), not a file
+        yield from source.chunks(name, report, chunk_rows=chunk_rows, on_bytes=on_bytes)
+        return
     state = {"next_line": 0, "header_done": False}
     try:
         yield from _arrow_chunks(name, source, report, chunk_rows=chunk_rows, on_bytes=on_bytes, state=state)
@@ -920,12 +923,15 @@ def import_files(
     progress: ProgressFn | None = None,
     source: str = "",
     first_step: Callable[[Session, bool], Any] | None = None,
+    last_step: Callable[[Session], Any] | None = None,
 ) -> ImportReport:
     """Validate and import the given contract files atomically; see the module docstring.
 
     first_step(session, dry_run) runs in the import's transaction before anything is read
     (services/demo_data.py removes the demo portfolio there); for a dry run it may return an
     object with `accounts` and `team` key sets the validation treats as absent.
+    last_step(session) runs in the transaction just before a real import without problems
+    commits (db/sync.py stores the sync's watermarks there, so they commit with the rows).
 
     A dry run only reads (no write lock, no row lock). A real import takes the import lock
     first; raises ImportBusy if another import holds it and ImportFailed (a message for the
@@ -987,6 +993,8 @@ def import_files(
                 report.written = report.ok and not dry_run
                 if report.written:
                     bump_data_version(session)
+                    if last_step:
+                        last_step(session)
                     import_lock.finish_run(session, run_id, report, "imported")
                     session.commit()
                     status = "imported"

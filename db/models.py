@@ -393,6 +393,68 @@ class ImportRun(SQLModel, table=True):
     problems: int = Field(default=0)
 
 
+class SyncConfig(SQLModel, table=True):
+    """A configured sync from a SQL source (db/sync.py): its source URL (which may hold a
+    password or ${VAR} references to the environment: shown masked only), its mapping (the
+    TOML text, copied when saved) and its schedule (a crontab line, UTC; empty: by hand)."""
+
+    __tablename__ = "syncs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    source_url: str = Field(sa_column=Column(Text, nullable=False))
+    mapping_path: str = Field(default="", max_length=1000)  # where the mapping was read from (shown only)
+    mapping_text: str = Field(sa_column=Column(Text, nullable=False))
+    schedule: str = Field(default="", max_length=100)
+    created_by: str = Field(max_length=254)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    version: int = Field(default=1)
+
+
+class SyncRun(SQLModel, table=True):
+    """One run of a sync (configured or given on the command line): what it read and wrote."""
+
+    __tablename__ = "sync_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sync_key: str = Field(max_length=300, index=True)  # as SyncWatermark.sync_key
+    sync_name: str | None = Field(default=None, max_length=100, index=True)
+    source: str = Field(default="", max_length=500)  # the URL with its password hidden
+    actor: str = Field(max_length=254)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    status: str = Field(max_length=20)  # running | synced | rejected | failed | dry run
+    dry_run: bool = Field(default=False)
+    full: bool = Field(default=False)
+    rows_read: int = Field(default=0)
+    rows_written: int = Field(default=0)
+    # JSON: per entity {rows_read, inserted, updated, unchanged, duplicates_skipped, problems}.
+    entities: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    # JSON: per entity {column, kind, value} after the run (the stored ones if it wrote nothing).
+    watermarks: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    problems: int = Field(default=0)
+    # JSON list of the first problems, as the import reports them (entity, row, column, value, reason).
+    problem_list: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class SyncWatermark(SQLModel, table=True):
+    """The highest watermark value a sync's entity query has seen in a run that committed."""
+
+    __tablename__ = "sync_watermarks"
+    __table_args__ = (UniqueConstraint("sync_key", "entity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "sync:NAME" for a configured sync, "source:URL" (password hidden) for one given on the command line
+    sync_key: str = Field(max_length=300)
+    entity: str = Field(max_length=20)
+    column: str = Field(max_length=100)
+    kind: str = Field(max_length=20)  # datetime | date | int | float | decimal | str
+    value: str = Field(max_length=100)  # ISO 8601 for dates and times, else the number or text
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class Meta(SQLModel, table=True):
     """Small key/value facts about the database (data version for cache invalidation)."""
 

@@ -239,6 +239,8 @@ def open_source(source: Path | bytes | ZipMember) -> tuple[BinaryIO, int, int | 
 
 
 def source_size(source: Source) -> int:
+    if hasattr(source, "source_size"):  # rows of a query (db/sync_source.py): no bytes to count
+        return int(source.source_size)
     if isinstance(source, ZipMember):
         return source.size
     if isinstance(source, Refused):

@@ -124,7 +124,7 @@ def test_upgrading_the_previous_release_keeps_all_data(unmigrated_db: str) -> No
         )
     before = counts(url)
 
-    assert migrate(url) == "0004"
+    assert migrate(url) == "0005"
 
     assert counts(url) == before
     with engine.connect() as c:
@@ -427,6 +427,6 @@ def test_retry_migrates_a_recreated_empty_database(small_db: str, monkeypatch: p
     _retry(at)
     # Retry ran the migrations: the schema is back at head, and the page is no error page.
     with get_engine(small_db).connect() as c:
-        assert MigrationContext.configure(c).get_current_revision() == "0004"
+        assert MigrationContext.configure(c).get_current_revision() == "0005"
     assert {"team_members", "accounts", "checklist_items"} <= set(inspect(get_engine(small_db)).get_table_names())
     assert "The database is unavailable" not in [t.value for t in at.title]

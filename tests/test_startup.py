@@ -160,11 +160,11 @@ def test_migrate_brings_a_behind_database_to_head(unmigrated_db: str) -> None:
     assert current_revision(unmigrated_db) == "0001"
     assert "done_at" not in {c["name"] for c in inspect(get_engine(unmigrated_db)).get_columns("checklist_items")}
 
-    assert migrate(unmigrated_db) == head_revision() == "0004"
-    assert current_revision(unmigrated_db) == "0004"
+    assert migrate(unmigrated_db) == head_revision() == "0005"
+    assert current_revision(unmigrated_db) == "0005"
     dispose_engine(unmigrated_db)
     assert "done_at" in {c["name"] for c in inspect(get_engine(unmigrated_db)).get_columns("checklist_items")}
-    assert migrate(unmigrated_db) == "0004"  # and at head it stays there
+    assert migrate(unmigrated_db) == "0005"  # and at head it stays there
 
 
 def test_migrate_creates_a_new_database(unmigrated_db: str) -> None:

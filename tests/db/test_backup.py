@@ -110,6 +110,17 @@ def full_db(small_db: str) -> str:
     )
     snapshot(url=url, as_of=AS_OF)
     assert import_files({"team.csv": b"email,name,role\nnew.csm@example.com,New CSM,csm\n"}, url=url).ok
+    # A configured sync, its run and its watermark (a DuckDB source in memory).
+    from db.sync_config import run_configured, save_sync
+
+    mapping = (
+        "[team]\nquery = \"SELECT 'sync.csm@example.com' AS email, 'Sync CSM' AS name, 'csm' AS role, "
+        "TIMESTAMP '2026-06-01 10:00:00' AS changed FROM range(1) WHERE TIMESTAMP '2026-06-01' > :watermark\"\n"
+        'watermark = "changed"\n'
+    )
+    with session_scope(url) as s:
+        save_sync(s, actor=ADMIN, name="crm", source_url="duckdb:///:memory:", mapping_text=mapping)
+    assert run_configured("crm", url=url).status == "synced"
     rows = table_rows(url)
     empty = [t for t, r in rows.items() if not r]
     assert not empty, f"the fixture leaves tables empty, so their backup is not tested: {empty}"

@@ -222,7 +222,7 @@ def test_migration_0003_up_and_down(unmigrated_db: str) -> None:
         command.upgrade(cfg, "0002")
     all_three = {"ix_events_account_ts", *EVENTS_ANALYTICS_INDEXES}
     assert set(index_defs(url)) == all_three
-    assert migrate(url) == "0004"
+    assert migrate(url) == "0005"
     expected = set(model_indexes(engine.dialect.name))
     assert set(index_defs(url)) == expected
     assert expected == (all_three if engine.dialect.name == "postgresql" else {"ix_events_account_ts"})
@@ -231,7 +231,7 @@ def test_migration_0003_up_and_down(unmigrated_db: str) -> None:
         command.downgrade(cfg, "0002")
     assert set(index_defs(url)) == all_three
     assert index_defs(url)["ix_events_ts_account_user"] == ["ts", "account_id", "user_id"]
-    assert migrate(url) == "0004"
+    assert migrate(url) == "0005"
     assert set(index_defs(url)) == expected
 
 
