@@ -247,9 +247,7 @@ def _stopped(report: Any, name: str, row: int, exc: BaseException, *, what: str)
             "per file; reading of this file stopped here"
         )
     elif isinstance(exc, gzip.BadGzipFile | zlib.error | EOFError):
-        reason = (
-            f"the gzip stream is damaged or not gzip ({exc or 'it ends too early'}); reading of this file stopped here"
-        )
+        reason = f"the gzip stream is damaged or not gzip ({str(exc) or 'it ends too early'}); reading of this file stopped here"
     else:
         reason = f"the {what} cannot be read ({exc}); reading of this file stopped here"
     _problem(report, name, row, "", "", reason)
@@ -529,9 +527,7 @@ def _parquet_chunks(
             for c in header:
                 t = given.field(by_name[c]).type
                 if _as_text(pa.array([], t), kinds[c]) is None:
-                    _problem(
-                        report, name, 0, c, "", f"the column's type is {t}; expected {EXPECTED_TYPES[kinds[c]]}"
-                    )
+                    _problem(report, name, 0, c, "", f"the column's type is {t}; expected {EXPECTED_TYPES[kinds[c]]}")
                     problems += 1
             unknown = [f.name for f in given if f.name.strip().lower() not in spec]
             if unknown:
