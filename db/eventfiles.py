@@ -177,6 +177,8 @@ def _problem(report: Any, name: str, row: int, column: str, value: str, reason: 
 def _escaped(value: str) -> str:
     """The cell as export writes it: a value that starts with ' gets one more (the
     validation drops exactly one), so it is stored as given."""
+    if not value or (value[0] != "'" and not value[0].isspace()):
+        return value
     return "'" + value if value.lstrip().startswith("'") else value
 
 
@@ -356,6 +358,30 @@ def _track_row(
         _problem(report, name, line_no, "", body[:80], "not a JSON object (one Segment call a line)")
         return None
     kind = call.get("type", "track")
+    if kind == "track":  # the usual call, every value of the expected kind: its cells at once
+        event, ts, props = call.get("event"), call.get("timestamp"), call.get("properties")
+        if account_property:
+            account = props.get(account_property) if type(props) is dict else None
+        else:
+            context = call.get("context")
+            account = context.get("groupId") if type(context) is dict else None
+        user = call.get("userId")
+        if user is None or user == "":
+            user = call.get("anonymousId")
+        if (
+            type(event) is str
+            and type(ts) is str
+            and type(account) is str
+            and (user is None or type(user) is str)
+            and (props is None or type(props) is dict)
+        ):
+            return [
+                _escaped(account),
+                _escaped(event),
+                ts,
+                "" if user is None else _escaped(user),
+                "" if props is None else json.dumps(props, ensure_ascii=False),
+            ]
     if not isinstance(kind, str):
         _problem(report, name, line_no, "type", str(kind), "must be text (track, identify, page, ...)")
         return None
