@@ -34,6 +34,7 @@ import json
 import re
 import shutil
 import tempfile
+import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -250,6 +251,8 @@ def _stopped(report: Any, name: str, row: int, exc: BaseException, *, what: str)
         )
     elif isinstance(exc, gzip.BadGzipFile | zlib.error | EOFError):
         reason = f"the gzip stream is damaged or not gzip ({str(exc) or 'it ends too early'}); reading of this file stopped here"
+    elif isinstance(exc, zipfile.BadZipFile):
+        reason = f"the zip entry is damaged ({exc}); reading of this file stopped here"
     else:
         reason = f"the {what} cannot be read ({exc}); reading of this file stopped here"
     _problem(report, name, row, "", "", reason)
@@ -325,7 +328,15 @@ def _jsonl_chunks(
             f"line too long: more than {max_chars:,} characters (is this a JSON lines file?); "
             "reading of this file stopped here",
         )
-    except (uploads.TooLarge, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
+    except (
+        uploads.TooLarge,
+        OSError,
+        EOFError,
+        zlib.error,
+        zipfile.BadZipFile,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
         _stopped(report, name, line_no + 1, exc, what="file")
     finally:
         raw.close()
@@ -574,5 +585,14 @@ def _parquet_chunks(
                 # Progress (and the importer's estimate of the rows to come) by records read.
                 on_bytes(int(size * done / total))
                 yield Chunk(header, rows, table=table)
-    except (uploads.TooLarge, OSError, EOFError, zlib.error, pa.ArrowException) as exc:
+    except (
+        uploads.TooLarge,
+        OSError,
+        EOFError,
+        zlib.error,
+        zipfile.BadZipFile,
+        RuntimeError,
+        NotImplementedError,
+        pa.ArrowException,
+    ) as exc:
         _stopped(report, name, done + 1, exc, what="Parquet file")

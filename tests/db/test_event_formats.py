@@ -589,3 +589,20 @@ def test_validating_a_jsonl_gzip_bomb_keeps_memory_bounded(empty_db: str, tmp_pa
     grown_mb, reasons = res.stdout.split(" ", 1)
     assert reasons.strip() == "['line too long']"
     assert int(grown_mb) < 60, f"peak RSS grew by {grown_mb} MB while validating the bomb"
+
+
+def test_a_damaged_zip_entry_of_json_lines_is_a_clear_problem(empty_db: str) -> None:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("track.jsonl", events_jsonl())
+    data = bytearray(buf.getvalue())
+    at = data.index(b'"event": "login"') + 11
+    data[at] = ord("X")  # a byte changed after the CRC was computed
+    report = import_files(
+        {"accounts.csv": ACCOUNTS, **files_from_uploads([("x.zip", bytes(data))])}, url=empty_db, dry_run=True
+    )
+    assert [(p.file, p.reason.split(" (")[0]) for p in report.problems] == [
+        ("track.jsonl (as events.csv)", "the zip entry is damaged")
+    ]
