@@ -102,28 +102,41 @@ def cmd_import(args: argparse.Namespace) -> int:
     importer_log.addHandler(handler)
     importer_log.propagate = False
 
-    path = Path(args.dir)
-    is_zip = path.is_file() and path.suffix.lower() == ".zip"
-    if not path.is_dir() and not is_zip:
+    paths = [Path(p) for p in args.dir]
+    path = paths[0]
+    is_zip = len(paths) == 1 and path.is_file() and path.suffix.lower() == ".zip"
+    given_files = len(paths) > 1 or (path.is_file() and not is_zip)  # files one by one (db/eventfiles.py)
+    if not given_files and not path.is_dir() and not is_zip:
         what = "zip file" if path.suffix.lower() == ".zip" else "directory"
         print(f"error: {path} is not a {what}", file=sys.stderr)
         return 1
     init_db()
-    if is_zip:
+    if given_files:
+        from db.eventfiles import files_from_paths
+
+        try:
+            files = files_from_paths(paths, account_property=args.account_property)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    elif is_zip:
         from db.backup import files_from_zip
         from db.importer import files_from_uploads
 
         try:
-            files = files_from_zip(path) or files_from_uploads([(path.name, path.read_bytes())])
+            files = files_from_zip(path) or files_from_uploads(
+                [(path.name, path.read_bytes())], account_property=args.account_property
+            )
         except zipfile.BadZipFile:
             print(f"error: {path} is not a readable zip file", file=sys.stderr)
             return 1
     else:
-        files = files_from_dir(path)
+        files = files_from_dir(path, account_property=args.account_property)
     if not files:
         print(
             f"error: no .csv files in {path}; expected some of team.csv, accounts.csv, events.csv, "
-            "milestones.csv, outcomes.csv, checklist.csv",
+            "milestones.csv, outcomes.csv, checklist.csv (events may also be .jsonl, .ndjson or .parquet files, "
+            "gzipped or not)",
             file=sys.stderr,
         )
         return 1
@@ -138,7 +151,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             actor=args.actor,
             progress=None if args.quiet else _progress_printer("import"),
-            source=str(path),
+            source=", ".join(str(p) for p in paths),
             first_step=step,
         )
     except ImportFailed as exc:  # another import is running, the database is full, ...
@@ -703,8 +716,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "dir",
+        nargs="+",
+        metavar="DIR|FILE",
         help="directory with team.csv, accounts.csv, events.csv, milestones.csv, outcomes.csv, checklist.csv (any "
-        "subset), or a zip of them; a folder or zip written by export (with backup/) is restored into an empty database",
+        "subset), or a zip of them, or those files one by one; events may also be Segment-spec JSON lines "
+        "(.jsonl, .ndjson) or Parquet (.parquet), gzipped or not (.gz); a folder or zip written by export (with "
+        "backup/) is restored into an empty database",
+    )
+    s.add_argument(
+        "--account-property",
+        metavar="NAME",
+        help="JSON lines: read each track call's account from its property NAME instead of context.groupId",
     )
     s.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
     s.add_argument("--actor", default="cli", help="who is importing (recorded in the import log)")

@@ -13,6 +13,7 @@ import streamlit as st
 from components import banner, context
 from components.safe import md
 from components.ui import table
+from db.eventfiles import event_format
 from db.filemap import template_csv
 from db.importer import SPECS
 from services.access import PermissionDenied
@@ -28,7 +29,9 @@ with st.expander("The data contract: which files and columns", icon=":material/d
     st.markdown(
         "CSV files, UTF-8 (a BOM is fine), a header row, one file per entity; any subset can be imported. "
         "Dates are `YYYY-MM-DD`, timestamps ISO 8601 (no offset = UTC). An import is one transaction: if any row is invalid nothing is written. "
-        "Importing the same files again changes nothing. See the README for the details."
+        "Importing the same files again changes nothing. Events can also be Segment-spec JSON lines (track calls; "
+        "the account from `context.groupId` or a property you name) or Parquet with the columns of events.csv, "
+        "gzip-compressed or not. See the README for the details."
     )
     st.dataframe(
         pd.DataFrame(
@@ -65,11 +68,21 @@ if user.mode == "demo":
         icon=":material/lock:",
     )
 uploads = st.file_uploader(
-    "CSV files (team.csv, accounts.csv, events.csv, milestones.csv, outcomes.csv, checklist.csv) or one zip of them",
-    type=["csv", "zip"],
+    "CSV files (team.csv, accounts.csv, events.csv, milestones.csv, outcomes.csv, checklist.csv) or one zip of them; "
+    "events also as Segment JSON lines (.jsonl, .ndjson) or Parquet (.parquet), gzipped (.gz) or not",
+    type=["csv", "zip", "jsonl", "ndjson", "parquet", "gz"],
     accept_multiple_files=True,
     key="uploads",
 )
+account_property = ""
+if any(event_format(f.name) == "jsonl" or f.name.lower().endswith(".zip") for f in uploads or []):
+    account_property = st.text_input(
+        "Account property (JSON lines)",
+        key="account_property",
+        placeholder="context.groupId",
+        help="Leave empty to take each track call's account from context.groupId; or give the name of the "
+        "property that holds the account id (e.g. account_id).",
+    )
 replace_demo = False
 if held.has_demo:
     replace_demo = st.checkbox(
@@ -103,7 +116,14 @@ if (validate or do_import) and uploads:
         bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
     try:
-        report = run_import(user, files, dry_run=bool(validate), progress=progress, replace_demo=replace_demo)
+        report = run_import(
+            user,
+            files,
+            dry_run=bool(validate),
+            progress=progress,
+            replace_demo=replace_demo,
+            account_property=account_property,
+        )
         st.session_state["import_report"] = report
         # Run again so the sidebar's banner (drawn before this page) tells what is shown now.
         rerun = report.written

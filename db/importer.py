@@ -252,20 +252,30 @@ class ImportError_(Exception):
 # ----------------------------------------------------------------------------- sources
 
 
-def files_from_uploads(files: list[tuple[str, bytes]]) -> dict[str, Source]:
+def files_from_uploads(files: list[tuple[str, bytes]], *, account_property: str | None = None) -> dict[str, Source]:
     """Uploaded files (name, bytes); a .zip is expanded to the CSV files inside it (streamed
-    when read, within the limits of db/uploads.py)."""
-    return uploads.expand(files, known=SPECS)
+    when read, within the limits of db/uploads.py). Event files of other formats (JSON lines,
+    Parquet: db/eventfiles.py) are read as events.csv; account_property: see there."""
+    from db.eventfiles import group_event_files
+
+    return group_event_files(uploads.expand(files, known=SPECS), account_property=account_property)
 
 
-def files_from_dir(path: str | Path) -> dict[str, Path]:
-    """The contract's CSV files found in a directory (unknown .csv files are reported)."""
+def files_from_dir(path: str | Path, *, account_property: str | None = None) -> dict[str, Source]:
+    """The contract's CSV files found in a directory (unknown .csv files are reported), and
+    event files of other formats (db/eventfiles.py), read as events.csv."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory")
     from db.backup import backup_files_in_dir
+    from db.eventfiles import event_format, group_event_files
 
-    found = {p.name: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
+    found: dict[str, Source] = {
+        p.name: p
+        for p in sorted(path.iterdir())
+        if p.is_file() and (p.suffix.lower() == ".csv" or event_format(p.name))
+    }
+    found = group_event_files(found, account_property=account_property)
     return {**found, **backup_files_in_dir(path)}  # an export's backup/ folder, if any
 
 
@@ -342,6 +352,13 @@ def _read_chunks(
     compares them)."""
     if hasattr(source, "chunks"):  # rows of a query (db/sync_source.py QuerySource), not a file
         yield from source.chunks(name, report, chunk_rows=chunk_rows, on_bytes=on_bytes)
+        return
+    if isinstance(source, uploads.EventParts):  # JSON lines, Parquet (db/eventfiles.py)
+        from db.eventfiles import event_parts_chunks
+
+        yield from event_parts_chunks(
+            name, source, report, chunk_rows=chunk_rows, on_bytes=on_bytes, read_csv=_read_chunks
+        )
         return
     state = {"next_line": 0, "header_done": False}
     try:

@@ -53,7 +53,24 @@ class Refused:
     reason: str
 
 
-Source = Path | bytes | ZipMember | Refused
+@dataclass(frozen=True)
+class EventParts:
+    """The events of an import given as files of other formats than events.csv (JSON lines,
+    Parquet, gzip-compressed or not; db/eventfiles.py), with an events.csv if one is given
+    too: read one after the other as the one events file of the contract."""
+
+    parts: tuple[tuple[str, Path | bytes | ZipMember], ...]
+    account_property: str | None = None  # JSON lines: the property that holds the account
+
+    @property
+    def size(self) -> int:
+        return sum(source_size(s) for _, s in self.parts)
+
+
+Source = Path | bytes | ZipMember | Refused | EventParts
+
+# Files that can only be events (db/eventfiles.py): Segment-spec JSON lines and Parquet.
+EVENT_SUFFIXES = (".jsonl", ".ndjson", ".parquet", ".jsonl.gz", ".ndjson.gz", ".parquet.gz")
 
 
 def human_size(n: int) -> str:
@@ -180,7 +197,7 @@ def _zip_members(data: bytes, zipname: str) -> list[tuple[str, str, Source, int]
         inner = Path(info.filename).name
         if not info.is_dir() and (member := backup_member(info.filename)):
             inner = member  # an export's backup/ files, streamed like the CSV files
-        elif info.is_dir() or not inner.lower().endswith(".csv") or inner.startswith("."):
+        elif info.is_dir() or not inner.lower().endswith((".csv", *EVENT_SUFFIXES)) or inner.startswith("."):
             continue
         if "__MACOSX" in Path(info.filename).parts:
             continue  # macOS Finder's resource forks
@@ -241,7 +258,7 @@ def open_source(source: Path | bytes | ZipMember) -> tuple[BinaryIO, int, int | 
 def source_size(source: Source) -> int:
     if hasattr(source, "source_size"):  # rows of a query (db/sync_source.py): no bytes to count
         return int(source.source_size)
-    if isinstance(source, ZipMember):
+    if isinstance(source, ZipMember | EventParts):
         return source.size
     if isinstance(source, Refused):
         return 0

@@ -28,8 +28,10 @@ def run_import(
     progress: Any = None,
     url: str | None = None,
     replace_demo: bool = False,
+    account_property: str | None = None,
 ) -> ImportReport:
-    """Validate (dry run) or import uploaded CSV files or a zip of them.
+    """Validate (dry run) or import uploaded CSV files or a zip of them, events also as
+    JSON lines or Parquet (account_property: the JSON lines' property naming the account).
 
     Any team member may validate: it only reads (no write lock), within the upload limits.
     Only admins import. Raises PermissionDenied, or ImportFailed with a message for the user
@@ -39,7 +41,7 @@ def run_import(
     step = ReplaceDemo(user.email) if replace_demo else None  # remove the demo portfolio first
     try:
         report = import_files(
-            files_from_uploads(uploads),
+            files_from_uploads(uploads, account_property=account_property),
             url=url,
             dry_run=dry_run,
             actor=user.email,

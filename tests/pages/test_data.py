@@ -277,3 +277,43 @@ def test_a_file_is_taken_by_its_header_with_suggestions_and_templates_to_downloa
         ["bad_accounts.csv (as accounts.csv)", 3, "name"],
     ]
     assert problems["reason"][0].startswith('unknown segment; did you mean "Mid-Market"?')
+
+
+TRACK_JSONL = (
+    b'{"type":"track","event":"workspace_created","timestamp":"2026-05-02T10:00:00Z","userId":"u1",'
+    b'"properties":{"account":"ACC-T-1","source":"segment"}}\n'
+    b'{"type":"identify","userId":"u1","traits":{"name":"<b>Una</b>"}}\n'
+    b'{"type":"track","event":"login","timestamp":"2026-05-03T10:00:00+02:00","anonymousId":"a-9",'
+    b'"properties":{"account":"ACC-T-2"}}\n'
+)
+
+
+def test_segment_json_lines_are_uploaded_with_the_account_property(small_db: str, use_db) -> None:
+    """A .jsonl of track calls whose account is in a property: without naming it, every call
+    is a problem at context.groupId and nothing is written; named, the events are imported,
+    the identify call skipped and counted."""
+    use_db(small_db)
+    at = open_page("data", query=QUERY)
+    events_before = int(metrics(at)["Events"].replace(",", ""))
+    files = [("accounts.csv", GOOD_ACCOUNTS, "text/csv"), ("track.jsonl", TRACK_JSONL, "application/jsonl")]
+    _upload_and_click(at, files, "Validate (dry run)")
+    problems = table_with(at, "file", "row", "column", "value", "reason")
+    assert problems[["file", "row", "column"]].values.tolist() == [
+        ["track.jsonl (as events.csv)", 1, "context.groupId"],
+        ["track.jsonl (as events.csv)", 3, "context.groupId"],
+    ]
+    assert problems["reason"][0].startswith("missing: the account is read from context.groupId")
+
+    at.text_input(key="account_property").input("account").run()
+    button(at, "Import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.startswith("Imported in") for s in texts(at.success)), texts(at.error)
+    summary = table_with(at, "file", "rows", "inserted")
+    assert {(r.file, r.rows, r.inserted) for r in summary.itertuples()} == {
+        ("accounts.csv", 2, 2),
+        ("track.jsonl (as events.csv)", 2, 2),
+    }
+    assert "track.jsonl (as events.csv): 1 call(s) that are not track calls skipped (identify 1)" in [
+        unescape(w) for w in texts(at.warning)
+    ]
+    assert metrics(at)["Events"] == f"{events_before + 2:,}"
