@@ -86,7 +86,8 @@ if any(event_format(f.name) == "jsonl" or f.name.lower().endswith(".zip") for f 
 replace_demo = False
 if held.has_demo:
     replace_demo = st.checkbox(
-        f"My own data: remove the demo portfolio ({held.demo_accounts:,} generated accounts) first",
+        f"My own data: remove the demo portfolio ({held.demo_accounts:,} generated "
+        f"account{'' if held.demo_accounts == 1 else 's'}) first",
         value=True,
         key="replace_demo",
         help="In the same transaction as the import: if the import is rejected, the demo stays as it was. "
