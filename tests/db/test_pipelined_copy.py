@@ -172,9 +172,7 @@ def test_a_statement_meanwhile_sees_every_queued_row_and_a_rollback_drops_them(e
             assert bulk.insert_events(s, frame(start, 500), keyless=True) == 500
         assert copy_threads()  # still writing, or waiting for more
         n, first, last = (
-            s.connection()
-            .exec_driver_sql("SELECT COUNT(*), MIN(ts), MAX(ts) FROM events WHERE event = 'piped'")
-            .one()
+            s.connection().exec_driver_sql("SELECT COUNT(*), MIN(ts), MAX(ts) FROM events WHERE event = 'piped'").one()
         )
         assert (n, first, last) == (5000, t0, t0 + pd.Timedelta(minutes=4999))
         assert copy_threads() == []
