@@ -320,13 +320,20 @@ def _chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
         yield seq[i : i + size]
 
 
-def _ts_text(ts: pd.Series, fmt: str) -> list[str]:
+def _ts_text(ts: pd.Series) -> list[str]:
     """UTC timestamps as text (microseconds, as SQLite stores them), formatted in Arrow."""
+    return _micro_text(ts).to_pylist()
+
+
+def _micro_text(ts: pd.Series) -> Any:
+    """UTC timestamps as Arrow strings 'YYYY-MM-DD HH:MM:SS.ffffff' (always six digits):
+    Arrow's cast of a timestamp[us] to string, the text of strftime('%Y-%m-%d %H:%M:%S')
+    (whose %S prints the microseconds) at a thirtieth of its cost."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     micro = pa.array(ts.dt.tz_localize(None).to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
-    return pc.strftime(micro, format=fmt).to_pylist()
+    return pc.cast(micro, pa.string())
 
 
 def insert_events(session: Session, frame: pd.DataFrame, *, keyless: bool = False) -> int:
@@ -349,11 +356,11 @@ def insert_events(session: Session, frame: pd.DataFrame, *, keyless: bool = Fals
     try:
         if conn.dialect.name == "sqlite":
             props = frame["properties"].astype(object).where(frame["properties"].notna(), None).tolist()
-            # Arrow's %S prints the microseconds of a timestamp[us]: SQLITE_TS exactly.
+            # Six digits of microseconds always: SQLITE_TS exactly.
             rows = zip(
                 frame["account_id"].astype("int64").tolist(),
                 frame["event"].tolist(),
-                _ts_text(ts, "%Y-%m-%d %H:%M:%S"),
+                _ts_text(ts),
                 frame["user_id"].tolist(),
                 props,
                 strict=True,
@@ -394,8 +401,7 @@ def _copy_csv(frame: pd.DataFrame, ts: pd.Series) -> bytes:
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    micro = pa.array(ts.dt.tz_localize(None).to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
-    ts_text = pc.binary_join_element_wise(pc.strftime(micro, format="%Y-%m-%d %H:%M:%S"), "+00", "")
+    ts_text = pc.binary_join_element_wise(_micro_text(ts), "+00", "")
     props = frame["properties"]
     table = pa.table(
         {

@@ -3,7 +3,8 @@ writer thread while the importer reads the next ones, with the natural key and t
 account_id foreign key dropped meanwhile. It stores exactly the rows (and ids, in file
 order) the batched path stores; a failure in the middle, in the server or in the importer,
 leaves nothing written and every index and constraint in place; a statement on the
-connection meanwhile sees every row queued before it."""
+connection meanwhile sees every row queued before it. The timestamps are written as text
+by Arrow's cast, the text strftime gave (SQLite stores it)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from db.session import get_engine, session_scope
 from tests.conftest import ON_POSTGRES
 from tests.db.test_bulk_import import TRICKY, events_csv, index_defs, many, run
 
-pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="the pipelined COPY is PostgreSQL's large load")
+postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="the pipelined COPY is PostgreSQL's large load")
 
 
 def constraints(url: str) -> dict[str, str]:
@@ -59,6 +60,7 @@ def fresh(databases) -> str:
     return url
 
 
+@postgres_only
 def test_the_pipelined_load_stores_exactly_what_the_batched_path_stores(
     databases, empty_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -92,6 +94,7 @@ def test_the_pipelined_load_stores_exactly_what_the_batched_path_stores(
     assert copy_threads() == []
 
 
+@postgres_only
 def test_a_server_error_in_the_middle_of_the_pipelined_load_leaves_nothing(
     empty_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -122,6 +125,7 @@ def test_a_server_error_in_the_middle_of_the_pipelined_load_leaves_nothing(
     assert again.ok and again.files["events.csv"].inserted == 200
 
 
+@postgres_only
 def test_an_importer_failure_while_batches_are_queued_leaves_nothing(
     empty_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +153,7 @@ def test_an_importer_failure_while_batches_are_queued_leaves_nothing(
     assert copy_threads() == []
 
 
+@postgres_only
 def test_a_statement_meanwhile_sees_every_queued_row_and_a_rollback_drops_them(empty_db: str) -> None:
     assert run(empty_db, events_csv(many(2))).ok
     with session_scope(empty_db) as s:
@@ -182,3 +187,28 @@ def test_a_statement_meanwhile_sees_every_queued_row_and_a_rollback_drops_them(e
     with get_engine(empty_db).connect() as c:
         assert c.execute(text("SELECT COUNT(*) FROM events WHERE event = 'piped'")).scalar_one() == 0
     assert "uq_events_natural" in constraints(empty_db)
+
+
+def test_the_timestamp_text_is_strftimes_to_the_microsecond() -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from db.session import SQLITE_TS
+
+    # The frames' timestamps are pandas' (nanoseconds: years 1677 to 2262).
+    LOW, HIGH = pd.Timestamp("1678-01-01").value // 1000, pd.Timestamp("2262-01-01").value // 1000
+    rng = np.random.default_rng(16)
+    edges = [0, -1, 1, -500_000, LOW, HIGH, 1_780_000_000_123_456]
+    micros = np.concatenate([edges, rng.integers(LOW, HIGH, 100_000)])
+    ts = pd.Series(pd.to_datetime(micros, unit="us", utc=True))
+    got = bulk._ts_text(ts)
+    assert got == pc.strftime(pa.array(micros.astype("datetime64[us]")), format="%Y-%m-%d %H:%M:%S").to_pylist()
+    assert got[:2] == ["1970-01-01 00:00:00.000000", "1969-12-31 23:59:59.999999"]
+    assert got[6] == pd.Timestamp(1_780_000_000_123_456, unit="us").strftime(SQLITE_TS)
+    assert (
+        bulk._copy_csv(
+            pd.DataFrame({"account_id": [7], "event": ["e"], "user_id": [""], "properties": [None]}), ts[2:3]
+        )
+        == b'7,"e","1970-01-01 00:00:00.000001+00","",\n'
+    )
