@@ -4,15 +4,24 @@ Entity files are upserted by natural key with a diff, so a re-import changes not
 and reports what it inserted, updated and left unchanged. Events are appended with
 ON CONFLICT DO NOTHING on their natural key (COPY into a temporary table on
 PostgreSQL), which makes re-imports idempotent and counts duplicates skipped. A large
-load into PostgreSQL drops the secondary events indexes and the natural key's unique
-constraint, removes the duplicates in one pass at the end and builds them again, all in the
-same transaction (a rollback restores them).
+load into PostgreSQL drops the secondary events indexes, the natural key's unique
+constraint and the account_id foreign key, streams the batches by COPY from a writer
+thread (the server stores one batch while the importer reads the next), removes the
+duplicates in one pass at the end and builds it all again, in the same transaction (a
+rollback restores them).
+
+ONBOARDING_BULK_TIMINGS=1 prints the large load's phases (seconds) to stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import queue
+import sys
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Index, Integer, Table, bindparam, func, select, tuple_, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Index, Integer, Table, bindparam, event, func, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session
 
 from db.models import ChangeLog, Event, utcnow
@@ -311,13 +320,20 @@ def _chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
         yield seq[i : i + size]
 
 
-def _ts_text(ts: pd.Series, fmt: str) -> list[str]:
+def _ts_text(ts: pd.Series) -> list[str]:
     """UTC timestamps as text (microseconds, as SQLite stores them), formatted in Arrow."""
+    return _micro_text(ts).to_pylist()
+
+
+def _micro_text(ts: pd.Series) -> Any:
+    """UTC timestamps as Arrow strings 'YYYY-MM-DD HH:MM:SS.ffffff' (always six digits):
+    Arrow's cast of a timestamp[us] to string, the text of strftime('%Y-%m-%d %H:%M:%S')
+    (whose %S prints the microseconds) at a thirtieth of its cost."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     micro = pa.array(ts.dt.tz_localize(None).to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
-    return pc.strftime(micro, format=fmt).to_pylist()
+    return pc.cast(micro, pa.string())
 
 
 def insert_events(session: Session, frame: pd.DataFrame, *, keyless: bool = False) -> int:
@@ -327,7 +343,9 @@ def insert_events(session: Session, frame: pd.DataFrame, *, keyless: bool = Fals
     properties (str or None). SQLite: one executemany of prebuilt tuples; PostgreSQL: COPY
     (CSV, written by Arrow) into a temporary table, then one INSERT ... ON CONFLICT DO
     NOTHING; or, keyless=True (a large load with the natural key dropped, see
-    `drop_natural_key`), COPY straight into the events table, every row counted new.
+    `drop_natural_key`), COPY straight into the events table, every row counted new: the
+    batch is encoded here and queued for a writer thread that COPYs it while the caller
+    goes on (`finish_event_copy` waits for the queued batches and raises their error).
     """
     if frame.empty:
         return 0
@@ -338,11 +356,11 @@ def insert_events(session: Session, frame: pd.DataFrame, *, keyless: bool = Fals
     try:
         if conn.dialect.name == "sqlite":
             props = frame["properties"].astype(object).where(frame["properties"].notna(), None).tolist()
-            # Arrow's %S prints the microseconds of a timestamp[us]: SQLITE_TS exactly.
+            # Six digits of microseconds always: SQLITE_TS exactly.
             rows = zip(
                 frame["account_id"].astype("int64").tolist(),
                 frame["event"].tolist(),
-                _ts_text(ts, "%Y-%m-%d %H:%M:%S"),
+                _ts_text(ts),
                 frame["user_id"].tolist(),
                 props,
                 strict=True,
@@ -353,14 +371,13 @@ def insert_events(session: Session, frame: pd.DataFrame, *, keyless: bool = Fals
                 rows,
             )
             return int(cur.rowcount)
+        if keyless:  # queued for the writer thread (see _PipelinedCopy)
+            _pipelined_copy(conn).write(_copy_csv(frame, ts))
+            return len(frame)
         payload = _copy_csv(frame, ts)
         columns = "(account_id, event, ts, user_id, properties)"
         # CSV as Arrow writes it: every text value quoted ("" is an empty string), a NULL
         # (properties) an unquoted empty field; quoted values may hold newlines.
-        if keyless:
-            with cur.copy(f"COPY events {columns} FROM STDIN (FORMAT csv)") as copy:
-                copy.write(payload)
-            return len(frame)
         cur.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS _import_events "
             "(account_id integer, event text, ts timestamptz, user_id text, properties text) ON COMMIT DROP"
@@ -384,8 +401,7 @@ def _copy_csv(frame: pd.DataFrame, ts: pd.Series) -> bytes:
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    micro = pa.array(ts.dt.tz_localize(None).to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"))
-    ts_text = pc.binary_join_element_wise(pc.strftime(micro, format="%Y-%m-%d %H:%M:%S"), "+00", "")
+    ts_text = pc.binary_join_element_wise(_micro_text(ts), "+00", "")
     props = frame["properties"]
     table = pa.table(
         {
@@ -443,32 +459,57 @@ def drop_event_indexes(session: Session) -> list[Index]:
 
 
 NATURAL_KEY = "uq_events_natural"
+_DROPPED_FKS = "bulk.events_foreign_keys"  # session.info: the foreign keys drop_natural_key dropped
 
 
 def drop_natural_key(session: Session) -> bool:
-    """Drop the events' natural-key constraint for a large PostgreSQL load (in the caller's
-    transaction): rows then go in without a unique-index probe each, and
-    `restore_natural_key` removes the duplicates afterwards in one pass."""
+    """Drop the events' natural-key constraint and their foreign keys (account_id) for a
+    large PostgreSQL load (in the caller's transaction): rows then go in without a
+    unique-index probe and a foreign-key trigger each (the trigger's lookup of the account
+    cost more than the rest of the COPY: 2M events 32 s with it, 9 s without), and
+    `restore_natural_key` removes the duplicates afterwards in one pass and adds both back.
+    (Every account_id was checked against the accounts before it was written; adding the
+    foreign key back checks them again, in one join.) Dropping a foreign key takes an
+    exclusive lock on accounts until the import ends, as dropping the indexes takes one on
+    events."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
         return False
-    conn.exec_driver_sql(f'ALTER TABLE events DROP CONSTRAINT "{NATURAL_KEY}"')
+    fks = conn.exec_driver_sql(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'events'::regclass AND contype = 'f' ORDER BY conname"
+    ).all()
+    with _phase("drop constraints"):
+        conn.exec_driver_sql(f'ALTER TABLE events DROP CONSTRAINT "{NATURAL_KEY}"')
+        for name, _definition in fks:
+            conn.exec_driver_sql(f'ALTER TABLE events DROP CONSTRAINT "{name}"')
+    session.info[_DROPPED_FKS] = [tuple(r) for r in fks]
     return True
 
 
 def restore_natural_key(session: Session) -> int:
     """Delete every event that repeats an earlier one (same account, event, ts and user_id;
     the smallest id stays, which is the row ON CONFLICT DO NOTHING would have kept: stored
-    rows and earlier rows of the file come first) and add the constraint back. Returns how
-    many were deleted."""
+    rows and earlier rows of the file come first), add the constraint back and the foreign
+    keys `drop_natural_key` dropped. Returns how many were deleted."""
+    finish_event_copy(session)
     conn = session.connection()
-    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+    removed = _add_natural_key(conn)
+    for name, definition in session.info.pop(_DROPPED_FKS, []):
+        with _phase(f"add {name}"):
+            conn.exec_driver_sql(f'ALTER TABLE events ADD CONSTRAINT "{name}" {definition}')
+    return removed
+
+
+def _add_natural_key(conn: Any) -> int:
     add = f'ALTER TABLE events ADD CONSTRAINT "{NATURAL_KEY}" UNIQUE (account_id, event, ts, user_id)'
     # Most loads repeat nothing (an export has no duplicates): building the constraint's
     # index is then the whole check. Only when it fails are the repeats looked for.
     savepoint = conn.begin_nested()
     try:
-        conn.exec_driver_sql(add)
+        with _phase(f"add {NATURAL_KEY}"):
+            conn.exec_driver_sql(add)
     except DBAPIError as exc:
         savepoint.rollback()
         if getattr(exc.orig, "sqlstate", None) != "23505":  # not a unique violation
@@ -476,23 +517,170 @@ def restore_natural_key(session: Session) -> int:
     else:
         savepoint.commit()
         return 0
-    removed = conn.exec_driver_sql(
-        "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
-        "(PARTITION BY account_id, event, ts, user_id ORDER BY id) AS n FROM events) AS d WHERE d.n > 1)"
-    ).rowcount
-    conn.exec_driver_sql(add)
+    with _phase("delete repeats"):
+        removed = conn.exec_driver_sql(
+            "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
+            "(PARTITION BY account_id, event, ts, user_id ORDER BY id) AS n FROM events) AS d WHERE d.n > 1)"
+        ).rowcount
+    with _phase(f"add {NATURAL_KEY}"):
+        conn.exec_driver_sql(add)
     return int(removed or 0)
+
+
+# Sort memory for the index builds of a large load (the server's, per statement).
+BUILD_MEMORY = "256MB"
 
 
 def rebuild_event_indexes(session: Session, indexes: Sequence[Index]) -> None:
     """Create the dropped indexes again (same definitions as the model's)."""
+    finish_event_copy(session)
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+        conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
     for ix in indexes:
-        ix.create(conn, checkfirst=False)
+        with _phase(f"create {ix.name}"):
+            ix.create(conn, checkfirst=False)
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("ANALYZE events")
+        with _phase("analyze"):
+            conn.exec_driver_sql("ANALYZE events")
+
+
+# ----------------------------------------------------------------------------- pipelined COPY
+
+# Batches encoded and waiting for the writer thread (besides the one it sends): the
+# importer runs at most this far ahead of the server.
+COPY_QUEUE_BATCHES = 2
+_COPY_SQL = "COPY events (account_id, event, ts, user_id, properties) FROM STDIN (FORMAT csv)"
+_PIPE = "bulk.pipelined_copy"  # SQLAlchemy Connection.info: the open _PipelinedCopy
+_ABORT = object()
+
+
+class _PipelinedCopy:
+    """A writer thread that COPYs queued event batches into the events table, each batch one
+    COPY statement (as before: statement_timeout applies to each), on the import's own
+    connection and transaction, while the importer's thread reads, validates and encodes
+    the next batches (Arrow and psycopg release the GIL for their work).
+
+    Nothing else may use the connection meanwhile: any statement on it (a commit, a
+    savepoint ...) first waits for the queued batches (and raises their error, as the
+    driver's own error in SQLAlchemy's form), a rollback first discards them, so the
+    connection is never used by two threads at once and the batches are written in order
+    before anything that follows them."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._dbapi = conn.connection.dbapi_connection
+        self._base_error = conn.dialect.loaded_dbapi.Error
+        self._queue: queue.Queue = queue.Queue(maxsize=COPY_QUEUE_BATCHES)
+        self._error: BaseException | None = None
+        self._closed = False
+        self.waited = 0.0  # seconds the importer waited for room in the queue
+        self.started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="events-copy", daemon=True)
+        self._thread.start()
+        conn.info[_PIPE] = self
+        event.listen(conn, "before_cursor_execute", self._before_statement)
+        event.listen(conn, "commit", self._before_statement)
+        event.listen(conn, "rollback", self._before_rollback)
+
+    def _run(self) -> None:
+        item: Any = b""  # until the first batch comes
+        try:
+            cur = self._dbapi.cursor()
+            try:
+                while (item := self._queue.get()) is not None and item is not _ABORT:
+                    with cur.copy(_COPY_SQL) as copy:
+                        copy.write(item)
+            finally:
+                cur.close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the importer's thread
+            self._error = exc
+            while item is not None and item is not _ABORT:  # the producer must never block
+                item = self._queue.get()
+
+    def write(self, payload: bytes) -> None:
+        if self._error is not None:
+            self.finish()  # raises it
+        t = time.perf_counter()
+        self._queue.put(payload)
+        self.waited += time.perf_counter() - t
+
+    def finish(self) -> None:
+        """Wait for every queued batch; raise the first error (as SQLAlchemy's DBAPIError)."""
+        if self._close(None):
+            _timing("copy (first batch to last row stored)", time.perf_counter() - self.started)
+            _timing("copy: importer waited for the server", self.waited)
+        if self._error is not None:
+            exc, self._error = self._error, None
+            if isinstance(exc, self._base_error):
+                raise DBAPIError.instance(_COPY_SQL, None, exc, self._base_error) from exc
+            raise exc
+
+    def abort(self) -> None:
+        """Stop writing (a rollback follows): batches not yet sent are dropped."""
+        self._close(_ABORT)
+        self._error = None
+
+    def _close(self, sentinel: Any) -> bool:
+        if self._closed:
+            return False
+        self._closed = True
+        if self._conn.info.get(_PIPE) is self:
+            del self._conn.info[_PIPE]
+        self._queue.put(sentinel)
+        self._thread.join()
+        return True
+
+    def _before_statement(self, *_args: Any) -> None:
+        if not self._closed:
+            self.finish()
+
+    def _before_rollback(self, *_args: Any) -> None:
+        if not self._closed:
+            self.abort()
+
+
+def _pipelined_copy(conn: Any) -> _PipelinedCopy:
+    pipe = conn.info.get(_PIPE)
+    return pipe if pipe is not None else _PipelinedCopy(conn)
+
+
+def finish_event_copy(session: Session) -> None:
+    """Wait until the events queued by insert_events(keyless=True) are written; raise the
+    error, if writing them failed. (Any statement on the connection does this first.)"""
+    pipe = session.connection().info.get(_PIPE)
+    if pipe is not None:
+        pipe.finish()
+
+
+def abort_event_copy(session: Session) -> None:
+    """Drop the events still queued by insert_events(keyless=True), if any (the import is
+    failing: its rollback follows)."""
+    try:
+        pipe = session.connection().info.get(_PIPE)
+    except SQLAlchemyError:  # no usable connection: nothing was queued on it
+        return
+    if pipe is not None:
+        pipe.abort()
+
+
+# ----------------------------------------------------------------------------- timings
+
+_TIMINGS = os.environ.get("ONBOARDING_BULK_TIMINGS") == "1"
+
+
+def _timing(what: str, seconds: float) -> None:
+    if _TIMINGS:
+        print(f"bulk-timing {what}: {seconds:.2f} s", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _phase(what: str):
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        _timing(what, time.perf_counter() - t)
 
 
 EVENTS_TABLE: Table = Event.__table__  # type: ignore[assignment]
