@@ -4,7 +4,9 @@ on random account journeys drawn by hypothesis.
 The SQL says what each mode means, without the engine's greedy search:
 - ordered: an account reaches step j if some chain of its events e1..ej has the step names
   in order at increasing stream positions with ts(ej) - ts(e1) <= window;
-- strict: the same with consecutive stream positions (any other event breaks the chain);
+- strict: the same with nothing between two steps of the chain but repeats of the earlier
+  step's event (any other event breaks it; a repeat of the step an attempt is at does not,
+  as in PostHog's steps.rs, where an event clears the attempts at the steps it cannot fill);
 - unordered: from some step event (the anchor), at least j distinct step names occur at
   or after it in the stream within the window.
 Both sides are compared per account (furthest step) and per step (account counts).
@@ -82,15 +84,20 @@ def sql_furthest(con, ev: pd.DataFrame, steps: list[str], mode: str, window: int
         else:
             parts = []
             for j in range(1, len(steps) + 1):
-                joins = []
+                joins, where = [], [f"e1.name = {q(steps[0])}", f"e{j}.ts - e1.ts <= {window}"]
                 for i in range(2, j + 1):
-                    pos = f"e{i}.pos = e{i - 1}.pos + 1" if mode == "strict" else f"e{i}.pos > e{i - 1}.pos"
                     joins.append(
-                        f"JOIN ev e{i} ON e{i}.account = e1.account AND {pos} AND e{i}.name = {q(steps[i - 1])}"
+                        f"JOIN ev e{i} ON e{i}.account = e1.account AND e{i}.pos > e{i - 1}.pos "
+                        f"AND e{i}.name = {q(steps[i - 1])}"
                     )
+                    if mode == "strict":
+                        # Only repeats of step i-1's event between the two.
+                        where.append(
+                            f"NOT EXISTS (SELECT 1 FROM ev x WHERE x.account = e1.account AND x.pos > e{i - 1}.pos "
+                            f"AND x.pos < e{i}.pos AND x.name <> {q(steps[i - 2])})"
+                        )
                 parts.append(
-                    f"SELECT DISTINCT e1.account, {j} AS reached FROM ev e1 {' '.join(joins)} "
-                    f"WHERE e1.name = {q(steps[0])} AND e{j}.ts - e1.ts <= {window}"
+                    f"SELECT DISTINCT e1.account, {j} AS reached FROM ev e1 {' '.join(joins)} WHERE {' AND '.join(where)}"
                 )
             sql = f"SELECT account, MAX(reached) AS furthest FROM ({' UNION ALL '.join(parts)}) c GROUP BY account"
         return {a: int(n) for a, n in con.execute(sql).fetchall()}
@@ -130,6 +137,18 @@ def test_ordered_matches_sql(con, j, steps, window) -> None:
 @given(j=journeys(), steps=ordered_steps, window=windows)
 def test_strict_matches_sql(con, j, steps, window) -> None:
     check(con, j, steps, "strict", window)
+
+
+def test_a_repeat_of_the_step_reached_does_not_break_a_strict_funnel(con) -> None:
+    """Found by test_strict_matches_sql: the repeated b keeps the attempt at step 2 (PostHog's
+    port agrees, tests/metrics/test_funnel_posthog_port.py)."""
+    names = ["a", "a", "b", "b", "a"]
+    j = {"acc0": [(n, (BASE + timedelta(seconds=s)).isoformat()) for s, n in enumerate(names)]}
+    assert sql_furthest(con, stream(j), ["a", "b", "a"], "strict", 3) == {"acc0": 3}
+    check(con, j, ["a", "b", "a"], "strict", 3)
+    j["acc0"][3] = ("x", j["acc0"][3][1])  # another event there breaks it
+    assert sql_furthest(con, stream(j), ["a", "b", "a"], "strict", 3) == {"acc0": 2}
+    check(con, j, ["a", "b", "a"], "strict", 3)
 
 
 @COMMON
