@@ -43,6 +43,12 @@ BUDGETS = [
     ("import_2m_pg_rss_mb", "CLI import of 2,000,000 events into PostgreSQL: peak memory (MB)", 1024.0, 16),
     ("import_10m_ratio", "CLI import of 10,000,000 events: time / the 2M time (linear: 5)", 5.5, 16),
     ("import_10m_rss_mb", "CLI import of 10,000,000 events: peak memory (MB)", 1024.0, 16),
+    ("sync_2m_wall", "manage.py sync of 2,000,000 events (and 20,000 accounts) from PostgreSQL into SQLite: wall", 90.0, 14),
+    ("sync_2m_rss_mb", "manage.py sync of 2,000,000 events from PostgreSQL into SQLite: peak memory (MB)", 1536.0, 14),
+    ("sync_2m_incremental_wall", "manage.py sync, incremental run adding 10,000 events, into SQLite: wall", 5.0, 14),
+    ("sync_2m_pg_wall", "manage.py sync of 2,000,000 events from PostgreSQL into PostgreSQL: wall", 90.0, 14),
+    ("sync_2m_pg_rss_mb", "manage.py sync of 2,000,000 events into PostgreSQL: peak memory (MB)", 1536.0, 14),
+    ("sync_2m_pg_incremental_wall", "manage.py sync, incremental run adding 10,000 events, into PostgreSQL: wall", 5.0, 14),
     ("seed_100k_wall", "seed-demo --accounts 100000: wall time", 300.0, 16),
     ("seed_100k_rss_mb", "seed-demo --accounts 100000: peak memory (MB)", 3072.0, 16),
     ("cold_funnel", "Funnel, all accounts, cold (facts loaded from the database)", 1.5, 3),
@@ -518,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         default="analytics,pages,save,import,cli,browser",
-        help="comma list of: analytics, pages, save, import, import-10m, seed-100k, cli, browser",
+        help="comma list of: analytics, pages, save, import, import-10m, seed-100k, cli, browser, sync",
     )
     p.add_argument(
         "--no-write", action="store_true", help="print only; do not update bench/results.json and BENCHMARKS.md"
@@ -552,6 +558,14 @@ def main(argv: list[str] | None = None) -> int:
     if "seed-100k" in only:
         print("seed-demo --accounts 100000 (issue 16)", flush=True)
         r.update(bench_seed_100k())
+    if "sync" in only:
+        print("sync from a PostgreSQL source (issue 14)", flush=True)
+        from bench.sync import bench_sync
+
+        pg = url if url.startswith("postgres") else os.environ.get("BENCH_PG_URL", "")
+        if not pg:
+            raise SystemExit("the sync benchmark needs a PostgreSQL server for its source: set BENCH_PG_URL")
+        r.update(bench_sync(pg))
     if "cli" in only and backend == "sqlite":
         print("whole CLI report processes vs a DuckDB script (issue 16)", flush=True)
         from bench.cli import bench_cli
