@@ -611,14 +611,8 @@ def health_table(
         # An account's health does not depend on the filters (every step is per account):
         # with every account's table at hand, a filter selects its rows (the same frame the
         # filtered computation gives, in the same order; tests/pages/test_memo.py).
-        if filters is not None and not filters.is_empty():
-            full = src.peek(key(None), result=True)
-            if full is None:
-                full = src.peek(key(Filters()), result=True)
-            if full is not None:
-                ids = _accounts(src, filters, as_of)["account_id"]
-                return full[full["account_id"].isin(ids)].reset_index(drop=True)
-        return _health_table(src, as_of=as_of, filters=filters, model=model)
+        cut = _cut_from_every_account(src, key, filters, as_of)
+        return cut if cut is not None else _health_table(src, as_of=as_of, filters=filters, model=model)
 
     return src.cached(key(filters), compute, result=True)
 
@@ -690,21 +684,34 @@ def trigger_table(
     `health`: the health table at as_of for these filters, if the caller has it;
     `health_at`: the caller's health tables by date (shared with the rest of its run).
     Memoised like the health table; callers must not modify the frame."""
-    key = ("triggers", as_of, filters, src.plans_version)
+    def key(f: Filters | None) -> tuple:
+        return ("triggers", as_of, f, src.plans_version)
 
     def compute() -> pd.DataFrame:
-        # Every rule judges one account at a time (metrics/triggers.py): with every
-        # account's triggers at hand, a filter selects its rows, in the same order.
-        if filters is not None and not filters.is_empty():
-            full = src.peek(("triggers", as_of, None, src.plans_version), result=True)
-            if full is None:
-                full = src.peek(("triggers", as_of, Filters(), src.plans_version), result=True)
-            if full is not None:
-                ids = _accounts(src, filters, as_of)["account_id"]
-                return full[full["account_id"].isin(ids)].reset_index(drop=True)
+        # Every rule judges one account at a time (metrics/triggers.py).
+        cut = _cut_from_every_account(src, key, filters, as_of)
+        if cut is not None:
+            return cut
         return _trigger_table(src, as_of=as_of, filters=filters, health=health, health_at=health_at)
 
-    return src.cached(key, compute, result=True)
+    return src.cached(key(filters), compute, result=True)
+
+
+def _cut_from_every_account(
+    src: Facts, key: Callable[[Filters | None], tuple], filters: Filters | None, as_of: date
+) -> pd.DataFrame | None:
+    """A per-account result for these filters as the selection of every account's result
+    the memo holds under key(None) or key(Filters()) (the same rows, in the same order, as
+    computing it for the filtered accounts); None if there are no filters or it is not held."""
+    if filters is None or filters.is_empty():
+        return None
+    full = src.peek(key(None), result=True)
+    if full is None:
+        full = src.peek(key(Filters()), result=True)
+    if full is None:
+        return None
+    ids = _accounts(src, filters, as_of)["account_id"]
+    return full[full["account_id"].isin(ids)].reset_index(drop=True)
 
 
 def _health_once(src: Facts, filters: Filters | None) -> Callable[[date], pd.DataFrame]:
